@@ -1,0 +1,414 @@
+"""The ``.hsp`` artifact format: written by ``hotswap build``, read and verified by the runtime.
+
+Design note: this module is the single definition of the format. The build imports it to pack
+(``pack``/``write_atomically``) and ``hotswap inspect`` uses ``read_artifact`` exactly as the
+runtime does, so what the build writes and what the runtime accepts cannot drift apart.
+
+Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
+
+    <name>/...                                   the rewritten package: sources, --include files
+    <name>/[sub/]__pycache__/<stem>.<tag>[.opt-N].pyc
+                                                 hash-based (unchecked) bytecode of every .py,
+                                                 for the building Python (``tag`` = cache_tag)
+    <name>/_hotswap_registration.py              generated: HOOKS, LIVE_FUNCS, LIVE_TYPES dicts
+    <name>.hsp-info/MANIFEST.json                see ``Manifest``
+    <name>.hsp-info/RECORD                       ``path,sha256=<b64>,size`` per other member
+
+Members are sorted (the info folder last, RECORD the very last), stored with a fixed timestamp
+(1980-01-01) and mode 0644, so identical inputs give byte-identical files.
+
+The registration module (``REGISTRATION_MODULE``) defines three dicts: ``HOOKS`` (the seven
+required functions, plus ``self_test`` when the plugin has one), ``LIVE_FUNCS`` and
+``LIVE_TYPES`` (live name -> object). Importing it imports the plugin's root package.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import keyword
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactError
+
+__all__ = [
+    "ARTIFACT_SUFFIX",
+    "FORMAT_VERSION",
+    "REGISTRATION_MODULE",
+    "REQUIRED_HOOKS",
+    "OPTIONAL_HOOKS",
+    "Artifact",
+    "Manifest",
+    "info_dir",
+    "pack",
+    "read_artifact",
+    "record_hash",
+    "verify_bytes",
+    "write_atomically",
+]
+
+ARTIFACT_SUFFIX = ".hsp"
+FORMAT_VERSION = 1
+REGISTRATION_MODULE = "_hotswap_registration"
+#: the seven functions every plugin's root package provides, with the arguments the runtime passes
+REQUIRED_HOOKS: dict[str, int] = {
+    "on_load": 1,
+    "on_init": 1,
+    "on_free": 0,
+    "export": 0,
+    "import_": 0,
+    "invoke_func": -1,  # invoke_func(name, *params): one positional at least, then any number
+    "reloadable": 0,
+}
+OPTIONAL_HOOKS: dict[str, int] = {"self_test": 1}
+
+MAX_TOTAL_SIZE = 256 * 1024 * 1024
+MAX_MANIFEST_SIZE = 1024 * 1024
+MAX_COMPRESSION_RATIO = 100
+#: members smaller than this are not held to the compression ratio (a 10 KiB run of spaces is
+#: no bomb, but it compresses 200:1)
+RATIO_EXEMPT_SIZE = 64 * 1024
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+_MANIFEST = "MANIFEST.json"
+_RECORD = "RECORD"
+
+
+def info_dir(name: str) -> str:
+    """The metadata folder of plugin ``name`` inside its artifact."""
+    return f"{name}{ARTIFACT_SUFFIX}-info"
+
+
+def record_hash(data: bytes) -> str:
+    """The RECORD form of a digest: ``sha256=`` and urlsafe base64 without padding."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode("ascii")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``MANIFEST.json`` says of an artifact.
+
+    ``live_funcs`` and ``live_types`` map each live name to the dotted module, inside the
+    artifact, that defines it (``foo.jobs``). ``bytecode`` is ``None`` when the artifact ships
+    sources only; otherwise ``{"cache_tag": ..., "magic": <hex>, "optimize": 0|1|2}``.
+    """
+
+    name: str
+    build_id: str
+    hotswap_version: str
+    python: str
+    live_prefix: str
+    live_funcs: Mapping[str, str]
+    live_types: Mapping[str, str]
+    hooks: tuple[str, ...]
+    bytecode: Mapping[str, Any] | None = None
+    import_name: str = ""
+    stamps: Mapping[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+
+    def to_json(self) -> bytes:
+        """The manifest as the build writes it: sorted keys, two-space indent, final newline."""
+        body = {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "build_id": self.build_id,
+            "hotswap_version": self.hotswap_version,
+            "python": self.python,
+            "live_prefix": self.live_prefix,
+            "live_funcs": dict(sorted(self.live_funcs.items())),
+            "live_types": dict(sorted(self.live_types.items())),
+            "hooks": sorted(self.hooks),
+            "bytecode": dict(self.bytecode) if self.bytecode is not None else None,
+            "import_name": self.import_name,
+            "stamps": dict(sorted(self.stamps.items())),
+            "git_commit": self.git_commit,
+        }
+        return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        """Parse and check a manifest; raise ``ValueError`` saying what is wrong."""
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"manifest is not valid JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise ValueError("manifest is not a JSON object")
+        if body.get("format") != FORMAT_VERSION:
+            raise ValueError(f"manifest format {body.get('format')!r} is not {FORMAT_VERSION}; "
+                             "rebuild the plugin with this version of hotswap")
+        strings = ("name", "build_id", "hotswap_version", "python", "live_prefix", "import_name")
+        for key in strings:
+            if not isinstance(body.get(key), str):
+                raise ValueError(f"manifest field {key!r} is missing or not a string")
+        for key in ("live_funcs", "live_types", "stamps"):
+            value = body.get(key)
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ValueError(f"manifest field {key!r} is missing or not an object of strings")
+        hooks = body.get("hooks")
+        if not isinstance(hooks, list) or not all(isinstance(h, str) for h in hooks):
+            raise ValueError("manifest field 'hooks' is missing or not a list of strings")
+        bytecode = body.get("bytecode")
+        if bytecode is not None and not (
+            isinstance(bytecode, dict)
+            and isinstance(bytecode.get("cache_tag"), str)
+            and isinstance(bytecode.get("magic"), str)
+            and bytecode.get("optimize") in (0, 1, 2)
+        ):
+            raise ValueError("manifest field 'bytecode' is not null or "
+                             "{cache_tag, magic, optimize}")
+        git_commit = body.get("git_commit")
+        if git_commit is not None and not isinstance(git_commit, str):
+            raise ValueError("manifest field 'git_commit' is not null or a string")
+        return cls(
+            name=body["name"],
+            build_id=body["build_id"],
+            hotswap_version=body["hotswap_version"],
+            python=body["python"],
+            live_prefix=body["live_prefix"],
+            live_funcs=body["live_funcs"],
+            live_types=body["live_types"],
+            hooks=tuple(hooks),
+            bytecode=bytecode,
+            import_name=body["import_name"],
+            stamps=body["stamps"],
+            git_commit=git_commit,
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact, read once and verified; ``files`` holds every member under ``<name>/``.
+
+    Attributes:
+        path: the absolute path it was read from.
+        name: the plugin name (the file's stem, equal to the manifest's).
+        sha256: hex digest of the whole file.
+        manifest: the parsed manifest.
+        files: member path (``foo/jobs.py``) -> contents, for every member of the package.
+    """
+
+    path: str
+    name: str
+    sha256: str
+    manifest: Manifest
+    files: Mapping[str, bytes]
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest.build_id
+
+
+def _zipinfo(member: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(member, date_time=ZIP_TIMESTAMP)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3  # unix, so the mode below is read back the same everywhere
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
+    return info
+
+
+def pack(name: str, files: Mapping[str, bytes], manifest: Manifest) -> bytes:
+    """Return the bytes of a deterministic artifact holding ``files`` (paths under ``name/``).
+
+    RECORD is computed here; MANIFEST.json and RECORD are written last.
+    """
+    meta = info_dir(name)
+    manifest_path = f"{meta}/{_MANIFEST}"
+    record_path = f"{meta}/{_RECORD}"
+    members = sorted(files.items())
+    members.append((manifest_path, manifest.to_json()))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for path, data in members:
+        writer.writerow([path, record_hash(data), len(data)])
+    writer.writerow([record_path, "", ""])
+    members.append((record_path, out.getvalue().encode("utf-8")))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, data in members:
+            archive.writestr(_zipinfo(path), data, compresslevel=6)
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader never sees half a file; on any failure (Ctrl-C included) the temporary is removed.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _check_member_name(member: str, name: str) -> str | None:
+    if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
+        return f"member {member!r} has an absolute path"
+    if "\\" in member:
+        return f"member {member!r} contains a backslash"
+    if ".." in member.split("/"):
+        return f"member {member!r} contains '..'"
+    if not (member.startswith(f"{name}/") or member.startswith(f"{info_dir(name)}/")):
+        return f"member {member!r} lies outside {name}/ and {info_dir(name)}/"
+    return None
+
+
+def _parse_record(raw: bytes) -> dict[str, tuple[str, str]]:
+    rows: dict[str, tuple[str, str]] = {}
+    for row in csv.reader(io.StringIO(raw.decode("utf-8"))):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise ValueError(f"RECORD line {row!r} does not have 3 fields")
+        path, digest, size = row
+        if path in rows:
+            raise ValueError(f"RECORD lists {path!r} twice")
+        rows[path] = (digest, size)
+    return rows
+
+
+def verify_bytes(path: str, raw: bytes) -> Artifact:
+    """Verify the bytes of an artifact read from ``path`` and return it.
+
+    Raises:
+        ArtifactError: listing every problem found (corrupt zip, unsafe or duplicate member
+            names, symlinks, zip bombs, a RECORD or manifest that does not match).
+    """
+    base = os.path.basename(path)
+    name = base[: -len(ARTIFACT_SUFFIX)] if base.endswith(ARTIFACT_SUFFIX) else base
+
+    def fail(problems: Iterable[str]) -> ArtifactError:
+        found = sorted(set(problems))
+        text = "; ".join(found)
+        return ArtifactError(
+            f"artifact {path} does not verify: {text}; rebuild it with hotswap build",
+            path=path, plugin=name, problems=tuple(found),
+        )
+
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise fail([f"plugin name {name!r} taken from the file name is not a Python identifier"])
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+    except zipfile.BadZipFile as exc:
+        raise fail([f"not a hotswap artifact ({exc})"]) from exc
+    except Exception as exc:  # truncated central directories raise assorted errors
+        raise fail([f"not a hotswap artifact ({type(exc).__name__}: {exc})"]) from exc
+    problems: list[str] = []
+    infos = archive.infolist()
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        member = info.filename
+        if member in seen:
+            problems.append(f"member {member!r} appears twice")
+        seen.add(member)
+        issue = _check_member_name(member, name)
+        if issue:
+            problems.append(issue)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            problems.append(f"member {member!r} is a symlink")
+        if info.is_dir():
+            problems.append(f"member {member!r} is a directory entry")
+        total += info.file_size
+        if (info.file_size > RATIO_EXEMPT_SIZE
+                and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+            problems.append(f"member {member!r} has a compression ratio over "
+                            f"{MAX_COMPRESSION_RATIO} (zip bomb?)")
+    if total > MAX_TOTAL_SIZE:
+        problems.append(f"uncompressed contents of {total} bytes exceed {MAX_TOTAL_SIZE} "
+                        "(zip bomb?)")
+    if problems:
+        raise fail(problems)
+
+    meta = info_dir(name)
+    manifest_path, record_path = f"{meta}/{_MANIFEST}", f"{meta}/{_RECORD}"
+    if manifest_path not in seen:
+        problems.append(f"{manifest_path} is missing")
+    elif archive.getinfo(manifest_path).file_size > MAX_MANIFEST_SIZE:
+        problems.append(f"{manifest_path} is larger than {MAX_MANIFEST_SIZE} bytes")
+    if record_path not in seen:
+        problems.append(f"{record_path} is missing")
+    if problems:
+        raise fail(problems)
+
+    contents: dict[str, bytes] = {}
+    try:
+        for info in infos:
+            contents[info.filename] = archive.read(info)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise fail([f"member {info.filename!r} cannot be read ({exc})"]) from exc
+
+    try:
+        record = _parse_record(contents[record_path])
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise fail([f"RECORD is malformed ({exc})"]) from exc
+    for member, data in contents.items():
+        if member == record_path:
+            continue
+        entry = record.get(member)
+        if entry is None:
+            problems.append(f"member {member!r} is not listed in RECORD")
+        elif entry != (record_hash(data), str(len(data))):
+            problems.append(f"member {member!r} does not match its RECORD hash and size")
+    for member in record:
+        if member not in contents:
+            problems.append(f"RECORD lists {member!r}, which is absent")
+    manifest: Manifest | None = None
+    try:
+        manifest = Manifest.from_json(contents[manifest_path])
+    except ValueError as exc:
+        problems.append(str(exc))
+    if manifest is not None and manifest.name != name:
+        problems.append(f"manifest names plugin {manifest.name!r}, but the file is {base!r}; "
+                        "do not rename artifacts")
+    if problems or manifest is None:
+        raise fail(problems)
+    files = {m: d for m, d in contents.items() if m.startswith(f"{name}/")}
+    if f"{name}/__init__.py" not in files:
+        raise fail([f"{name}/__init__.py is missing"])
+    return Artifact(
+        path=path,
+        name=name,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        manifest=manifest,
+        files=files,
+    )
+
+
+def read_artifact(path: str | os.PathLike[str]) -> Artifact:
+    """Read the artifact at ``path`` once, into memory, and verify it.
+
+    Raises:
+        ArtifactError: the file cannot be read, or does not verify.
+    """
+    text = os.path.abspath(os.fspath(path))
+    try:
+        with open(text, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ArtifactError(
+            f"artifact {text} cannot be read ({exc.strerror or exc}); check that it exists "
+            "and is readable",
+            path=text,
+        ) from exc
+    return verify_bytes(text, raw)
