@@ -312,9 +312,15 @@ def rewrite_source(source: bytes, ctx: FileContext) -> tuple[FileScan, bytes, fl
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        message = " ".join(str(exc.message).split())
+        # CPython's own message is the one users know; libcst's is the fallback for the rare
+        # source CPython accepts and libcst does not
+        line, message = exc.raw_line, " ".join(str(exc.message).split())
+        try:
+            compile(source, ctx.rel, "exec", dont_inherit=True)
+        except SyntaxError as error:
+            line, message = error.lineno or line, " ".join(str(error.msg).split())
         problem = (f'plugin "{ctx.layout.name}": syntax error in '
-                   f"{ctx.layout.display(ctx.rel)}:{exc.raw_line}: {message}; fix it and build again")
+                   f"{ctx.layout.display(ctx.rel)}:{line}: {message}; fix it and build again")
         return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,)), source, 0.0
     visitor = _build_pass(ctx, positions=False)
     updated = module.visit(visitor)

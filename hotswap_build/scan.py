@@ -286,6 +286,11 @@ def _resolve(name: str, module: str, scans: Mapping[str, FileScan], depth: int =
     found = [b for b in scan.bindings if b.name == name]
     for binding in found:
         if binding.kind == "import" and binding.origin is not None:
+            target = scans.get(binding.origin[0])
+            if target is None or not target.parsed or target.problems:
+                # not a module of the plugin (a subpackage attribute?) or a file already
+                # reported broken: present, but its signature cannot be checked here
+                return binding, module
             return _resolve(binding.origin[1], binding.origin[0], scans, depth + 1)
         return binding, module
     for star in scan.star_imports:
