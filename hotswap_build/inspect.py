@@ -33,7 +33,7 @@ def describe(path: str | os.PathLike[str]) -> str:
     ]
     for title, names in (("Live functions", m.live_funcs), ("Live types", m.live_types),
                          ("Stamps", m.stamps)):
-        lines.append(f"{title + ':':<17}{'-' if not names else ''}")
+        lines.append(f"{title + ':':<17}-" if not names else f"{title}:")
         lines.extend(f"  {k} = {v!r}" if title == "Stamps" else f"  {k}  ({v})"
                      for k, v in sorted(names.items()))
     lines.append(f"Files:           {len(artifact.files)}")
