@@ -290,7 +290,7 @@ def build(
     log("plugin %r (import name %s): %d source files, %d data files", layout.name,
         layout.import_name, len(sources), len(data))
     contents = {rel: (layout.root / rel).read_bytes() for rel in (*sources, *data)}
-    contexts = [_context(layout, rel, live_prefix, stamps, optimize) for rel in sources]
+    contexts = [FileContext.create(layout, rel, live_prefix, stamps, optimize) for rel in sources]
 
     cache = cache_dir()
     outcomes: dict[str, _Outcome] = {}
@@ -392,27 +392,6 @@ def build(
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
                        generated=tuple(generated), timings=timings, tree=tree,
                        files=tuple(sources), **result)
-
-
-def _context(layout: PluginLayout, rel: str, live_prefix: str, stamps: Mapping[str, str],
-             optimize: int) -> FileContext:
-    parts = rel[:-3].split("/")
-    if parts[-1] == "__init__":
-        parts.pop()
-        depth = len(parts)
-    else:
-        depth = len(parts) - 1
-    is_root = rel == "__init__.py"
-    return FileContext(
-        rel=rel,
-        module=".".join([layout.name, *parts]),
-        package_depth=depth,
-        is_root=is_root,
-        layout=layout,
-        live_prefix=live_prefix,
-        stamps=tuple(sorted(stamps.items())) if is_root else (),
-        optimize=optimize,
-    )
 
 
 def _static_names(out_path: Path) -> list[str]:

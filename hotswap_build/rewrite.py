@@ -291,6 +291,70 @@ def _build_pass(ctx: FileContext, positions: bool) -> Any:
     return Pass()
 
 
+_LAZY = re.compile(r"\bimport_module\s*\(")
+
+
+def _lazy_pass(ctx: FileContext, positions: bool) -> Any:
+    """Rewrite ``importlib.import_module("<own>.x")`` into ``import_module("..x", __package__)``.
+
+    A full-tree walk, so it runs only on files whose text calls ``import_module``.
+    """
+    import libcst as cst
+    from libcst.metadata import PositionProvider
+
+    own = ctx.layout.import_name
+    dots = "." * (ctx.package_depth + 1)
+    where = ctx.layout.display(ctx.rel)
+
+    class LazyImports(cst.CSTTransformer):
+        METADATA_DEPENDENCIES = (PositionProvider,) if positions else ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.problems: list[str] = []
+            self.changed = False
+
+        def leave_Call(self, original: Any, updated: Any) -> Any:
+            func = updated.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else (
+                func.value if isinstance(func, cst.Name) else "")
+            if name != "import_module" or not updated.args:
+                return updated
+            first = updated.args[0].value
+            if isinstance(first, cst.SimpleString) and "b" not in first.prefix.lower():
+                target = first.evaluated_value
+                if target != own and not target.startswith(own + "."):
+                    return updated
+                if len(updated.args) > 1:
+                    return updated  # an explicit package: the caller chose the anchor
+                self.changed = True
+                relative = dots + target[len(own) + 1:] if target != own else dots
+                return updated.with_changes(args=[
+                    cst.Arg(cst.SimpleString(repr(relative)),
+                            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
+                    cst.Arg(cst.Name("__package__")),
+                ])
+            head = first
+            while isinstance(head, (cst.ConcatenatedString, cst.BinaryOperation)):
+                head = head.left
+            text = ""
+            if isinstance(head, cst.SimpleString):
+                text = head.evaluated_value if isinstance(head.evaluated_value, str) else ""
+            elif isinstance(head, cst.FormattedString) and head.parts and isinstance(
+                    head.parts[0], cst.FormattedStringText):
+                text = head.parts[0].value
+            if text == own or text.startswith(own + "."):
+                line = self.get_metadata(PositionProvider, original).start.line if positions else 0
+                self.problems.append(
+                    f'plugin "{ctx.layout.name}": import_module() in {where}:{line} builds a name '
+                    f'inside the plugin\'s own package "{own}", which cannot be made relative; '
+                    f'pass a relative name and the package: import_module("{dots}" + name, '
+                    "__package__)")
+            return updated
+
+    return LazyImports()
+
+
 def _def_line(text: str, binding: Binding) -> int:
     indent = r"[ \t]*" if binding.conditional else ""
     keyword = r"(?:async[ \t]+)?def" if binding.kind == "function" else "class"
@@ -329,6 +393,18 @@ def rewrite_source(source: bytes, ctx: FileContext) -> tuple[FileScan, bytes, fl
 
         visitor = _build_pass(ctx, positions=True)
         updated = MetadataWrapper(module, unsafe_skip_copy=True).visit(visitor)
+    if _LAZY.search(text) and ctx.layout.import_name.split(".")[0] in text:
+        lazy = _lazy_pass(ctx, positions=False)
+        rewritten = updated.visit(lazy)
+        if lazy.problems:
+            from libcst.metadata import MetadataWrapper
+
+            lazy = _lazy_pass(ctx, positions=True)
+            rewritten = MetadataWrapper(updated, unsafe_skip_copy=True).visit(lazy)
+        if lazy.changed:
+            updated = rewritten
+            visitor.changed = True
+        visitor.problems.extend(lazy.problems)
     bindings = tuple(
         b if b.line or b.kind not in ("function", "class")
         else Binding(b.name, b.kind, _def_line(text, b), b.params, b.origin, b.conditional)

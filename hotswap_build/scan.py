@@ -213,6 +213,28 @@ class FileContext:
     stamps: tuple[tuple[str, str], ...]
     optimize: int
 
+    @classmethod
+    def create(cls, layout: PluginLayout, rel: str, live_prefix: str = "live_",
+               stamps: Mapping[str, str] | None = None, optimize: int = 0) -> FileContext:
+        """The context of source file ``rel`` (relative to the plugin folder, ``/``-separated)."""
+        parts = rel[:-3].split("/")
+        if parts[-1] == "__init__":
+            parts.pop()
+            depth = len(parts)
+        else:
+            depth = len(parts) - 1
+        is_root = rel == "__init__.py"
+        return cls(
+            rel=rel,
+            module=".".join([layout.name, *parts]),
+            package_depth=depth,
+            is_root=is_root,
+            layout=layout,
+            live_prefix=live_prefix,
+            stamps=tuple(sorted((stamps or {}).items())) if is_root else (),
+            optimize=optimize,
+        )
+
     def needs_parse(self, text: str) -> bool:
         """The cheap text check: can libcst find anything to record or rewrite here?"""
         if self.is_root:
