@@ -182,8 +182,11 @@ class PluginManagerSwapper:
             with self._state_lock:
                 pending = list(self._pending)
             for entry in pending:
-                if entry.timer is not None:
-                    entry.timer.cancel()
+                timer = entry.timer
+                if timer is not None:
+                    timer.cancel()
+                    if timer is not threading.current_thread():
+                        timer.join(timeout=1.0)
                 self._release(entry)
             current = self._current
             self._current = None
