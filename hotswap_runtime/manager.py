@@ -96,10 +96,11 @@ class Plugin:
         # shadows the method below: calling plugin.invoke_func(...) is then a direct call of
         # the version's function, with no wrapper frame
         self.invoke_func = version.hooks["invoke_func"]
+        self._package = version.package
 
     def invoke_func(self, name: str, *params: Any) -> Any:  # type: ignore[no-redef]  # noqa: F811
         """Call the plugin's ``invoke_func(name, *params)``; exceptions propagate."""
-        return self._version.hooks["invoke_func"](name, *params)
+        return self.invoke_func(name, *params)  # never reached: the instance attribute wins
 
     def lookup(self, symbol: str) -> Any:
         """Return the attribute ``symbol`` of the plugin's root package.
@@ -107,9 +108,8 @@ class Plugin:
         Raises:
             LookupError: the root package has no such attribute.
         """
-        package = self._version.package
         try:
-            return getattr(package, symbol)
+            return getattr(self._package, symbol)
         except AttributeError:
             raise LookupError(f'plugin "{self.name}" has no symbol {symbol!r} in its root '
                               "package") from None
