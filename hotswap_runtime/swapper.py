@@ -481,8 +481,14 @@ class PluginManagerSwapper:
             entry.done = True
             if entry in self._pending:
                 self._pending.remove(entry)
+            manager = entry.manager
+            # the timer's args hold the entry: drop the manager so nothing keeps it alive
+            entry.manager = None  # type: ignore[assignment]
+            timer = entry.timer
+            if timer is not None and timer is not threading.current_thread():
+                timer.cancel()
             doomed: list[Version] = []
-            for version in reversed(entry.manager._versions()):
+            for version in reversed(manager._versions()):
                 version.managers -= 1
                 if version.managers <= 0:
                     version.state = "freeing"
