@@ -17,13 +17,19 @@ from _plugins import build_stamped, make_plugin  # noqa: E402
 
 from hotswap_runtime import PluginManagerSwapper  # noqa: E402
 
-NUMBER = 200_000
-REPEAT = 7
+NUMBER = 100_000
+REPEAT = 21
 
 
-def per_call(stmt: str, namespace: dict) -> float:
-    runs = timeit.repeat(stmt, globals=namespace, number=NUMBER, repeat=REPEAT)
-    return statistics.median(runs) / NUMBER * 1e9
+def per_call(rows: list[tuple[str, str]], namespace: dict) -> list[tuple[str, float]]:
+    """Median ns per call of each statement; the statements take turns, so a busy machine
+    slows them alike."""
+    timers = [timeit.Timer(stmt, globals=namespace) for _, stmt in rows]
+    runs: list[list[float]] = [[] for _ in rows]
+    for _ in range(REPEAT):
+        for timer, out in zip(timers, runs):
+            out.append(timer.timeit(NUMBER))
+    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs)]
 
 
 def main() -> None:
@@ -47,7 +53,7 @@ def main() -> None:
                 ("swapper.current().find_plugin('disp').invoke_func('add', 1)",
                  "swapper.current().find_plugin('disp').invoke_func('add', 1)"),
             ]
-            results = [(label, per_call(stmt, namespace)) for label, stmt in rows]
+            results = per_call(rows, namespace)
         finally:
             swapper.close()
     direct = results[0][1]

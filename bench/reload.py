@@ -25,36 +25,12 @@ from hotswap_runtime import PluginManagerSwapper  # noqa: E402
 ROUNDS = 21
 
 
-def floor(src: Path, name: str) -> float:
-    """Median seconds of importing package ``name`` (all its modules) afresh from ``src``."""
-    # warm __pycache__ explicitly: PYTHONDONTWRITEBYTECODE would otherwise make this a compile
-    compileall.compile_dir(str(src / name), quiet=1)
-    sys.path.insert(0, str(src))
-    try:
-        importlib.import_module(name)
-        times = []
-        for _ in range(ROUNDS):
-            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-                del sys.modules[key]
-            gc.collect()
-            start = time.perf_counter()
-            importlib.import_module(name)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-    finally:
-        sys.path.remove(str(src))
-        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-            del sys.modules[key]
+def measure(src: Path, out: Path, name: str) -> tuple[float, float]:
+    """Median seconds of a reload and of the floor, taking turns so machine noise hits both.
 
-
-def settle(swapper: PluginManagerSwapper) -> None:
-    """Wait until the replaced version is freed, then collect, as the floor does before importing."""
-    while gc.collect() or len(swapper.stats()) > 1:
-        time.sleep(0.001)
-
-
-def reload_time(src: Path, out: Path, name: str) -> float:
-    """Median seconds of ``swapper.reload()`` alternating two builds, so each load is fresh."""
+    The reload alternates two builds (different stamps), so each one loads a fresh version;
+    before each timed run the previous version is freed and ``gc`` has run, on both sides.
+    """
     builds = [build_stamped(src / name, out / "builds", stamp) for stamp in ("a", "b")]
     plugins = out / "plugins" / name
     plugins.mkdir(parents=True, exist_ok=True)
@@ -62,18 +38,38 @@ def reload_time(src: Path, out: Path, name: str) -> float:
     artifact.write_bytes(builds[0])
     swapper = PluginManagerSwapper(plugins, free_delay=0)
     swapper.load_plugins()
-    times = []
+    # a warm __pycache__, written explicitly: PYTHONDONTWRITEBYTECODE would make it a compile
+    compileall.compile_dir(str(src / name), quiet=1)
+    sys.path.insert(0, str(src))
+    reloads, floors = [], []
     try:
+        importlib.import_module(name)
         for n in range(ROUNDS):
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+            gc.collect()
+            start = time.perf_counter()
+            importlib.import_module(name)
+            floors.append(time.perf_counter() - start)
+
             artifact.write_bytes(builds[(n + 1) % 2])
             settle(swapper)
             start = time.perf_counter()
             details = swapper.reload()
-            times.append(time.perf_counter() - start)
+            reloads.append(time.perf_counter() - start)
             assert str(details) == f"{name}: ok", details
     finally:
         swapper.close()
-    return statistics.median(times)
+        sys.path.remove(str(src))
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
+    return statistics.median(reloads), statistics.median(floors)
+
+
+def settle(swapper: PluginManagerSwapper) -> None:
+    """Wait until the replaced version is freed, then collect, as the floor does before importing."""
+    while gc.collect() or len(swapper.stats()) > 1:
+        time.sleep(0.001)
 
 
 def main() -> None:
@@ -83,8 +79,7 @@ def main() -> None:
         for modules in (1, 10, 100):
             name = f"bench{modules}"
             make_plugin(root / "src", name, modules)
-            base = floor(root / "src", name)
-            took = reload_time(root / "src", root / "out", name)
+            took, base = measure(root / "src", root / "out", name)
             print(f"{modules:>8} {took * 1e3:>10.2f} {base * 1e3:>10.2f} {took / base:>6.2f}x")
 
 

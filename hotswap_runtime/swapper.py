@@ -210,7 +210,7 @@ class PluginManagerSwapper:
             HotswapError: static linking mode, or the reload failed (nothing changed).
         """
         with self._reload_lock:
-            if self._static is not None and self._loaded:
+            if self._static is not None:
                 raise HotswapError("running under static linking mode", step="reload")
             return self._load(data, extra)
 

@@ -260,3 +260,51 @@ def test_typing_overloads_pruned(plugin_dir: Path, events, make_swapper) -> None
     assert len(typing.get_overloads(g)) == 2
     swapper.close()
     assert typing.get_overloads(g) == []
+
+
+@pytest.mark.parametrize("step", ["import", "dependencies", "vault", "extension_factory",
+                                  "self_test", "reload_callback"])
+def test_fault_at_each_step_frees_the_attempt(plugin_dir: Path, events, make_swapper, step: str) -> None:
+    """A fault at any step of a reload leaves sys.modules and current() exactly as they were."""
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    broken = {"a": {}, "b": {}}
+    if step == "import":
+        broken["b"] = {"extra": "raise RuntimeError('import fault')\n"}
+    elif step == "dependencies":
+        broken["b"] = {"import_": "_D()", "extra": "class _D:\n    zed: int\n"}
+    elif step == "vault":
+        broken["a"] = {"extra": "def live_same():\n    pass\n"}
+        broken["b"] = {"extra": "def live_same():\n    pass\n"}
+    elif step == "self_test":
+        broken["b"] = {"extra": "def self_test(vault):\n    raise RuntimeError('self test fault')\n"}
+    fail = {"on": False}
+
+    def factory() -> dict:
+        if fail["on"] and step == "extension_factory":
+            raise RuntimeError("factory fault")
+        return {}
+
+    def callback(new, old) -> None:
+        if fail["on"] and step == "reload_callback":
+            raise RuntimeError("callback fault")
+
+    swapper = make_swapper(extension_factory=factory, reload_callback=callback, free_delay=3600)
+    swapper.load_plugins()
+    old = swapper.current()
+    hooks = ["on_load", "on_init", "on_free", "export", "import_", "invoke_func", "reloadable"]
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, stamp="v2", **broken[name])},
+                    hooks=hooks + (["self_test"] if step == "self_test" and name == "b" else []))
+    before = set(sys.modules)
+    fail["on"] = True
+    events.log.clear()
+    with pytest.raises(HotswapError) as info:
+        swapper.reload()
+    assert info.value.step == step
+    assert info.value.__cause__ is not None or step in ("dependencies", "vault")
+    assert swapper.current() is old
+    assert set(sys.modules) == before
+    assert swapper.stats() == [s for s in swapper.stats() if s.state == "current"]
+    loaded = events.hooks("on_load")
+    assert events.hooks("on_free") == list(reversed(loaded))
