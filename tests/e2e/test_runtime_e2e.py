@@ -208,3 +208,13 @@ def test_static_linking_end_to_end(dirs, events, build_plugin, tmp_path: Path) -
         for name in [m for m in sys.modules if m.split(".")[0] in ("sa", "sb")
                      or m.startswith("hotswap_static_plugin")]:
             del sys.modules[name]
+
+
+def test_optimised_bytecode_from_the_artifact_runs(dirs, events, build_plugin, swapper) -> None:
+    """With -O the artifact's optimised bytecode runs (asserts stripped): nothing is recompiled."""
+    src, out = dirs
+    foo = write_plugin(src, "foo", "def live_check():\n    assert False, 'asserts are on'\n"
+                                   "    return 'optimised'\n")
+    build_plugin(foo, out, optimize=1)
+    swapper.load_plugins()
+    assert swapper.current().vault.live_funcs["live_check"]() == "optimised"
