@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from handmade import hooks_source, pack_plugin
 
-from hotswap_runtime import Details, HotswapError, Plugin, PluginManager, Vault
+from hotswap_runtime import Details, Plugin, PluginManager, Vault
 
 
 def test_one_plugin_export_invoke_live_names_and_data_bag(plugin_dir: Path, events, make_swapper) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from handmade import hooks_source, pack_plugin, wait_for
 
-from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime import HotswapError
 
 
 def modules_of(root: str) -> list[str]:
