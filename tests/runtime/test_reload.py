@@ -308,3 +308,30 @@ def test_fault_at_each_step_frees_the_attempt(plugin_dir: Path, events, make_swa
     assert swapper.stats() == [s for s in swapper.stats() if s.state == "current"]
     loaded = events.hooks("on_load")
     assert events.hooks("on_free") == list(reversed(loaded))
+
+
+def test_one_rebuilt_while_the_others_are_removed(plugin_dir: Path, events, make_swapper) -> None:
+    """One plugin rebuilt while the other two are removed: it alone remains; the others are freed."""
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", stamp="v2")})
+    (plugin_dir / "a.hsp").unlink()
+    (plugin_dir / "c.hsp").unlink()
+    assert str(swapper.reload()) == "b: ok"
+    assert [p.name for p in swapper.current().plugins()] == ["b"]
+    wait_for(lambda: sorted(events.hooks("on_free")) == ["a", "b", "c"])
+
+
+def test_reset_plugin_dir_applies_at_next_load(tmp_path: Path, events, make_swapper) -> None:
+    """reset_plugin_dir changes nothing until the next reload, which loads from the new folder."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    pack_plugin(first, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(second, "z", {"__init__.py": hooks_source("z")})
+    swapper = make_swapper(first)
+    swapper.load_plugins()
+    swapper.reset_plugin_dir(second)
+    assert [p.name for p in swapper.current().plugins()] == ["a"]
+    assert str(swapper.reload()) == "z: ok"
+    assert swapper.current().find_plugin("z").file == str(second / "z.hsp")
