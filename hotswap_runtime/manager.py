@@ -138,10 +138,10 @@ class PluginManager:
 
     def find_plugin(self, name: str) -> Plugin | None:
         """The plugin called ``name`` (case-insensitive), or None."""
-        plugin = self._by_name.get(name)
-        if plugin is None:
-            plugin = self._by_name.get(name.lower())
-        return plugin
+        try:
+            return self._by_name[name]  # the exact-name fast path: one specialised subscript
+        except KeyError:
+            return self._by_name.get(name.lower())
 
     def plugins(self) -> list[Plugin]:
         """The plugins, in dependency order (dependencies first, ties by name)."""
