@@ -84,10 +84,10 @@ class Plugin:
         deps: lower-case names of the plugins it imports.
     """
 
-    def __init__(self, version: Version, note: str) -> None:
+    def __init__(self, version: Version, note: str, file: str) -> None:
         self._version = version
         self.name = version.name
-        self.file = version.file
+        self.file = file
         self.sha256 = version.sha256
         self.build_id = version.build_id
         self.when: datetime = version.when

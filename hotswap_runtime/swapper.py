@@ -348,6 +348,7 @@ class PluginManagerSwapper:
         load = next_load_number()
         fresh: dict[str, Version] = {}
         carried: dict[str, tuple[Version, str]] = {}
+        paths: dict[str, str] = {}  # lower-case name -> path of its artifact in this load
         if self._static is not None:
             wanted = None
             if self._whitelist is not None:
@@ -371,6 +372,7 @@ class PluginManagerSwapper:
                     fresh[key] = Version(static.name, load, static=static)
         else:
             artifacts = self._list_artifacts()
+            paths = {key: artifact.path for key, artifact in artifacts.items()}
             if not artifacts:
                 self._logger.info("no plugins found in %s; keeping the current plugins",
                                   self._plugin_dir)
@@ -413,13 +415,12 @@ class PluginManagerSwapper:
                           names("not reloadable"), names("unchanged"),
                           ", ".join(sorted(v.name for v in fresh.values())) or "-")
         try:
-            manager, notes = self._build(data, old, fresh, carried, extra)
+            manager = self._build(data, old, fresh, carried, extra, paths)
         except BaseException:
             self._discard(fresh)
             raise
         details = Details(
-            (v.name if v.static is not None else v.file, v.name, notes[id(v)])
-            for v in manager._versions()
+            (plugin.file, plugin.name, plugin.note) for plugin in manager.plugins()
         )
         with self._state_lock:
             for version in manager._versions():
@@ -438,8 +439,8 @@ class PluginManagerSwapper:
         return details
 
     def _build(self, data: Any, old: PluginManager | None, fresh: dict[str, Version],
-               carried: dict[str, tuple[Version, str]],
-               extra: Callback | None) -> tuple[PluginManager, dict[int, str]]:
+               carried: dict[str, tuple[Version, str]], extra: Callback | None,
+               paths: Mapping[str, str]) -> PluginManager:
         logger = self._logger
         ordered_fresh = [fresh[key] for key in sorted(fresh)]
         for version in ordered_fresh:
@@ -492,7 +493,13 @@ class PluginManagerSwapper:
                 version.call("self_test", logger, vault)
         notes = {id(v): "ok" for v in ordered_fresh}
         notes.update({id(v): word for v, word in carried.values()})
-        manager = PluginManager([Plugin(v, notes[id(v)]) for v in order], vault, logger)
+        # a carried-over version is reported under its artifact's current path (the folder may
+        # have been reset), or its old one when the artifact has gone
+        files = {id(v): v.name if v.static is not None else v.file for v in order}
+        files.update({id(v): paths[v.name.lower()] for v, _ in carried.values()
+                      if v.name.lower() in paths})
+        manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
+                                logger)
         for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
             if callback is None:
                 continue
@@ -501,7 +508,7 @@ class PluginManagerSwapper:
             except Exception as exc:
                 raise HotswapError(f"{name} failed: {type(exc).__name__}: {exc}",
                                    step="reload_callback") from exc
-        return manager, notes
+        return manager
 
     def _discard(self, fresh: Mapping[str, Version]) -> None:
         """Undo a failed attempt: ``on_free`` where ``on_load`` ran, then prune every version."""

@@ -335,3 +335,16 @@ def test_reset_plugin_dir_applies_at_next_load(tmp_path: Path, events, make_swap
     assert [p.name for p in swapper.current().plugins()] == ["a"]
     assert str(swapper.reload()) == "z: ok"
     assert swapper.current().find_plugin("z").file == str(second / "z.hsp")
+
+
+def test_unchanged_reported_under_the_current_path(tmp_path: Path, events, make_swapper) -> None:
+    """After reset_plugin_dir, an identical artifact is unchanged and keyed by its new path."""
+    first = pack_plugin(tmp_path / "one", "a", {"__init__.py": hooks_source("a")})
+    second = tmp_path / "two"
+    second.mkdir()
+    (second / "a.hsp").write_bytes(first.read_bytes())
+    swapper = make_swapper(first.parent)
+    swapper.load_plugins()
+    swapper.reset_plugin_dir(second)
+    assert swapper.reload() == {str(second / "a.hsp"): "unchanged"}
+    assert swapper.current().find_plugin("a").file == str(second / "a.hsp")
