@@ -341,6 +341,10 @@ class PluginManagerSwapper:
         except HotswapError as exc:
             self._logger.error("loading plugins failed: %s", exc, exc_info=True)
             raise
+        except Exception as exc:  # a failure outside any hook: still a HotswapError for callers
+            self._logger.error("loading plugins failed: %s", exc, exc_info=True)
+            raise HotswapError(f"loading plugins failed: {type(exc).__name__}: {exc}",
+                               step="load") from exc
 
     def _load_unlogged(self, data: Any, extra: Callback | None) -> Details:
         old = self._current
