@@ -87,9 +87,13 @@ def _format_path(root: str, steps: list[tuple[str, Any]]) -> str:
     return out
 
 
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+              types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
+              types.ClassMethodDescriptorType)
+
+
 def _kind(value: object) -> str:
-    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                          types.BuiltinMethodType)):
+    if isinstance(value, _FUNCTIONS):
         return "a function"
     if isinstance(value, types.ModuleType):
         return "a module"
@@ -307,6 +311,9 @@ def _in_zone(value: _dt.datetime, zone: str) -> _dt.datetime:
         return value   # the zone is unknown here: keep the fixed offset it had
 
 
+_CONTAINERS = frozenset({_Fields, dict, list, tuple, set, frozenset})
+
+
 def _strip(value: Any) -> Any:
     """Turn marked field dicts back into plain dicts, at any depth."""
     t = type(value)
@@ -319,10 +326,14 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    """``cls``'s resolved field hints, cached on the class itself (never in a global table,
-    which would keep an old plugin version alive)."""
-    cached = cls.__dict__.get("__hotswap_live_hints__")
+def _plan(cls: type) -> list[tuple[str, Any, bool, bool]]:
+    """Per field of dataclass ``cls``: name, resolved hint, whether the hint involves a
+    dataclass (so the value needs ``_fit``), and whether the field is required.
+
+    Cached on the class itself, never in a global table (which would keep an old plugin
+    version alive); the cache dies with the class.
+    """
+    cached = cls.__dict__.get("__hotswap_live_plan__")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     try:
@@ -331,11 +342,23 @@ def _hints(cls: type) -> dict[str, Any]:
         raise TypeError(f"cannot unwrap into {cls.__qualname__}: its type hints do not resolve "
                         f"({exc}); make the names they use importable from "
                         f"{cls.__module__}") from exc
+    plan = []
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name, Any)
+        required = (f.init and f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING)
+        plan.append((f.name, hint, _involves_dataclass(hint), required))
     try:
-        type.__setattr__(cls, "__hotswap_live_hints__", hints)
+        type.__setattr__(cls, "__hotswap_live_plan__", plan)
     except (TypeError, AttributeError):
         pass
-    return hints
+    return plan
+
+
+def _involves_dataclass(hint: Any) -> bool:
+    if isinstance(hint, type):
+        return dataclasses.is_dataclass(hint)
+    return any(_involves_dataclass(a) for a in typing.get_args(hint))
 
 
 _UNION_ORIGINS = (typing.Union, types.UnionType)
@@ -404,15 +427,15 @@ def _fit_dataclass(value: Any, cls: type, path: str) -> Any:
             if not isinstance(fields, dict):
                 raise TypeError(f"cannot unwrap {path}: {cls.__qualname__}.__live_migrate__ "
                                 f"returned {_kind(fields)}; return the dict of fields")
-    hints = _hints(cls)
     out = {}
-    for f in dataclasses.fields(cls):
-        if f.name in fields:
-            out[f.name] = _fit(fields[f.name], hints.get(f.name, Any), f"{path}.{f.name}")
-        elif (f.init and f.default is dataclasses.MISSING
-              and f.default_factory is dataclasses.MISSING):
-            raise TypeError(f"cannot unwrap {path}: required field {f.name!r} is missing from "
-                            f"the data; give {cls.__qualname__}.{f.name} a default or set it "
+    for name, hint, nested, required in _plan(cls):
+        if name in fields:
+            value = fields[name]
+            out[name] = (_fit(value, hint, f"{path}.{name}") if nested
+                         else _strip(value) if type(value) in _CONTAINERS else value)
+        elif required:
+            raise TypeError(f"cannot unwrap {path}: required field {name!r} is missing from "
+                            f"the data; give {cls.__qualname__}.{name} a default or set it "
                             f"in {cls.__qualname__}.__live_migrate__")
     return out
 
