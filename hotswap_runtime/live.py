@@ -35,7 +35,7 @@ import typing
 import uuid
 from collections.abc import Mapping, MutableMapping, MutableSequence, MutableSet, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, ClassVar, final
+from typing import Any, final
 
 __all__ = ["Data", "wrap"]
 
@@ -240,7 +240,7 @@ class _LazyHandlers(dict):
 
     def get(self, key: Any, default: Any = None) -> Any:
         if not self:
-            self.update(_handlers())
+            # _BASES first: a thread that sees the table filled must see _BASES filled too
             _BASES[:] = [
                 (bool, bool), (int, lambda v: int.__int__(v)), (float, lambda v: _wrap(float(v))),
                 (str, lambda v: str.__str__(v)), (bytes, lambda v: _n().BYTES(bytes(v))),
@@ -257,6 +257,7 @@ class _LazyHandlers(dict):
                 (uuid.UUID, lambda v: _n().UUID(uuid.UUID(int=v.int))),
                 (decimal.Decimal, lambda v: _n().DECIMAL(decimal.Decimal(v))),
             ]
+            self.update(_handlers())
         return dict.get(self, key, default)
 
 
@@ -443,25 +444,25 @@ def _fit_dataclass(value: Any, cls: type, path: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # repr and equality
 
-def _render(node: Any, limit: int) -> str:
+def _render(node: Any) -> str:
     t = type(node)
     if t is str or t is int or t is bool or t is float or node is None:
         return repr(node)
     n = _n()
     if t is n.RECORD:
-        inner = ", ".join(f"{k}={_render(v, limit)}" for k, v in node.fields.items())
+        inner = ", ".join(f"{k}={_render(v)}" for k, v in node.fields.items())
         return f"{node.type}({inner})"
     if t is n.DICT:
-        return "{" + ", ".join(f"{k!r}: {_render(v, limit)}" for k, v in node.v.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {_render(v)}" for k, v in node.v.items()) + "}"
     if t is n.LIST:
-        return "[" + ", ".join(_render(v, limit) for v in node.v) + "]"
+        return "[" + ", ".join(_render(v) for v in node.v) + "]"
     if t is n.TUPLE:
-        items = [_render(v, limit) for v in node.v]
+        items = [_render(v) for v in node.v]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if t is n.SET or t is n.FROZENSET:
         if not node.v:
             return "set()" if t is n.SET else "frozenset()"
-        body = "{" + ", ".join(_render(v, limit) for v in node.v) + "}"
+        body = "{" + ", ".join(_render(v) for v in node.v) + "}"
         return body if t is n.SET else f"frozenset({body})"
     return repr(_plain(node, False))
 
@@ -502,8 +503,6 @@ class Data:
     __slots__ = ("_node", "_key")
     _node: Any
     _key: Any
-
-    _FORMAT: ClassVar[int] = 1
 
     def __init__(self) -> None:
         raise TypeError("live.Data is made by live.wrap(value) or live.Data.from_json(raw)")
@@ -600,7 +599,7 @@ class Data:
         return self._key
 
     def __repr__(self) -> str:
-        text = _render(self._node, 200)
+        text = _render(self._node)
         if len(text) > 200:
             text = text[:197] + "..."
         return f"live.Data({text})"
@@ -629,13 +628,59 @@ def wrap(value: Any) -> Data:
     try:
         return Data._of(_wrap(value))
     except _Refused as exc:
-        steps = exc.steps[::-1]
-        root = ""
-        if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
-            root = type(value).__qualname__
-        path = _format_path(root, steps) or "the value"
-        raise TypeError(f"cannot wrap {path}: {exc.problem}") from None
+        raise TypeError(f"cannot wrap {_root_path(value, exc.steps[::-1])}: "
+                        f"{exc.problem}") from None
     except RecursionError:
-        raise TypeError("cannot wrap the value: it contains itself (a reference cycle) or nests "
-                        f"deeper than the recursion limit ({sys.getrecursionlimit()}); live "
-                        "data must be a finite tree") from None
+        pass
+    # looked for only now, so that the common case pays nothing for cycle detection
+    cycle = _find_cycle(value)
+    if cycle is not None:
+        raise TypeError(f"cannot wrap {_root_path(value, cycle)}: it refers back to a value containing "
+                        "it (a reference cycle); live data must be a tree") from None
+    raise TypeError(f"cannot wrap the value: it nests deeper than the recursion limit "
+                    f"({sys.getrecursionlimit()}); flatten it") from None
+
+
+def _root_path(value: Any, steps: list[tuple[str, Any]]) -> str:
+    root = ""
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        root = type(value).__qualname__
+    return _format_path(root, steps) or "the value"
+
+
+def _children(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, dict):
+        return [("key", k, v) for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [("index", i, v) for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [("member", None, v) for v in value]
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        return [("attr", f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    return []
+
+
+def _find_cycle(value: Any) -> list[tuple[str, Any]] | None:
+    """The path of a value that refers back to one containing it, found without recursion."""
+    on_path = {id(value)}
+    stack = [(value, iter(_children(value)))]
+    steps: list[tuple[str, Any]] = []
+    while stack:
+        parent, children = stack[-1]
+        for kind, key, child in children:
+            if id(child) in on_path:
+                return [*steps, (kind, key)]
+            grandchildren = _children(child)
+            if grandchildren:
+                on_path.add(id(child))
+                steps.append((kind, key))
+                stack.append((child, iter(grandchildren)))
+                break
+        else:
+            stack.pop()
+            on_path.discard(id(parent))
+            if steps:
+                steps.pop()
+    return None

@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import gc
 import pickle
+import subprocess
 import sys
 import textwrap
 import types
@@ -317,12 +318,36 @@ def test_unsupported_values_are_refused_naming_the_path(value: Any, message: str
     assert text == message
 
 
-def test_cycles_are_refused() -> None:
-    """A value that contains itself is a TypeError, not a crash."""
-    loop: list[Any] = []
-    loop.append(loop)
-    with pytest.raises(TypeError, match="contains itself"):
+@dataclasses.dataclass
+class Node:
+    name: str
+    children: list[Any] = dataclasses.field(default_factory=list)
+
+
+def test_cycles_are_refused_naming_the_path() -> None:
+    """A value that contains itself is a TypeError naming where the cycle closes."""
+    loop: list[Any] = [1]
+    loop.append({"again": loop})
+    with pytest.raises(TypeError) as info:
         live.wrap({"loop": loop})
+    assert str(info.value) == ("cannot wrap loop[1]['again']: it refers back to a value containing it "
+                               "(a reference cycle); live data must be a tree")
+    root = Node("root")
+    root.children.append(Node("leaf", [root]))
+    with pytest.raises(TypeError) as info:
+        live.wrap(root)
+    assert str(info.value).startswith("cannot wrap Node.children[0].children[0]: it refers back")
+    shared = [1]
+    assert live.wrap([shared, shared]).unwrap() == [[1], [1]]   # shared, not cyclic: fine
+
+
+def test_too_deep_is_refused() -> None:
+    """Nesting past the recursion limit is a TypeError, not a RecursionError."""
+    deep: list[Any] = []
+    for _ in range(sys.getrecursionlimit() + 10):
+        deep = [deep]
+    with pytest.raises(TypeError, match="^cannot wrap the value: it nests deeper than"):
+        live.wrap(deep)
 
 
 def test_bad_json_is_a_value_error() -> None:
@@ -334,6 +359,13 @@ def test_bad_json_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="newer than this hotswap reads"):
         live.Data.from_json(b'{"hotswap_live": 99, "value": 1}')
     assert live.Data.from_json(b'{"hotswap_live":1,"value":{"$":"tuple","v":[1]}}').unwrap() == (1,)
+
+
+def test_importing_live_does_not_import_msgspec() -> None:
+    """msgspec (~10 ms to import) loads on first use, so importing the runtime stays cheap."""
+    code = ("import sys, hotswap_runtime.live as live; assert 'msgspec' not in sys.modules; "
+            "assert live.wrap((1,)).unwrap() == (1,); assert 'msgspec' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_data_never_keeps_a_plugin_class_alive(plugin_module: MakeModule) -> None:

@@ -220,7 +220,7 @@ def test_async_signal_reloads_in_the_loop_and_stop_restores_handler(
 
 # ---------------------------------------------------------------------------------- watchers
 
-DEBOUNCE = 0.1
+DEBOUNCE = 0.2
 
 
 def write_atomically(folder: Path, name: str, payload: bytes) -> None:
@@ -242,7 +242,7 @@ def until_watching(folder: Path, swapper: FakeSwapper, sleep: Callable[[float], 
     last = -1
     while last != swapper.attempts:   # settle: no reload for a few debounce periods
         last = swapper.attempts
-        yield sleep(5 * DEBOUNCE)
+        yield sleep(3 * DEBOUNCE)
 
 
 def settle_sync(folder: Path, swapper: FakeSwapper) -> int:
@@ -263,13 +263,13 @@ def test_watch_reloads_once_per_burst_of_artifacts_only(
         (tmp_path / "notes.txt").write_text("x")
         (tmp_path / "sub").mkdir()
         (tmp_path / "sub" / "deep.hsp").write_bytes(b"not watched: not recursive")
-        assert stays(lambda: swapper.attempts == base, 5 * DEBOUNCE)
+        assert stays(lambda: swapper.attempts == base, 3 * DEBOUNCE)
 
         write_atomically(tmp_path, "alpha", b"v1")
         write_atomically(tmp_path, "beta", b"v1")
         write_atomically(tmp_path, "alpha", b"v2")
         wait_for(lambda: swapper.attempts == base + 1)
-        assert stays(lambda: swapper.attempts == base + 1, 5 * DEBOUNCE)
+        assert stays(lambda: swapper.attempts == base + 1, 3 * DEBOUNCE)
         assert swapper.threads[-1] is not threading.main_thread() and swapper.data[-1] == 7
 
         (tmp_path / "beta.hsp").unlink()   # a removed plugin reloads too
@@ -278,7 +278,7 @@ def test_watch_reloads_once_per_burst_of_artifacts_only(
         stop()
     assert not any(t.name == "hotswap-watch-plugin-dir" for t in threading.enumerate())
     write_atomically(tmp_path, "gamma", b"v1")
-    assert stays(lambda: swapper.attempts == base + 2, 5 * DEBOUNCE)
+    assert stays(lambda: swapper.attempts == base + 2, 3 * DEBOUNCE)
     assert f"reload on change in {tmp_path}: a: ok, b: unchanged" in caplog.messages
 
 
@@ -315,7 +315,7 @@ def test_async_watch_reloads_through_areload(tmp_path: Path) -> None:
             write_atomically(tmp_path, "alpha", b"v1")
             write_atomically(tmp_path, "beta", b"v1")
             await await_for(lambda: swapper.attempts == base + 1)
-            await asyncio.sleep(5 * DEBOUNCE)
+            await asyncio.sleep(3 * DEBOUNCE)
             assert swapper.attempts == base + 1
             assert swapper.threads[-1] is threading.main_thread()
             assert swapper.data[-1] == "x"
