@@ -30,62 +30,62 @@ class _Node(msgspec.Struct, frozen=True, gc=False, tag_field="$"):
     pass
 
 
-class LIST(_Node, tag="list"):
+class LIST(_Node, frozen=True, tag="list"):
     v: tuple[Node, ...]
 
 
-class TUPLE(_Node, tag="tuple"):
+class TUPLE(_Node, frozen=True, tag="tuple"):
     v: tuple[Node, ...]
 
 
-class SET(_Node, tag="set"):
+class SET(_Node, frozen=True, tag="set"):
     v: tuple[Node, ...]
 
 
-class FROZENSET(_Node, tag="frozenset"):
+class FROZENSET(_Node, frozen=True, tag="frozenset"):
     v: tuple[Node, ...]
 
 
-class DICT(_Node, tag="dict"):
+class DICT(_Node, frozen=True, tag="dict"):
     v: dict[str, Node]
 
 
-class BYTES(_Node, tag="bytes"):
+class BYTES(_Node, frozen=True, tag="bytes"):
     v: bytes
 
 
-class DATETIME(_Node, tag="datetime", omit_defaults=True):
+class DATETIME(_Node, frozen=True, tag="datetime", omit_defaults=True):
     v: _dt.datetime
     zone: Union[str, None] = None   # a zoneinfo key, when the value had a ZoneInfo
 
 
-class DATE(_Node, tag="date"):
+class DATE(_Node, frozen=True, tag="date"):
     v: _dt.date
 
 
-class TIME(_Node, tag="time"):
+class TIME(_Node, frozen=True, tag="time"):
     v: _dt.time
 
 
-class TIMEDELTA(_Node, tag="timedelta"):
+class TIMEDELTA(_Node, frozen=True, tag="timedelta"):
     v: _dt.timedelta
 
 
-class UUID(_Node, tag="uuid"):
+class UUID(_Node, frozen=True, tag="uuid"):
     v: uuid.UUID
 
 
-class DECIMAL(_Node, tag="decimal"):
+class DECIMAL(_Node, frozen=True, tag="decimal"):
     v: decimal.Decimal
 
 
-class FLOAT(_Node, tag="float"):
+class FLOAT(_Node, frozen=True, tag="float"):
     """A float JSON cannot hold: ``nan``, ``inf`` or ``-inf`` (as its repr)."""
 
     v: str
 
 
-class RECORD(_Node, tag="dataclass", omit_defaults=True):
+class RECORD(_Node, frozen=True, tag="dataclass", omit_defaults=True):
     """A dataclass instance: its class's qualified name (text only), version and fields."""
 
     type: str

@@ -235,7 +235,7 @@ def _handlers() -> dict[type, Any]:
     }
 
 
-class _LazyHandlers(dict):
+class _LazyHandlers(dict[type, Any]):
     """The exact-type dispatch table, filled on first use (it needs msgspec)."""
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -272,6 +272,8 @@ class _Fields(dict):  # type: ignore[type-arg]
     """Internal: the fields of a recorded dataclass, marked with its name and version."""
 
     __slots__ = ("live_type", "live_version")
+    live_type: str
+    live_version: int
 
 
 def _plain(node: Any, mark: bool) -> Any:
@@ -560,7 +562,8 @@ class Data:
         datetime a datetime), and dataclasses keep their name and ``__live_version__``.
         """
         n = _n()
-        return n.json_encoder.encode(n.Envelope(n.FORMAT, self._node))  # type: ignore[no-any-return]
+        raw: bytes = n.json_encoder.encode(n.Envelope(n.FORMAT, self._node))
+        return raw
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Data:
@@ -588,7 +591,7 @@ class Data:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Data):
             return NotImplemented
-        return self._canonical() == other._canonical()
+        return bool(self._canonical() == other._canonical())
 
     def __hash__(self) -> int:
         return hash(self._canonical())
@@ -635,8 +638,8 @@ def wrap(value: Any) -> Data:
     # looked for only now, so that the common case pays nothing for cycle detection
     cycle = _find_cycle(value)
     if cycle is not None:
-        raise TypeError(f"cannot wrap {_root_path(value, cycle)}: it refers back to a value containing "
-                        "it (a reference cycle); live data must be a tree") from None
+        raise TypeError(f"cannot wrap {_root_path(value, cycle)}: it refers back to a value "
+                        "containing it (a reference cycle); live data must be a tree") from None
     raise TypeError(f"cannot wrap the value: it nests deeper than the recursion limit "
                     f"({sys.getrecursionlimit()}); flatten it") from None
 

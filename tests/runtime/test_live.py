@@ -269,7 +269,8 @@ def test_equality_hash_and_repr() -> None:
     """Equal content compares equal whatever the order; 1, 1.0 and True differ; repr shows it."""
     assert live.wrap({"a": 1, "b": {2, 3}}) == live.wrap({"b": {3, 2}, "a": 1})
     assert hash(live.wrap({"a": 1, "b": {2, 3}})) == hash(live.wrap({"b": {3, 2}, "a": 1}))
-    assert len({live.wrap(1), live.wrap(1.0), live.wrap(True), live.wrap([1]), live.wrap((1,))}) == 5
+    distinct = {live.wrap(1), live.wrap(1.0), live.wrap(True), live.wrap([1]), live.wrap((1,))}
+    assert len(distinct) == 5
     assert live.wrap(Point(1, 2)) != live.wrap({"x": 1, "y": 2})
     assert repr(live.wrap(Point(1, (2,)))) == "live.Data(Point(x=1, y=(2,)))"
     assert repr(live.wrap({"k": [b"x", None]})) == "live.Data({'k': [b'x', None]})"
@@ -330,8 +331,8 @@ def test_cycles_are_refused_naming_the_path() -> None:
     loop.append({"again": loop})
     with pytest.raises(TypeError) as info:
         live.wrap({"loop": loop})
-    assert str(info.value) == ("cannot wrap loop[1]['again']: it refers back to a value containing it "
-                               "(a reference cycle); live data must be a tree")
+    assert str(info.value) == ("cannot wrap loop[1]['again']: it refers back to a value "
+                               "containing it (a reference cycle); live data must be a tree")
     root = Node("root")
     root.children.append(Node("leaf", [root]))
     with pytest.raises(TypeError) as info:
