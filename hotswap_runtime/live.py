@@ -118,6 +118,8 @@ def _wrap(value: Any) -> Any:
     handler = _HANDLERS.get(t)
     if handler is not None:
         return handler(value)
+    if "__hotswap_live_fields__" in t.__dict__:   # a dataclass seen before
+        return _wrap_record(value)
     return _wrap_other(value)
 
 
@@ -191,14 +193,27 @@ def _wrap_record(value: Any) -> Any:
     if type(version) is not int:
         raise _Refused(f"{cls.__qualname__}.__live_version__ is {version!r}; "
                        "set it to an int (ClassVar[int])")
+    names = cls.__dict__.get("__hotswap_live_fields__")
+    if names is None:
+        names = _field_names(cls)
     out = {}
-    for f in dataclasses.fields(value):
+    for name in names:
         try:
-            out[f.name] = _wrap(getattr(value, f.name))
+            out[name] = _wrap(getattr(value, name))
         except _Refused as exc:
-            exc.steps.append(("attr", f.name))
+            exc.steps.append(("attr", name))
             raise
     return _n().RECORD(cls.__qualname__, out, version)
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass's field names, cached on the class itself (texts only)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    try:
+        type.__setattr__(cls, "__hotswap_live_fields__", names)
+    except (TypeError, AttributeError):
+        pass
+    return names
 
 
 def _wrap_other(value: Any) -> Any:
@@ -235,33 +250,29 @@ def _handlers() -> dict[type, Any]:
     }
 
 
-class _LazyHandlers(dict[type, Any]):
-    """The exact-type dispatch table, filled on first use (it needs msgspec)."""
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        if not self:
-            # _BASES first: a thread that sees the table filled must see _BASES filled too
-            _BASES[:] = [
-                (bool, bool), (int, lambda v: int.__int__(v)), (float, lambda v: _wrap(float(v))),
-                (str, lambda v: str.__str__(v)), (bytes, lambda v: _n().BYTES(bytes(v))),
-                (tuple, lambda v: _n().TUPLE(_wrap_items(v))),
-                (list, lambda v: _n().LIST(_wrap_items(v))),
-                (dict, _wrap_dict),
-                (frozenset, lambda v: _n().FROZENSET(_wrap_members(v))),
-                (set, lambda v: _n().SET(_wrap_members(v))),
-                (_dt.datetime, _wrap_datetime),
-                (_dt.date, lambda v: _n().DATE(_dt.date(v.year, v.month, v.day))),
-                (_dt.time, _wrap_time),
-                (_dt.timedelta, lambda v: _n().TIMEDELTA(
-                    _dt.timedelta(v.days, v.seconds, v.microseconds))),
-                (uuid.UUID, lambda v: _n().UUID(uuid.UUID(int=v.int))),
-                (decimal.Decimal, lambda v: _n().DECIMAL(decimal.Decimal(v))),
-            ]
-            self.update(_handlers())
-        return dict.get(self, key, default)
+def _setup() -> None:
+    """Fill the dispatch tables on first use (they need msgspec)."""
+    # _BASES first: a thread that sees _HANDLERS filled must see _BASES filled too
+    _BASES[:] = [
+        (bool, bool), (int, lambda v: int.__int__(v)), (float, lambda v: _wrap(float(v))),
+        (str, lambda v: str.__str__(v)), (bytes, lambda v: _n().BYTES(bytes(v))),
+        (tuple, lambda v: _n().TUPLE(_wrap_items(v))),
+        (list, lambda v: _n().LIST(_wrap_items(v))),
+        (dict, _wrap_dict),
+        (frozenset, lambda v: _n().FROZENSET(_wrap_members(v))),
+        (set, lambda v: _n().SET(_wrap_members(v))),
+        (_dt.datetime, _wrap_datetime),
+        (_dt.date, lambda v: _n().DATE(_dt.date(v.year, v.month, v.day))),
+        (_dt.time, _wrap_time),
+        (_dt.timedelta, lambda v: _n().TIMEDELTA(
+            _dt.timedelta(v.days, v.seconds, v.microseconds))),
+        (uuid.UUID, lambda v: _n().UUID(uuid.UUID(int=v.int))),
+        (decimal.Decimal, lambda v: _n().DECIMAL(decimal.Decimal(v))),
+    ]
+    _HANDLERS.update(_handlers())
 
 
-_HANDLERS = _LazyHandlers()
+_HANDLERS: dict[type, Any] = {}   # exact type -> handler
 _BASES: list[tuple[type, Any]] = []
 
 
@@ -628,6 +639,8 @@ def wrap(value: Any) -> Data:
             that is not a str, a value that contains itself), naming the path inside the value:
             ``cannot wrap jobs[2].callback: a function is not live data; use ...``.
     """
+    if not _HANDLERS:
+        _setup()
     try:
         return Data._of(_wrap(value))
     except _Refused as exc:
