@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import typing
 import uuid
 import weakref
 from collections import OrderedDict, namedtuple
@@ -68,6 +69,7 @@ V1 = """
 V2 = """
     from __future__ import annotations
     import dataclasses, datetime, uuid
+    from typing import Optional
 
     @dataclasses.dataclass
     class Step:
@@ -83,6 +85,8 @@ V2 = """
         by_name: dict[str, Step] = dataclasses.field(default_factory=dict)
         parent: Step | None = None
         pair: tuple[Step, int] | None = None
+        backup: Optional[Step] = None
+        history: tuple[Step, ...] = ()
         priority: int = 0
         owner: str = "nobody"
 """
@@ -217,12 +221,15 @@ def test_unwrap_into_newer_version_with_added_and_removed_fields(plugin_module: 
 
 
 def test_unwrap_follows_dict_optional_and_tuple_hints(plugin_module: MakeModule) -> None:
-    """dict[str, Inner], Inner | None and tuple[Inner, int] fields are rebuilt from hints."""
+    """dict[str, Inner], Inner | None, Optional, and tuple fields are rebuilt from hints."""
     v2 = plugin_module("plugin_world_hints", V2)
     data = live.wrap({"id": uuid.UUID(int=1), "title": "t", "steps": [],
                       "by_name": {"a": {"name": "a"}}, "parent": {"name": "p", "done": True},
-                      "pair": ({"name": "q"}, 7)})
+                      "pair": ({"name": "q"}, 7), "backup": {"name": "b"},
+                      "history": [{"name": "h1"}, {"name": "h2", "done": True}]})
     job = data.unwrap(v2.Job)
+    assert job.backup == v2.Step("b") and type(job.backup) is v2.Step
+    assert job.history == (v2.Step("h1"), v2.Step("h2", True))
     assert job.by_name == {"a": v2.Step("a")} and job.parent == v2.Step("p", True)
     assert job.pair == (v2.Step("q"), 7) and type(job.pair[0]) is v2.Step
 
@@ -370,17 +377,30 @@ def test_importing_live_does_not_import_msgspec() -> None:
 
 
 def test_data_never_keeps_a_plugin_class_alive(plugin_module: MakeModule) -> None:
-    """After wrap (and unwrap), dropping the module lets its classes be collected."""
+    """After wrap, dropping the module lets its classes be collected while the Data lives on."""
     module = plugin_module("plugin_throwaway", V2)
     job = module.Job(uuid.uuid4(), "t", [module.Step("s")], parent=module.Step("p"))
     data = live.wrap(job)
-    assert data.unwrap(module.Job) == job
     refs = [weakref.ref(module.Job), weakref.ref(module.Step)]
     del sys.modules["plugin_throwaway"], module, job
     gc.collect()
     assert [r() for r in refs] == [None, None]
     assert live.Data.from_json(data.to_json()).unwrap()["parent"] == {"name": "p", "done": False,
                                                                      "attempts": 0}
+
+
+def test_unwrap_caches_nothing_that_keeps_a_class_alive(plugin_module: MakeModule) -> None:
+    """unwrap(cls) caches only on cls itself: once typing's own caches are pruned (as the
+    runtime does when it frees a version), the classes go."""
+    module = plugin_module("plugin_throwaway_unwrap", V2)
+    job = module.Job(uuid.uuid4(), "t", [module.Step("s")], backup=module.Step("b"))
+    assert live.wrap(job).unwrap(module.Job) == job
+    refs = [weakref.ref(module.Job), weakref.ref(module.Step)]
+    del sys.modules["plugin_throwaway_unwrap"], module, job
+    for clear in typing._cleanups:   # type: ignore[attr-defined]  # Optional[Step] is cached
+        clear()
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
 
 
 # ------------------------------------------------------------------------------- migrations
