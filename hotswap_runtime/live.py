@@ -543,7 +543,8 @@ class Data:
                 by name: a field the data lacks takes its default, one the class lacks is
                 ignored, nested values follow ``cls``'s type hints. Recorded dataclasses older
                 than their target's ``__live_version__`` first go through its
-                ``__live_migrate__(fields, from_version)``.
+                ``__live_migrate__(fields, from_version)``. Instances are built the way
+                ``msgspec.convert`` builds them: ``__post_init__`` runs, ``__init__`` does not.
 
         Raises:
             TypeError: a required field is missing, or a value does not fit its type hint;
@@ -562,8 +563,8 @@ class Data:
             if where.startswith(".") and not root:
                 where = where[1:]
             target = root + where
-            raise TypeError(f"cannot unwrap {target or 'the value'} into "
-                            f"{getattr(cls, '__qualname__', cls)!s}: "
+            name = cls.__qualname__ if isinstance(cls, type) else repr(cls)
+            raise TypeError(f"cannot unwrap {target or 'the value'} into {name}: "
                             f"{problem[:1].lower()}{problem[1:]}") from exc
 
     def to_json(self) -> bytes:

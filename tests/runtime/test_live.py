@@ -237,6 +237,14 @@ def test_unwrap_follows_dict_optional_and_tuple_hints(plugin_module: MakeModule)
 def test_unwrap_into_other_types() -> None:
     """unwrap accepts any type msgspec converts to, such as list[Point]."""
     assert live.wrap([Point(1, 2)]).unwrap(list[Point]) == [Point(1, 2)]
+    with pytest.raises(TypeError) as info:
+        live.wrap([{"x": 1, "y": 2}, {"x": 1}]).unwrap(list[Point])
+    assert str(info.value) == ("cannot unwrap [1]: required field 'y' is missing from the data; "
+                               "give Point.y a default or set it in Point.__live_migrate__")
+    with pytest.raises(TypeError) as info:
+        live.wrap({"a": "x"}).unwrap(dict[str, int])
+    assert str(info.value) == ("cannot unwrap [...] into dict[str, int]: "
+                               "expected `int`, got `str`")
 
 
 def test_missing_required_field_is_a_type_error_naming_it() -> None:
