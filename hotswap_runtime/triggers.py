@@ -110,7 +110,9 @@ def reload_on_signal(swapper: _Reloadable, data: Any = None,
 
     Returns:
         ``stop()``: restores the previous handler of ``signum``, then ends the thread (waiting
-        for a reload in progress). Calling it again does nothing. Call it from the main thread.
+        for a reload in progress). Calling it again does nothing. Call it from the main thread;
+        elsewhere (a reload callback, say) it ends the thread but can only make the handler
+        ignore the signal, and logs a warning.
 
     Raises:
         ValueError: not called from the main thread, or ``signum`` cannot be caught.
@@ -122,20 +124,26 @@ def reload_on_signal(swapper: _Reloadable, data: Any = None,
     stopped = threading.Event()
 
     def handler(signo: int, frame: FrameType | None) -> None:
+        if stopped.is_set():   # a handler left behind by a stop() outside the main thread
+            return
         try:
             os.write(write_fd, b"\0")
         except OSError:   # the pipe is full (wake-ups are pending anyway) or closed (stopping)
             pass
 
+    stopped_from_inside = False   # stop() called by the reload itself (a callback)
+
     def run() -> None:
-        while True:
-            try:
+        try:
+            while True:
                 os.read(read_fd, 4096)   # every pending wake-up at once: one reload per burst
-            except OSError:
-                return
-            if stopped.is_set():
-                return
-            _reload(swapper, data, cause, logger)
+                if stopped.is_set():
+                    return
+                _reload(swapper, data, cause, logger)
+        finally:
+            if stopped_from_inside:   # stop() could not wait for us, so we close the pipe
+                os.close(write_fd)
+                os.close(read_fd)
 
     try:
         previous = _install(signum, handler, "reload_on_signal")
@@ -147,20 +155,29 @@ def reload_on_signal(swapper: _Reloadable, data: Any = None,
     thread.start()
 
     def stop() -> None:
+        nonlocal stopped_from_inside
         if stopped.is_set():
             return
         stopped.set()
         try:
-            _restore(signum, handler, previous)
+            if threading.current_thread() is threading.main_thread():
+                _restore(signum, handler, previous)
+            else:
+                logger.warning("reload_on_signal: stop() ran outside the main thread, so the "
+                               "previous %s handler could not be restored (ours now ignores the "
+                               "signal); call stop() from the main thread", cause)
         finally:
             try:
                 os.write(write_fd, b"\0")
             except BlockingIOError:   # full: the thread has wake-ups to read anyway
                 pass
-            if thread is not threading.current_thread():
+            if thread is threading.current_thread():
+                stopped_from_inside = True
+            else:
+                # the pipe is closed only once nothing can write to or read from it again
                 thread.join()
-            os.close(write_fd)
-            os.close(read_fd)
+                os.close(write_fd)
+                os.close(read_fd)
 
     return stop
 
@@ -256,6 +273,9 @@ def watch_plugin_dir(swapper: _Reloadable, data: Any = None,
     count, so the temporary file of an atomic write is ignored; once the folder has been quiet
     for ``debounce`` seconds, one reload handles the whole burst. Added, rebuilt and deleted
     artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one.
+
+    The watch starts in the background: changes made in the first moments after the call
+    may be missed.
 
     Returns:
         ``stop()``: ends the watch (waiting for a reload in progress). Calling it again does

@@ -37,11 +37,14 @@ class FakeSwapper:
         self.delay = 0.0
         self.data: list[Any] = []
         self.threads: list[threading.Thread] = []
+        self.during_reload: Callable[[], Any] | None = None
 
     def _do(self, data: Any) -> Details:
         self.attempts += 1
         self.data.append(data)
         self.threads.append(threading.current_thread())
+        if self.during_reload is not None:
+            self.during_reload()
         if self.fail:
             raise HotswapError('plugin "a": on_load failed: boom', plugin="a", step="on_load")
         self.reloads += 1
@@ -159,6 +162,28 @@ def test_failed_reload_is_logged_and_the_trigger_keeps_listening(
         assert swapper.attempts == 2
     finally:
         stop()
+
+
+def test_stop_from_inside_a_reload(host_handler: list[int],
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A reload (a reload callback, say) may stop the trigger: no deadlock, no exception,
+    the thread ends, the handler left behind ignores the signal, a warning says why."""
+    swapper = FakeSwapper()
+    stop = triggers.reload_on_signal(swapper)
+    ours = signal.getsignal(signal.SIGUSR1)
+    swapper.during_reload = stop
+    kill_self()
+    wait_for(lambda: swapper.reloads == 1)
+    wait_for(lambda: not any(t.name.startswith("hotswap-reload-on")
+                             for t in threading.enumerate()))
+    assert signal.getsignal(signal.SIGUSR1) is ours
+    kill_self()
+    assert stays(lambda: swapper.attempts == 1, 0.2)
+    warning = next(r for r in caplog.records if r.levelno == logging.WARNING)
+    assert warning.getMessage() == (
+        "reload_on_signal: stop() ran outside the main thread, so the previous SIGUSR1 handler "
+        "could not be restored (ours now ignores the signal); call stop() from the main thread")
+    stop()   # a second stop does nothing
 
 
 def test_signal_trigger_needs_the_main_thread() -> None:
