@@ -29,7 +29,6 @@ leaves the previous plugins serving (the swapper guarantees it); the trigger kee
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -37,19 +36,32 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import HotswapError
+
+if TYPE_CHECKING:
+    import asyncio   # imported where used: a host without asyncio need not pay for it
 
 __all__ = ["reload_on_signal", "watch_plugin_dir", "areload_on_signal", "awatch_plugin_dir"]
 
 
-class _Reloadable(Protocol):
-    plugin_dir: Any
-
+class _Reloads(Protocol):
     def reload(self, data: Any) -> Any: ...
 
+
+class _AReloads(Protocol):
     def areload(self, data: Any) -> Awaitable[Any]: ...
+
+
+class _WatchReloads(_Reloads, Protocol):
+    @property
+    def plugin_dir(self) -> Any: ...
+
+
+class _WatchAReloads(_AReloads, Protocol):
+    @property
+    def plugin_dir(self) -> Any: ...
 
 
 def _logger(swapper: Any) -> logging.Logger:
@@ -100,7 +112,7 @@ def _restore(signum: int, ours: Any, previous: Any) -> None:
         signal.signal(signum, signal.SIG_DFL if previous is None else previous)
 
 
-def reload_on_signal(swapper: _Reloadable, data: Any = None,
+def reload_on_signal(swapper: _Reloads, data: Any = None,
                      signum: int = signal.SIGUSR1) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` each time the process receives ``signum``.
 
@@ -182,7 +194,7 @@ def reload_on_signal(swapper: _Reloadable, data: Any = None,
     return stop
 
 
-def areload_on_signal(swapper: _Reloadable, data: Any = None,
+def areload_on_signal(swapper: _AReloads, data: Any = None,
                       signum: int = signal.SIGUSR1) -> Callable[[], asyncio.Task[None]]:
     """Reload ``swapper`` with ``data`` each time the process receives ``signum``, in the loop.
 
@@ -198,6 +210,7 @@ def areload_on_signal(swapper: _Reloadable, data: Any = None,
         RuntimeError: no running loop.
         ValueError: not called from the main thread, or ``signum`` cannot be caught.
     """
+    import asyncio
     loop = asyncio.get_running_loop()
     logger = _logger(swapper)
     cause = _signal_name(signum)
@@ -265,7 +278,7 @@ def _watch_args(swapper: Any, debounce: float, helper: str) -> tuple[Path, dict[
                     "debounce": max(1600, 10 * quiet_ms), "recursive": False}
 
 
-def watch_plugin_dir(swapper: _Reloadable, data: Any = None,
+def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
                      debounce: float = 0.2) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` when the artifacts in its ``plugin_dir`` change.
 
@@ -312,7 +325,7 @@ def watch_plugin_dir(swapper: _Reloadable, data: Any = None,
     return stop
 
 
-def awatch_plugin_dir(swapper: _Reloadable, data: Any = None,
+def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
                       debounce: float = 0.2) -> Callable[[], asyncio.Task[None]]:
     """Reload ``swapper`` with ``data`` when its artifacts change, from the running loop.
 
@@ -328,6 +341,7 @@ def awatch_plugin_dir(swapper: _Reloadable, data: Any = None,
         HotswapError: ``plugin_dir`` is not a folder.
         RuntimeError: no running loop.
     """
+    import asyncio
     watchfiles = _watchfiles("awatch_plugin_dir")
     folder, options = _watch_args(swapper, debounce, "awatch_plugin_dir")
     loop = asyncio.get_running_loop()
