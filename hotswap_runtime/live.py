@@ -600,6 +600,12 @@ class Data:
         # pickled as its JSON: version-neutral, and independent of our internal classes
         return (_from_json, (self.to_json(),))
 
+    def __copy__(self) -> Data:
+        return self   # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Data:
+        return self
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Data):
             return NotImplemented
@@ -623,8 +629,6 @@ class Data:
 def _from_json(raw: bytes) -> Data:
     return Data.from_json(raw)
 
-
-_from_json.__module__ = __name__
 
 
 def wrap(value: Any) -> Data:

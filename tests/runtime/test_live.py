@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import enum
@@ -278,6 +279,7 @@ def test_data_is_immutable() -> None:
         del data._node
     with pytest.raises(TypeError):
         live.Data()
+    assert copy.copy(data) is data and copy.deepcopy({"d": data})["d"] is data
 
 
 def test_equality_hash_and_repr() -> None:
