@@ -182,8 +182,8 @@ def test_enum_members_are_kept_as_their_value_and_rebuilt_from_hints() -> None:
     data = live.wrap(Shape([Point(1, 2)], color=Color.BLUE))
     assert data.unwrap()["color"] == "blue"
     assert live.wrap(Level.LOW).unwrap() == 1 and type(live.wrap(Level.LOW).unwrap()) is int
-    for copy in roundtrips(data):
-        assert copy.unwrap(Shape).color is Color.BLUE
+    for again in roundtrips(data):
+        assert again.unwrap(Shape).color is Color.BLUE
 
 
 def test_subclasses_of_builtins_are_copied_as_their_base_type() -> None:
