@@ -91,6 +91,17 @@ async def _areload(swapper: Any, data: Any, cause: str, logger: logging.Logger) 
         _report(logger, cause, details)
 
 
+# None where the platform has no SIGUSR1 (Windows): the signal triggers then need signum=
+_SIGUSR1: int | None = getattr(signal, "SIGUSR1", None)
+
+
+def _require(signum: int | None, helper: str) -> int:
+    if signum is None:
+        raise ValueError(f"{helper}: this platform has no SIGUSR1; pass signum= "
+                         "(signal.SIGBREAK on Windows)")
+    return signum
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -113,7 +124,7 @@ def _restore(signum: int, ours: Any, previous: Any) -> None:
 
 
 def reload_on_signal(swapper: _Reloads, data: Any = None,
-                     signum: int = signal.SIGUSR1) -> Callable[[], None]:
+                     signum: int | None = _SIGUSR1) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` each time the process receives ``signum``.
 
     Call it from the main thread. The signal handler only wakes a daemon thread, which calls
@@ -129,6 +140,7 @@ def reload_on_signal(swapper: _Reloads, data: Any = None,
     Raises:
         ValueError: not called from the main thread, or ``signum`` cannot be caught.
     """
+    signum = _require(signum, "reload_on_signal")
     logger = _logger(swapper)
     cause = _signal_name(signum)
     read_fd, write_fd = os.pipe()
@@ -195,7 +207,7 @@ def reload_on_signal(swapper: _Reloads, data: Any = None,
 
 
 def areload_on_signal(swapper: _AReloads, data: Any = None,
-                      signum: int = signal.SIGUSR1) -> Callable[[], asyncio.Task[None]]:
+                      signum: int | None = _SIGUSR1) -> Callable[[], asyncio.Task[None]]:
     """Reload ``swapper`` with ``data`` each time the process receives ``signum``, in the loop.
 
     Call it from inside the running asyncio loop (in the main thread). The loop's signal
@@ -211,6 +223,7 @@ def areload_on_signal(swapper: _AReloads, data: Any = None,
         ValueError: not called from the main thread, or ``signum`` cannot be caught.
     """
     import asyncio
+    signum = _require(signum, "areload_on_signal")
     loop = asyncio.get_running_loop()
     logger = _logger(swapper)
     cause = _signal_name(signum)

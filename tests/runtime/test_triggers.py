@@ -206,6 +206,14 @@ def test_signal_trigger_needs_the_main_thread() -> None:
     assert signal.getsignal(signal.SIGUSR1) is before
 
 
+def test_no_signal_to_listen_to_is_refused() -> None:
+    """Where there is no SIGUSR1 (Windows), the default is None and the call says what to pass."""
+    with pytest.raises(ValueError) as info:
+        triggers.reload_on_signal(FakeSwapper(), signum=None)
+    assert str(info.value) == ("reload_on_signal: this platform has no SIGUSR1; pass signum= "
+                               "(signal.SIGBREAK on Windows)")
+
+
 def test_async_signal_reloads_in_the_loop_and_stop_restores_handler(
         host_handler: list[int], caplog: pytest.LogCaptureFixture) -> None:
     """areload_on_signal awaits swapper.areload; failures are logged; stop restores."""
