@@ -15,6 +15,7 @@ import types
 import typing
 import uuid
 import weakref
+import zoneinfo
 from collections import OrderedDict, namedtuple
 from decimal import Decimal
 from collections.abc import Callable, Iterator
@@ -166,7 +167,6 @@ def test_nan_round_trips() -> None:
 
 def test_zoneinfo_datetime_keeps_its_zone() -> None:
     """A datetime in a named zone comes back in that zone, even through JSON."""
-    zoneinfo = pytest.importorskip("zoneinfo")
     try:
         zone = zoneinfo.ZoneInfo("Europe/Paris")
     except zoneinfo.ZoneInfoNotFoundError:
