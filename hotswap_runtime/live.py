@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import decimal
 import enum
 import math
 import sys
 import types
 import typing
-import uuid
 from collections.abc import Mapping, MutableMapping, MutableSequence, MutableSet, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, final
@@ -232,6 +230,8 @@ def _wrap_other(value: Any) -> Any:
 
 
 def _handlers() -> dict[type, Any]:
+    import decimal
+    import uuid
     n = _n()
     return {
         list: lambda v: n.LIST(_wrap_items(v)),
@@ -251,7 +251,9 @@ def _handlers() -> dict[type, Any]:
 
 
 def _setup() -> None:
-    """Fill the dispatch tables on first use (they need msgspec)."""
+    """Fill the dispatch tables on first use (they need msgspec, which imports these anyway)."""
+    import decimal
+    import uuid
     # _BASES first: a thread that sees _HANDLERS filled must see _BASES filled too
     _BASES[:] = [
         (bool, bool), (int, lambda v: int.__int__(v)), (float, lambda v: _wrap(float(v))),
