@@ -131,7 +131,7 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
     from .rewrite import rewrite_source
 
     started = time.perf_counter()
-    scan, out, rewrite_time = rewrite_source(source, ctx)
+    scan, out, rewrite_time = rewrite_source(source, ctx, _STATEMENT_CACHE)
     scanned = time.perf_counter()
     pyc = None
     if not scan.problems:
@@ -157,6 +157,8 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
 
 # Jobs handed to forked workers by inheritance: (context, source) pairs
 _JOBS: Sequence[tuple[FileContext, bytes]] = ()
+# the statement cache folder of the running build, inherited by forked workers too
+_STATEMENT_CACHE: Path | None = None
 
 
 def _process_chunk(indexes: range) -> list[_Outcome]:
@@ -177,8 +179,6 @@ def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]]) -> list[_Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if any(ctx.needs_parse(source.decode("utf-8", "replace")) for ctx, source in jobs):
-        import libcst  # noqa: F401  (imported once here, inherited by every forked worker)
     global _JOBS
     _JOBS = jobs
     try:
@@ -303,7 +303,13 @@ def build(
             misses.append((ctx, contents[ctx.rel]))
         else:
             outcomes[ctx.rel] = cached
-    for (ctx, _), outcome in zip(misses, _run_jobs(misses)):
+    global _STATEMENT_CACHE
+    _STATEMENT_CACHE = cache
+    try:
+        processed = _run_jobs(misses)
+    finally:
+        _STATEMENT_CACHE = None
+    for (ctx, _), outcome in zip(misses, processed):
         outcomes[ctx.rel] = outcome
         if not outcome.scan.problems:
             _cache_store(cache, keys[ctx.rel], outcome)

@@ -8,6 +8,7 @@ across every file).
 
 from __future__ import annotations
 
+import ast
 import keyword
 import os
 import re
@@ -25,8 +26,10 @@ __all__ = [
     "FileScan",
     "Params",
     "PluginLayout",
+    "Edit",
     "analyse",
     "collect_files",
+    "scan_tree",
     "is_generated",
     "locate_plugin",
 ]
@@ -391,3 +394,322 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
                             f'module-level str constant "{name}"; add {name} = "" there, or '
                             f"drop -X {name}")
     return Analysis(live_funcs, live_types, tuple(hooks), tuple(problems))
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A change to one span of a file: ``kind`` is ``import`` (a statement for libcst to make
+    relative; ``text`` is its source) or ``replace`` (``text`` replaces the span as is).
+
+    Spans are (line, column) pairs, 1-based lines and 0-based character columns.
+    """
+
+    start: tuple[int, int]
+    end: tuple[int, int]
+    kind: str
+    text: str
+
+
+_BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers")
+
+
+class _Scanner:
+    """Walk a module's statements (never its expressions) and record what the build needs.
+
+    Module-level bindings are recorded while no ``def``/``class`` encloses the walk (``scope``);
+    statements inside module-level ``if``/``try``/``with`` blocks count as conditional. Imports
+    are checked at every depth, lazy ones inside functions included.
+    """
+
+    def __init__(self, ctx: FileContext, lines: Sequence[str]) -> None:
+        layout = ctx.layout
+        self.ctx = ctx
+        self.lines = lines
+        self.own = layout.import_name
+        self.own_parent, _, self.own_last = self.own.rpartition(".")
+        self.prefix = ctx.live_prefix.lower()
+        self.stamps = dict(ctx.stamps) if ctx.is_root else {}
+        self.package = ctx.module.split(".") if ctx.rel.endswith("__init__.py") \
+            else ctx.module.split(".")[:-1]
+        self.dots = ctx.package_depth + 1
+        self.where = layout.display(ctx.rel)
+        self.plugin = f'plugin "{layout.name}"'
+        self.scope = 0
+        self.blocks = 0
+        self.bindings: list[Binding] = []
+        self.star_imports: list[str] = []
+        self.stamped: list[str] = []
+        self.problems: list[str] = []
+        self.edits: list[Edit] = []
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def column(self, line: int, offset: int) -> int:
+        """ast columns count UTF-8 bytes; edits count characters."""
+        text = self.lines[line - 1]
+        return len(text.encode("utf-8")[:offset].decode("utf-8", "replace")) if not text.isascii() \
+            else offset
+
+    def span(self, node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
+        start = (node.lineno, self.column(node.lineno, node.col_offset))  # type: ignore[attr-defined]
+        end_line = node.end_lineno  # type: ignore[attr-defined]
+        return start, (end_line, self.column(end_line, node.end_col_offset))  # type: ignore[attr-defined]
+
+    def source(self, node: ast.AST) -> str:
+        (l1, c1), (l2, c2) = self.span(node)
+        if l1 == l2:
+            return self.lines[l1 - 1][c1:c2]
+        return self.lines[l1 - 1][c1:] + "".join(self.lines[l1:l2 - 1]) + self.lines[l2 - 1][:c2]
+
+    def problem(self, node: ast.AST, text: str) -> None:
+        self.problems.append(text.replace("{where}", f"{self.where}:{node.lineno}"))  # type: ignore[attr-defined]
+
+    def bind(self, node: ast.AST, name: str, kind: str, origin: tuple[str, str] | None = None,
+             params: Params | None = None) -> None:
+        if self.scope or not (name.lower().startswith(self.prefix) or name in ALL_HOOKS):
+            return
+        live = name.lower().startswith(self.prefix) and not self.blocks
+        if live and kind == "assignment":
+            self.problem(node, f'{self.plugin}: live name "{name}" in {{where}} is assigned, not '
+                         "defined by a def or class of the plugin; define it with def or class, "
+                         f'or drop the "{self.ctx.live_prefix}" prefix')
+        elif live and kind == "external import":
+            self.problem(node, f'{self.plugin}: live name "{name}" in {{where}} is imported from '
+                         f'"{origin[0] if origin else ""}", outside the plugin; live functions '
+                         "and types must be defined by a def or class of the plugin, so import "
+                         f'it under a name without the "{self.ctx.live_prefix}" prefix')
+        self.bindings.append(Binding(name, kind, node.lineno, params, origin,  # type: ignore[attr-defined]
+                                     conditional=self.blocks > 0))
+
+    # --- walking --------------------------------------------------------------------------
+
+    def visit_body(self, body: Sequence[ast.stmt]) -> None:
+        for node in body:
+            method = getattr(self, f"visit_{type(node).__name__}", None)
+            if method is not None:
+                method(node)
+            else:
+                self.visit_block(node)
+
+    def visit_block(self, node: ast.AST) -> None:
+        """Compound statements (if, try, with, for, while, match): look inside their bodies."""
+        self.blocks += 1
+        for name in _BLOCK_FIELDS:
+            for child in getattr(node, name, ()):
+                if isinstance(child, ast.excepthandler):
+                    self.visit_body(child.body)
+                else:
+                    self.visit_body([child])
+        for case in getattr(node, "cases", ()):
+            self.visit_body(case.body)
+        self.blocks -= 1
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        params = None if node.decorator_list else Params(
+            positional=len(positional),
+            required=len(positional) - len(args.defaults),
+            varargs=args.vararg is not None,
+            required_kwonly=tuple(a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults)
+                                  if d is None),
+        )
+        self.bind(node, node.name, "function", params=params)
+        self.scope += 1
+        self.visit_body(node.body)
+        self.scope -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.bind(node, node.name, "class")
+        self.scope += 1
+        self.visit_body(node.body)
+        self.scope -= 1
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        pass
+
+    visit_Return = visit_Pass = visit_Break = visit_Continue = visit_Raise = visit_Expr
+    visit_Delete = visit_Assert = visit_Global = visit_Nonlocal = visit_Expr
+
+    def visit_TypeAlias(self, node: ast.AST) -> None:
+        name = getattr(node, "name", None)
+        if isinstance(name, ast.Name):
+            self.bind(node, name.id, "assignment")
+
+    # --- assignments and stamps -----------------------------------------------------------
+
+    def visit_Assign(self, node: ast.Assign | ast.AnnAssign | ast.AugAssign) -> None:
+        if self.scope:
+            return
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                targets.extend(target.elts if isinstance(target, (ast.Tuple, ast.List))
+                               else [target])
+        elif not (isinstance(node, ast.AnnAssign) and node.value is None):
+            targets.append(node.target)
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        for name in names:
+            self.bind(node, name, "assignment")
+        if (not self.stamps or self.blocks or isinstance(node, ast.AugAssign)
+                or len(targets) != 1 or not names or names[0] not in self.stamps):
+            return
+        name = names[0]
+        self.stamped.append(name)
+        value = node.value
+        if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+            self.problem(node, f"{self.plugin}: -X {name}: {name} in {{where}} is not a str "
+                         f'constant; assign it a string literal ({name} = "...") or drop '
+                         f"-X {name}")
+            return
+        start, end = self.span(value)
+        self.edits.append(Edit(start, end, "replace", repr(self.stamps[name])))
+
+    visit_AnnAssign = visit_AugAssign = visit_Assign
+
+    # --- imports --------------------------------------------------------------------------
+
+    def sibling_of(self, module: str) -> str | None:
+        for sibling in self.ctx.layout.siblings:
+            if module == sibling or module.startswith(sibling + "."):
+                return sibling
+        return None
+
+    def sibling(self, node: ast.AST, sibling: str) -> None:
+        self.problem(node, f'{self.plugin}: {{where}} imports "{sibling}", the package of plugin '
+                     f'"{sibling.rpartition(".")[2]}"; a plugin never imports another '
+                     "plugin's package: share types through a host-side module and reach other "
+                     "plugins through export() and import_()")
+
+    def own_root(self, node: ast.AST) -> None:
+        self.problem(node, f'{self.plugin}: "{" ".join(self.source(node).split())}" in {{where}} '
+                     "imports the plugin's own root package by name, which cannot be made "
+                     f'relative; import what you need with "from {"." * self.dots} import name"')
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        star = any(alias.name == "*" for alias in node.names)
+        if node.level:
+            if node.level > self.dots:
+                self.problem(node, f'{self.plugin}: "{" ".join(self.source(node).split())}" in '
+                             "{where} reaches above the plugin's root package; import host-side "
+                             "modules absolutely, and other plugins through import_()")
+                return
+            base = self.package[: len(self.package) - (node.level - 1)]
+            target = ".".join([*base, *([module] if module else [])])
+        elif module == self.own or module.startswith(self.own + "."):
+            rest = module[len(self.own) + 1:]
+            target = ".".join(filter(None, [self.ctx.layout.name, rest]))
+            start, end = self.span(node)
+            self.edits.append(Edit(start, end, "import", self.source(node)))
+        else:
+            sibling = self.sibling_of(module)
+            if sibling:
+                self.sibling(node, sibling)
+                return
+            if self.own_parent and module == self.own_parent:
+                for alias in node.names:
+                    if alias.name == self.own_last:
+                        self.own_root(node)
+                    elif f"{self.own_parent}.{alias.name}" in self.ctx.layout.siblings:
+                        self.sibling(node, f"{self.own_parent}.{alias.name}")
+            for alias in node.names:
+                self.bind(node, alias.asname or alias.name, "external import",
+                          origin=(module, alias.name))
+            return
+        if star:
+            if not self.scope and not self.blocks:
+                self.star_imports.append(target)
+            return
+        for alias in node.names:
+            self.bind(node, alias.asname or alias.name, "import", origin=(target, alias.name))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        rewrite = False
+        for alias in node.names:
+            name = alias.name
+            if name == self.own:
+                self.own_root(node)
+            elif name.startswith(self.own + "."):
+                parent, _, last = name[len(self.own) + 1:].rpartition(".")
+                if alias.asname is None:
+                    top = self.own.split(".")[0]
+                    self.problem(node, f'{self.plugin}: "{" ".join(self.source(node).split())}" '
+                                 f'in {{where}} cannot be made relative: it binds the name '
+                                 f'"{top}"; write "from {"." * self.dots + parent} import {last}" '
+                                 f'(or "import {name} as {last}") and use {last}.… instead')
+                    continue
+                rewrite = True
+                self.bind(node, alias.asname, "import",
+                          origin=(".".join(filter(None, [self.ctx.layout.name, parent])), last))
+            else:
+                sibling = self.sibling_of(name)
+                if sibling:
+                    self.sibling(node, sibling)
+                self.bind(node, alias.asname or name.split(".")[0], "external import",
+                          origin=(name, ""))
+        if rewrite:
+            start, end = self.span(node)
+            self.edits.append(Edit(start, end, "import", self.source(node)))
+
+    # --- import_module("<own>.x") ---------------------------------------------------------
+
+    def lazy_imports(self, tree: ast.Module) -> None:
+        """Make ``import_module("<own>.x")`` relative: ``import_module("..x", __package__)``."""
+        dots = "." * self.dots
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else (
+                func.id if isinstance(func, ast.Name) else "")
+            if name != "import_module":
+                continue
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                target = first.value
+                if (target == self.own or target.startswith(self.own + ".")) and \
+                        len(node.args) == 1 and not node.keywords:
+                    relative = dots + target[len(self.own) + 1:]
+                    start, end = self.span(first)
+                    self.edits.append(Edit(start, end, "replace", f"{relative!r}, __package__"))
+                continue
+            head = first
+            while isinstance(head, ast.BinOp):
+                head = head.left
+            text = ""
+            if isinstance(head, ast.Constant) and isinstance(head.value, str):
+                text = head.value
+            elif isinstance(head, ast.JoinedStr) and head.values and isinstance(
+                    head.values[0], ast.Constant):
+                text = str(head.values[0].value)
+            if text == self.own or text.startswith(self.own + "."):
+                self.problem(node, f"{self.plugin}: import_module() in {{where}} builds a name "
+                             f'inside the plugin\'s own package "{self.own}", which cannot be '
+                             f'made relative; pass a relative name and the package: '
+                             f'import_module("{dots}" + name, __package__)')
+
+
+_LAZY = re.compile(r"\bimport_module\s*\(")
+
+
+def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext
+              ) -> tuple[FileScan, list[Edit]]:
+    """Scan one parsed file: bindings, imports, stamps; return what it found and the edits."""
+    scanner = _Scanner(ctx, lines)
+    scanner.visit_body(tree.body)
+    if _LAZY.search(text) and ctx.layout.import_name in text:
+        scanner.lazy_imports(tree)
+    scan = FileScan(
+        rel=ctx.rel,
+        module=ctx.module,
+        parsed=True,
+        bindings=tuple(scanner.bindings),
+        star_imports=tuple(scanner.star_imports),
+        stamped=tuple(scanner.stamped),
+        problems=tuple(scanner.problems),
+        rewritten=bool(scanner.edits),
+    )
+    return scan, sorted(scanner.edits, key=lambda e: e.start)
