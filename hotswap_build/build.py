@@ -106,23 +106,49 @@ def _cache_key(ctx: FileContext, source: bytes) -> str:
     return digest.hexdigest()
 
 
-def _cache_load(folder: Path, key: str) -> _Outcome | None:
+def _index_path(folder: Path, layout: PluginLayout) -> Path:
+    """One file per plugin folder holds the per-file results of its last build: one read."""
+    key = hashlib.sha256(f"{__version__}\0{layout.root}".encode()).hexdigest()
+    return folder / "plugins" / f"{layout.name}-{key[:24]}.pickle"
+
+
+def _cache_load(path: Path) -> dict[str, _Outcome]:
     try:
-        with open(folder / key[:2] / key, "rb") as handle:
-            outcome = pickle.load(handle)
+        with open(path, "rb") as handle:
+            index = pickle.load(handle)
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError,
-            ValueError):
-        return None
-    return outcome if isinstance(outcome, _Outcome) else None
+            ValueError, IndexError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
-def _cache_store(folder: Path, key: str, outcome: _Outcome) -> None:
-    target = folder / key[:2] / key
+def _cache_store(path: Path, index: dict[str, _Outcome]) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError as exc:  # the cache only speeds things up; a build never fails for it
-        logger.debug("cannot write the build cache %s: %s", target, exc)
+        logger.debug("cannot write the build cache %s: %s", path, exc)
+
+
+def _render_registration(cache: Path, name: str, hooks: Sequence[str],
+                         live_funcs: Mapping[str, str], live_types: Mapping[str, str]) -> bytes:
+    """The registration module, from the cache when these names were rendered before (so a
+    rebuild does not even import jinja2)."""
+    from .render import templates_dir
+    from .rewrite import cache_read, cache_write
+
+    template = (templates_dir() / "registration.py.j2").read_bytes()
+    key = hashlib.sha256(repr((__version__, template, name, sorted(hooks), sorted(live_funcs.items()),
+                               sorted(live_types.items()))).encode()).hexdigest()
+    path = cache / "render" / key[:2] / key
+    cached = cache_read(path)
+    if cached is not None:
+        return cached
+    from .render import registration_module
+
+    text = registration_module(name, hooks, live_funcs, live_types).encode("utf-8")
+    cache_write(path, text)
+    return text
 
 
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
@@ -165,6 +191,13 @@ def _process_chunk(indexes: range) -> list[_Outcome]:
     return [_process_file(*_JOBS[i]) for i in indexes]
 
 
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and cleans up."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -185,8 +218,15 @@ def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]]) -> list[_Outcome]:
         step = max(1, -(-len(jobs) // (workers * 4)))
         chunks = [range(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_ignore_interrupts)
+        try:
             return [outcome for part in pool.map(_process_chunk, chunks) for outcome in part]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finally:
         _JOBS = ()
 
@@ -293,16 +333,18 @@ def build(
     contexts = [FileContext.create(layout, rel, live_prefix, stamps, optimize) for rel in sources]
 
     cache = cache_dir()
+    index_path = _index_path(cache, layout)
+    index = _cache_load(index_path)
     outcomes: dict[str, _Outcome] = {}
     misses: list[tuple[FileContext, bytes]] = []
     keys: dict[str, str] = {}
     for ctx in contexts:
         keys[ctx.rel] = key = _cache_key(ctx, contents[ctx.rel])
-        cached = _cache_load(cache, key)
-        if cached is None:
-            misses.append((ctx, contents[ctx.rel]))
-        else:
+        cached = index.get(key)
+        if isinstance(cached, _Outcome):
             outcomes[ctx.rel] = cached
+        else:
+            misses.append((ctx, contents[ctx.rel]))
     global _STATEMENT_CACHE
     _STATEMENT_CACHE = cache
     try:
@@ -311,8 +353,9 @@ def build(
         _STATEMENT_CACHE = None
     for (ctx, _), outcome in zip(misses, processed):
         outcomes[ctx.rel] = outcome
-        if not outcome.scan.problems:
-            _cache_store(cache, keys[ctx.rel], outcome)
+    if misses:
+        _cache_store(index_path, {keys[rel]: outcome for rel, outcome in outcomes.items()
+                                  if not outcome.scan.problems})
     log("%d files from the cache, %d processed", len(contexts) - len(misses), len(misses))
     timings = {
         "scan": sum(outcomes[c.rel].times[0] for c, _ in misses),
@@ -326,10 +369,8 @@ def build(
     if problems:
         raise BuildError(sorted(set(problems)), plugin=layout.name)
 
-    from .render import registration_module
-
-    registration = registration_module(layout.name, analysis.hooks, analysis.live_funcs,
-                                       analysis.live_types).encode("utf-8")
+    registration = _render_registration(cache, layout.name, analysis.hooks,
+                                        analysis.live_funcs, analysis.live_types)
     result = dict(
         name=layout.name,
         live_funcs=dict(analysis.live_funcs),

@@ -89,23 +89,37 @@ def relative_import(statement: str, dots: int, own: str) -> str:
     return "; ".join(blank.code_for_node(p) for p in parts)
 
 
+def cache_read(path: Path) -> bytes | None:
+    """A cache entry written by ``cache_write``, or None when absent or damaged."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    digest, _, body = raw.partition(b"\n")
+    return body if digest == hashlib.sha256(body).hexdigest().encode() else None
+
+
+def cache_write(path: Path, body: bytes) -> None:
+    """Store a cache entry with its checksum, atomically; failures only cost speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
 def _cached_relative_import(statement: str, dots: int, own: str, cache: Path | None) -> str:
     if cache is None:
         return relative_import(statement, dots, own)
     key = hashlib.sha256(f"{__version__}\0{own}\0{dots}\0{statement}".encode()).hexdigest()
     path = cache / "statements" / key[:2] / key
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
+    cached = cache_read(path)
+    if cached is not None:
+        return cached.decode("utf-8")
     result = relative_import(statement, dots, own)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{key}.{os.getpid()}.tmp")
-        temporary.write_text(result, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:  # the cache only speeds things up
-        pass
+    cache_write(path, result.encode("utf-8"))
     return result
 
 
