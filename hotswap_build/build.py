@@ -65,6 +65,9 @@ class BuildResult:
         generated: every file written (the artifact, static glue, the kept build tree's files).
         tree: the kept temporary build tree (``leave_temps``/``package=False``), else None.
         timings: seconds per stage: scan, rewrite, compile, pack, total.
+        files: the source files built, relative to the plugin folder.
+        cached: how many of them came from the per-file cache.
+        removed: what ``clean`` removed.
     """
 
     artifact: Path | None
@@ -78,6 +81,8 @@ class BuildResult:
     import_name: str = ""
     tree: Path | None = None
     files: tuple[str, ...] = field(default=())
+    cached: int = 0
+    removed: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -373,6 +378,8 @@ def build(
                                         analysis.live_funcs, analysis.live_types)
     result = dict(
         name=layout.name,
+        files=tuple(sources),
+        cached=len(contexts) - len(misses),
         live_funcs=dict(analysis.live_funcs),
         live_types=dict(analysis.live_types),
         hooks=tuple(sorted(analysis.hooks)),
@@ -384,7 +391,7 @@ def build(
         timings["pack"] = time.perf_counter() - pack_started
         timings["total"] = time.perf_counter() - started
         return BuildResult(artifact=None, build_id=None, generated=generated, timings=timings,
-                           files=tuple(sources), **result)
+                           **result)
 
     from .pack import build_id as compute_build_id
     from .pack import git_commit, make_manifest, pyc_bytes, pyc_path, write_artifact
@@ -437,8 +444,7 @@ def build(
     timings["pack"] = time.perf_counter() - pack_started
     timings["total"] = time.perf_counter() - started
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
-                       generated=tuple(generated), timings=timings, tree=tree,
-                       files=tuple(sources), **result)
+                       generated=tuple(generated), timings=timings, tree=tree, **result)
 
 
 def _static_names(out_path: Path) -> list[str]:
@@ -499,4 +505,4 @@ def _clean_static(layout: PluginLayout, out_path: Path, started: float) -> Build
     return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
                        live_types={}, generated=generated, import_name=layout.import_name,
                        timings={"total": time.perf_counter() - started},
-                       files=tuple(os.fspath(p) for p in removed))
+                       removed=tuple(removed))

@@ -58,8 +58,9 @@ def test_verbose_lists_names_files_and_timings(sample, tmp_path: Path) -> None:
     result = invoke("build", "-v", str(plugin), str(out), "--", "-X", "CompileTimeString=abc")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[:7] == [
+    assert lines[:8] == [
         'Building plugin "hello"...',
+        "Sources: 4 files, 0 from the cache",
         "Live functions (1):",
         "  live_run  hello.jobs",
         "Live types (1):",
@@ -67,7 +68,8 @@ def test_verbose_lists_names_files_and_timings(sample, tmp_path: Path) -> None:
         "Generated files (1):",
         f"  {out / 'hello.hsp'}",
     ]
-    stages = [line.split()[0] for line in lines[8:-1]]
+    assert lines[8] == "Timings (scan, rewrite and compile summed over worker processes):"
+    stages = [line.split()[0] for line in lines[9:-1]]
     assert stages == ["scan", "rewrite", "compile", "pack", "total"]
     assert lines[-1] == str(out / "hello.hsp")
 

@@ -99,6 +99,13 @@ def test_clean_removes_what_static_linking_generated(sample, tmp_path: Path, bui
     assert result.exit_code == 0, result.output
     assert not (hello / "_hotswap_registration.py").exists()
     assert sorted(p.name for p in glue.iterdir()) == []
+    assert result.stdout.splitlines() == [
+        'Removing static code for plugin "hello"...',
+        f"Removed {hello / '_hotswap_registration.py'}",
+        f"Removed {glue / 'hotswap_static_plugin_hello.py'}",
+        f"Removed {glue / 'hotswap_static_plugins.py'}",
+        str(glue),
+    ]
     assert "--clean" not in CliRunner().invoke(main, ["build", "-h"]).output
 
 
