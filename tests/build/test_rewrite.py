@@ -117,3 +117,21 @@ def test_stamps_apply_to_the_root_package_only() -> None:
     scan, out = rewrite('NAME = "dev"\n', "mod.py", stamps={"NAME": "x"})
     assert out == 'NAME = "dev"\n'
     assert scan.stamped == ()
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (b"from foo.a \\\n    import x\nimport foo.b \\\n  as b\n",
+     b"from .a \\\n    import x\nfrom . import b \\\n  as b\n"),
+    (b"x = 1\r\nfrom foo.a import x  # c\r\nif x: import foo.q as q; import os\r\n",
+     b"x = 1\r\nfrom .a import x  # c\r\nif x: from . import q as q; import os\r\n"),
+    ('# -*- coding: latin-1 -*-\ns = "\xe9"; from foo import y\n'.encode("latin-1"),
+     '# -*- coding: latin-1 -*-\ns = "\xe9"; from . import y\n'.encode("latin-1")),
+    ('s = "\u00e9\u00e9"; from foo import y\n'.encode(), 's = "\u00e9\u00e9"; from . import y\n'.encode()),
+    (b"\xef\xbb\xbffrom foo import y\n", b"\xef\xbb\xbffrom . import y\n"),
+])
+def test_rewrite_keeps_bytes_encodings_and_line_ends(before: bytes, after: bytes) -> None:
+    """Backslash continuations, CRLF, source encodings, non-ASCII columns and BOMs survive."""
+    ctx = FileContext.create(LAYOUT, "mod.py")
+    scan, out, _ = rewrite_source(before, ctx)
+    assert out == after
+    assert scan.problems == ()
