@@ -176,12 +176,12 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
                        f"{ctx.layout.display(ctx.rel)}:{exc.lineno}: {message}; fix it and "
                        "build again")
             scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten)
+                            scan.stamped, (*scan.problems, problem), scan.rewritten, True)
         except ValueError as exc:
             problem = (f'plugin "{ctx.layout.name}": {ctx.layout.display(ctx.rel)} cannot be '
                        f"compiled ({exc}); fix the file and build again")
             scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten)
+                            scan.stamped, (*scan.problems, problem), scan.rewritten, True)
     done = time.perf_counter()
     return _Outcome(scan, out, pyc, (scanned - started - rewrite_time, rewrite_time, done - scanned))
 

@@ -166,11 +166,13 @@ def rewrite_source(source: bytes, ctx: FileContext, cache: Path | None = None
         message = " ".join(str(exc.msg).split())
         problem = (f'plugin "{ctx.layout.name}": syntax error in {display}:{exc.lineno}: '
                    f"{message}; fix it and build again")
-        return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,)), source, 0.0
+        return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,), broken=True), \
+            source, 0.0
     except ValueError as exc:
         problem = (f'plugin "{ctx.layout.name}": {display} cannot be compiled ({exc}); fix the '
                    "file and build again")
-        return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,)), source, 0.0
+        return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,), broken=True), \
+            source, 0.0
     lines = _LINES.findall(text)
     scan, edits = scan_tree(tree, text, lines, ctx)
     if not edits or scan.problems:

@@ -276,6 +276,7 @@ class FileScan:
         stamped: names of ``-X`` stamps applied (root package only).
         problems: messages for what is wrong in this file alone.
         rewritten: whether the source was changed.
+        broken: the file does not compile, so what it defines is unknown.
     """
 
     rel: str
@@ -286,6 +287,7 @@ class FileScan:
     stamped: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     rewritten: bool = False
+    broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ def _resolve(name: str, module: str, scans: Mapping[str, FileScan], depth: int =
     for binding in found:
         if binding.kind == "import" and binding.origin is not None:
             target = scans.get(binding.origin[0])
-            if target is None or not target.parsed or target.problems:
+            if target is None or not target.parsed or target.broken:
                 # not a module of the plugin (a subpackage attribute?) or a file already
                 # reported broken: present, but its signature cannot be checked here
                 return binding, module
@@ -367,6 +369,8 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
 
     root = by_module.get(layout.name)
     root_file = f"{layout.name}/__init__.py"
+    if root is None or root.broken:  # its syntax error is reported; guessing more only misleads
+        return Analysis(live_funcs, live_types, (), tuple(problems))
     hooks: list[str] = []
     missing: list[str] = []
     for hook, count in ALL_HOOKS.items():

@@ -54,6 +54,10 @@ CASES = {
         "Error: plugin \"syntax\": syntax error in syntax/other.py:5: 'return' outside function; "
         "fix it and build again",
     ],
+    "rootsyntax": [
+        'Error: plugin "rootsyntax": syntax error in rootsyntax/__init__.py:4: expected \':\'; '
+        "fix it and build again",
+    ],
     "dups": [
         'Error: plugin "dups": live name "Live_Other" is defined twice, in dups/a.py:5 and '
         "dups/c.py:4; live functions and types share one namespace, so rename one of them",
