@@ -201,6 +201,7 @@ class Binding:
     params: Params | None = None
     origin: tuple[str, str] | None = None
     conditional: bool = False
+    asynchronous: bool = False
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,10 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
         if binding.kind == "class":
             problems.append(f'plugin "{layout.name}": {hook} in {where} is a class, not a '
                             f"function; define it as {_HOOK_SIGNATURES[hook]}")
+        elif binding.asynchronous and hook != "invoke_func":
+            problems.append(f'plugin "{layout.name}": {hook} in {where} is a coroutine function '
+                            "(async def), but the runtime calls it synchronously; define it as "
+                            f"{_HOOK_SIGNATURES[hook]}")
         elif binding.params is not None and not binding.params.accepts(count):
             problems.append(f'plugin "{layout.name}": {hook} in {where} cannot be called as '
                             f"{_HOOK_CALLS[hook]}; give it the signature "
@@ -483,7 +488,8 @@ class _Scanner:
                          "and types must be defined by a def or class of the plugin, so import "
                          f'it under a name without the "{self.ctx.live_prefix}" prefix')
         self.bindings.append(Binding(name, kind, node.lineno, params, origin,  # type: ignore[attr-defined]
-                                     conditional=self.blocks > 0))
+                                     conditional=self.blocks > 0,
+                                     asynchronous=isinstance(node, ast.AsyncFunctionDef)))
 
     # --- walking --------------------------------------------------------------------------
 
