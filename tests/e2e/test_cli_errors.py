@@ -37,10 +37,10 @@ def broken(sample, name: str) -> Path:
 
 CASES = {
     "hooks": [
-        'Error: plugin "hooks": invoke_func in hooks/__init__.py:12 cannot be called as '
-        "invoke_func(name, *params); give it the signature def invoke_func(name, *params)",
         'Error: plugin "hooks": import_ in hooks/__init__.py:20 is a coroutine function (async '
         "def), but the runtime calls it synchronously; define it as def import_()",
+        'Error: plugin "hooks": invoke_func in hooks/__init__.py:12 cannot be called as '
+        "invoke_func(name, *params); give it the signature def invoke_func(name, *params)",
         'Error: plugin "hooks": missing functions: on_free; define them in hooks/__init__.py or '
         "import them there",
         'Error: plugin "hooks": on_init in hooks/__init__.py:8 cannot be called as on_init(vault); '
