@@ -143,7 +143,8 @@ def _render_registration(cache: Path, name: str, hooks: Sequence[str],
     from .rewrite import cache_read, cache_write
 
     template = (templates_dir() / "registration.py.j2").read_bytes()
-    key = hashlib.sha256(repr((__version__, template, name, sorted(hooks), sorted(live_funcs.items()),
+    key = hashlib.sha256(repr((__version__, template, name, sorted(hooks),
+                               sorted(live_funcs.items()),
                                sorted(live_types.items()))).encode()).hexdigest()
     path = cache / "render" / key[:2] / key
     cached = cache_read(path)
@@ -183,7 +184,8 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
             scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
                             scan.stamped, (*scan.problems, problem), scan.rewritten, True)
     done = time.perf_counter()
-    return _Outcome(scan, out, pyc, (scanned - started - rewrite_time, rewrite_time, done - scanned))
+    times = (scanned - started - rewrite_time, rewrite_time, done - scanned)
+    return _Outcome(scan, out, pyc, times)
 
 
 # Jobs handed to forked workers by inheritance: (context, source) pairs
@@ -356,7 +358,7 @@ def build(
         processed = _run_jobs(misses)
     finally:
         _STATEMENT_CACHE = None
-    for (ctx, _), outcome in zip(misses, processed):
+    for (ctx, _), outcome in zip(misses, processed, strict=True):
         outcomes[ctx.rel] = outcome
     if misses:
         _cache_store(index_path, {keys[rel]: outcome for rel, outcome in outcomes.items()

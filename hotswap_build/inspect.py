@@ -26,7 +26,7 @@ def describe(path: str | os.PathLike[str]) -> str:
         f"Import name:     {m.import_name}",
         f"Built by:        hotswap {m.hotswap_version}, Python {m.python}",
         f"Git commit:      {m.git_commit or '-'}",
-        f"Bytecode:        " + (f"{m.bytecode['cache_tag']}, optimize={m.bytecode['optimize']}"
+        "Bytecode:        " + (f"{m.bytecode['cache_tag']}, optimize={m.bytecode['optimize']}"
                                 if m.bytecode else "none (sources only)"),
         f"Live prefix:     {m.live_prefix}",
         f"Hooks:           {', '.join(m.hooks)}",
@@ -37,7 +37,8 @@ def describe(path: str | os.PathLike[str]) -> str:
         lines.extend(f"  {k} = {v!r}" if title == "Stamps" else f"  {k}  ({v})"
                      for k, v in sorted(names.items()))
     lines.append(f"Files:           {len(artifact.files)}")
-    lines.extend(f"  {member}  {len(data)} bytes" for member, data in sorted(artifact.files.items()))
+    lines.extend(f"  {member}  {len(data)} bytes"
+                 for member, data in sorted(artifact.files.items()))
     lines.append("Verified:        ok")
     return "\n".join(lines)
 

@@ -113,7 +113,8 @@ def locate_plugin(plugin_dir: Path) -> tuple[PluginLayout | None, list[str]]:
         return None, problems
     parts = [name]
     parent = root.parent
-    while (parent / "__init__.py").is_file() and parent.name.isidentifier() and parent != parent.parent:
+    while ((parent / "__init__.py").is_file() and parent.name.isidentifier()
+           and parent != parent.parent):
         parts.insert(0, parent.name)
         parent = parent.parent
     prefix = ".".join(parts[:-1])
@@ -243,7 +244,8 @@ class FileContext:
         """The cheap text check: can libcst find anything to record or rewrite here?"""
         if self.is_root:
             return True
-        return _prefilter(self.layout, self.live_prefix, self.package_depth).search(text) is not None
+        pattern = _prefilter(self.layout, self.live_prefix, self.package_depth)
+        return pattern.search(text) is not None
 
 
 _PREFILTERS: dict[tuple[str, tuple[str, ...], str, int], re.Pattern[str]] = {}
@@ -521,8 +523,9 @@ class _Scanner:
             positional=len(positional),
             required=len(positional) - len(args.defaults),
             varargs=args.vararg is not None,
-            required_kwonly=tuple(a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults)
-                                  if d is None),
+            required_kwonly=tuple(
+                a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                if d is None),
         )
         self.bind(node, node.name, "function", params=params)
         self.scope += 1

@@ -126,7 +126,8 @@ def test_stamps_apply_to_the_root_package_only() -> None:
      b"x = 1\r\nfrom .a import x  # c\r\nif x: from . import q as q; import os\r\n"),
     ('# -*- coding: latin-1 -*-\ns = "\xe9"; from foo import y\n'.encode("latin-1"),
      '# -*- coding: latin-1 -*-\ns = "\xe9"; from . import y\n'.encode("latin-1")),
-    ('s = "\u00e9\u00e9"; from foo import y\n'.encode(), 's = "\u00e9\u00e9"; from . import y\n'.encode()),
+    ('s = "\u00e9\u00e9"; from foo import y\n'.encode(),
+     's = "\u00e9\u00e9"; from . import y\n'.encode()),
     (b"\xef\xbb\xbffrom foo import y\n", b"\xef\xbb\xbffrom . import y\n"),
 ])
 def test_rewrite_keeps_bytes_encodings_and_line_ends(before: bytes, after: bytes) -> None:
