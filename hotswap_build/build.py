@@ -6,7 +6,7 @@ left in the output folder.
 
 Design note on speed: every file is read and hashed in this process; a per-file cache (keyed by
 the content hash and every option that shapes the result, kept outside the output folder) holds
-what the libcst pass and the compiler made of it, so a rebuild after a one-file change redoes
+what the scan, the rewrite and the compiler made of it, so a rebuild after a one-file change redoes
 one file. The rest go through ``_process_file``, in this process for small plugins and over
 forked worker processes for big ones (the jobs are inherited through fork, not pickled).
 """
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hotswap_runtime.artifact import ARTIFACT_SUFFIX, REGISTRATION_MODULE, write_atomically
@@ -158,7 +158,7 @@ def _render_registration(cache: Path, name: str, hooks: Sequence[str],
 
 
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
-    """The libcst pass (when the text check asks for it), then the compiler."""
+    """Scan and rewrite one file (when the text check asks for it), then compile it."""
     from .pack import pyc_bytes
     from .rewrite import rewrite_source
 
@@ -176,13 +176,11 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
             problem = (f'plugin "{ctx.layout.name}": syntax error in '
                        f"{ctx.layout.display(ctx.rel)}:{exc.lineno}: {message}; fix it and "
                        "build again")
-            scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten, True)
+            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
         except ValueError as exc:
             problem = (f'plugin "{ctx.layout.name}": {ctx.layout.display(ctx.rel)} cannot be '
                        f"compiled ({exc}); fix the file and build again")
-            scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten, True)
+            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
     done = time.perf_counter()
     times = (scanned - started - rewrite_time, rewrite_time, done - scanned)
     return _Outcome(scan, out, pyc, times)

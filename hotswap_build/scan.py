@@ -1,9 +1,10 @@
-"""Find a plugin's files and check what the per-file scans found, across the whole plugin.
+"""Find a plugin and its files, scan each file, and check the findings across the plugin.
 
-The per-file work (one libcst pass that records and rewrites) lives in ``rewrite``; this module
-holds what comes before it (where the plugin is, its import name, its sibling plugins, which
-files ship, which files need parsing at all) and after it (live names, hooks and stamps checked
-across every file).
+Before: where the plugin is, its real import name, its sibling plugins, which files ship, and
+which files need parsing at all (a cheap text check). Per file: ``scan_tree`` walks the
+statements of CPython's syntax tree (never expressions) for module-level live names and hooks,
+imports at any depth, and ``-X`` stamps, and says which spans ``rewrite`` must change. After:
+``analyse`` checks live names, hooks and stamps across every file and collects every problem.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ class FileContext:
         )
 
     def needs_parse(self, text: str) -> bool:
-        """The cheap text check: can libcst find anything to record or rewrite here?"""
+        """The cheap text check: could a scan find anything to record or rewrite here?"""
         if self.is_root:
             return True
         pattern = _prefilter(self.layout, self.live_prefix, self.package_depth)
@@ -268,7 +269,7 @@ def _prefilter(layout: PluginLayout, prefix: str, depth: int) -> re.Pattern[str]
 
 @dataclass(frozen=True)
 class FileScan:
-    """What the one libcst pass over a file found.
+    """What the scan of one file found.
 
     Attributes:
         rel: path relative to the plugin folder.
