@@ -324,6 +324,12 @@ def test_the_real_command_line(sample, tmp_path: Path) -> None:
     relative = subprocess.run([str(script), "build", "plugins/hello", "rel"], capture_output=True,
                               text=True, check=False, cwd=tmp_path)
     assert relative.stdout.splitlines()[-1] == "rel/hello.hsp"
+    static = subprocess.run([str(script), "build", "--staticLinking", "plugins/hello", "plugins"],
+                            capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert static.returncode == 0, static.stderr
+    assert static.stdout.splitlines() == ['Generating static code for plugin "hello"...',
+                                          "plugins/hotswap_static_plugin_hello.py"]
+    assert (tmp_path / "plugins" / "hotswap_static_plugins.py").is_file()
     failed = subprocess.run([str(script), "build", "plugins/nothere", "bin"],
                             capture_output=True, text=True, check=False, cwd=tmp_path)
     assert failed.returncode == 1
