@@ -310,6 +310,11 @@ def test_inspect_refuses_corrupt_and_foreign_files(sample, tmp_path: Path) -> No
         f"Error: artifact {foreign} does not verify: not a hotswap artifact (File is not a zip "
         "file); rebuild it with hotswap build"]
     assert "Traceback" not in result.stderr
+    missing = invoke("inspect", str(tmp_path / "gone.hsp"))
+    assert missing.exit_code == 1
+    assert missing.stderr.splitlines() == [
+        f"Error: artifact {tmp_path / 'gone.hsp'} cannot be read (No such file or directory); "
+        "check that it exists and is readable"]
 
 
 def test_the_real_command_line(sample, tmp_path: Path) -> None:
