@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import os
 
-from hotswap_runtime.artifact import Artifact, read_artifact
+from hotswap_runtime.artifact import REQUIRED_HOOKS, Artifact, read_artifact
+from hotswap_runtime.errors import ArtifactError
 
 __all__ = ["describe", "describe_json"]
 
 
 def _load(path: str | os.PathLike[str]) -> Artifact:
-    return read_artifact(path)
+    """Read and verify, and check the manifest lists the seven functions the runtime needs."""
+    artifact = read_artifact(path)
+    missing = sorted(set(REQUIRED_HOOKS) - set(artifact.manifest.hooks))
+    if missing:
+        problem = f"missing functions: {', '.join(missing)}"
+        raise ArtifactError(f"artifact {artifact.path} does not verify: {problem}; rebuild it "
+                            "with hotswap build", path=artifact.path, plugin=artifact.name,
+                            problems=(problem,))
+    return artifact
 
 
 def describe(path: str | os.PathLike[str]) -> str:

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import hotswap_build
 from hotswap_build.cli import main
-from hotswap_runtime.artifact import read_artifact
+from hotswap_runtime.artifact import Manifest, pack, read_artifact
 
 
 def test_build_then_import_the_artifact(sample, tmp_path: Path, load_artifact) -> None:
@@ -310,6 +310,13 @@ def test_inspect_refuses_corrupt_and_foreign_files(sample, tmp_path: Path) -> No
         f"Error: artifact {foreign} does not verify: not a hotswap artifact (File is not a zip "
         "file); rebuild it with hotswap build"]
     assert "Traceback" not in result.stderr
+    manifest = Manifest(name="bare", build_id="0", hotswap_version="0", python="3", live_prefix="x",
+                        live_funcs={}, live_types={}, hooks=("on_load", "on_init"))
+    (tmp_path / "bare.hsp").write_bytes(pack("bare", {"bare/__init__.py": b""}, manifest))
+    bare = invoke("inspect", str(tmp_path / "bare.hsp"))
+    assert bare.stderr.splitlines() == [
+        f"Error: artifact {tmp_path / 'bare.hsp'} does not verify: missing functions: export, "
+        "import_, invoke_func, on_free, reloadable; rebuild it with hotswap build"]
     missing = invoke("inspect", str(tmp_path / "gone.hsp"))
     assert missing.exit_code == 1
     assert missing.stderr.splitlines() == [
