@@ -21,6 +21,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -212,7 +213,10 @@ def _workers() -> int:
 
 def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]]) -> list[_Outcome]:
     workers = min(_workers(), 8)
-    if len(jobs) < PARALLEL_THRESHOLD or workers < 2 or sys.platform == "win32":
+    # forking a process that runs other threads can deadlock the children (a lock held by a
+    # thread that does not exist there); a host that builds in-process gets the serial path
+    if (len(jobs) < PARALLEL_THRESHOLD or workers < 2 or sys.platform == "win32"
+            or threading.active_count() > 1):
         return [_process_file(ctx, source) for ctx, source in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,23 @@ def test_worker_processes_give_the_same_artifact(tmp_path: Path, build_plugin,
     monkeypatch.setenv("HOTSWAP_CACHE_DIR", str(tmp_path / "other-cache"))
     serial = build_plugin(plugin, tmp_path / "serial")
     assert serial.artifact.read_bytes() == parallel.artifact.read_bytes()
+
+
+def test_threaded_callers_build_in_process(tmp_path: Path, build_plugin, monkeypatch) -> None:
+    """With other threads running, no worker process is forked; the artifact is the same."""
+    plugin = make_plugin(tmp_path, 50)
+    forked = build_plugin(plugin, tmp_path / "forked")
+    monkeypatch.setenv("HOTSWAP_CACHE_DIR", str(tmp_path / "other-cache"))
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", None)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        threaded = build_plugin(plugin, tmp_path / "threaded")
+    finally:
+        stop.set()
+        thread.join()
+    assert threaded.artifact.read_bytes() == forked.artifact.read_bytes()
 
 
 def test_libcst_and_jinja2_are_imported_only_when_needed(tmp_path: Path, build_plugin) -> None:
