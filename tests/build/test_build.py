@@ -82,8 +82,19 @@ def test_a_corrupt_cache_is_ignored(tmp_path: Path, build_plugin) -> None:
 def test_worker_processes_give_the_same_artifact(tmp_path: Path, build_plugin,
                                                  monkeypatch) -> None:
     """A big plugin is spread over worker processes; the artifact is the same as in-process."""
+    import concurrent.futures
+
     plugin = make_plugin(tmp_path, 50)
+    pools = []
+    real_pool = concurrent.futures.ProcessPoolExecutor
+
+    def spy(*args, **kwargs):
+        pools.append(kwargs)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", spy)
     parallel = build_plugin(plugin, tmp_path / "parallel")
+    assert len(pools) == 1
     assert len(parallel.live_funcs) == 17
     monkeypatch.setattr(build_module, "PARALLEL_THRESHOLD", 10**9)
     monkeypatch.setenv("HOTSWAP_CACHE_DIR", str(tmp_path / "other-cache"))
