@@ -277,7 +277,7 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
         if not output_dir.is_dir():
             problems.append(f'output folder "{shown}" does not exist or is not a folder; '
                             "create it first (static linking writes into an existing folder)")
-        elif layout is not None and _inside(output_dir.resolve(), layout.root):
+        elif layout is not None and _inside(output_dir.resolve(), layout.root.resolve()):
             problems.append(f'output folder "{shown}" is the plugin folder or inside it; '
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():

@@ -101,7 +101,9 @@ def locate_plugin(plugin_dir: Path) -> tuple[PluginLayout | None, list[str]]:
     if not plugin_dir.is_dir():
         return None, [f'plugin folder "{shown}" is not a folder; pass the folder of the '
                       f"plugin's package"]
-    root = plugin_dir.resolve()
+    # the name and the import chain follow the path as given (a symlinked plugin folder keeps
+    # the name the host imports it by)
+    root = Path(os.path.abspath(plugin_dir))
     name = root.name
     if not name.isidentifier() or keyword.iskeyword(name):
         problems.append(f'plugin name "{name}" (the folder\'s name) is not a Python identifier; '

@@ -27,6 +27,15 @@ def test_import_name_walks_up_the_init_chain(tmp_path: Path) -> None:
     assert layout.siblings == ("app.plugins.bar",)
 
 
+def test_a_symlinked_plugin_keeps_the_link_name(tmp_path: Path) -> None:
+    """The plugin name is the base name of the folder as given, even through a symlink."""
+    make(tmp_path, {"store/foo_v2/__init__.py": "", "plugins/__init__.py": ""})
+    (tmp_path / "plugins" / "foo").symlink_to(tmp_path / "store" / "foo_v2")
+    layout, problems = locate_plugin(tmp_path / "plugins" / "foo")
+    assert problems == []
+    assert (layout.name, layout.import_name) == ("foo", "plugins.foo")
+
+
 def test_collect_skips_tests_caches_and_generated_files(tmp_path: Path) -> None:
     """Tests, __pycache__, hidden folders and generated modules never ship."""
     make(tmp_path, {
