@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 import re
 import shutil
 import sys
@@ -27,19 +26,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hotswap_runtime.artifact import ARTIFACT_SUFFIX, REGISTRATION_MODULE, write_atomically
+from hotswap_runtime.artifact import (
+    ARTIFACT_SUFFIX,
+    REGISTRATION_MODULE,
+)
 
 from . import __version__
+from .cache import cache_dir, file_key, index_path, load_index, read_entry, store_index, write_entry
+from .check import analyse
 from .errors import BuildError
-from .scan import (
-    FileContext,
-    FileScan,
-    PluginLayout,
-    analyse,
-    collect_files,
-    is_generated,
-    locate_plugin,
-)
+from .layout import PluginLayout, collect_files, locate_plugin
+from .scan import FileContext, FileScan
 
 __all__ = ["BuildResult", "build", "cache_dir"]
 
@@ -47,8 +44,6 @@ logger = logging.getLogger("hotswap.build")
 
 #: below this many files to process, worker processes cost more than they save
 PARALLEL_THRESHOLD = 40
-STATIC_PLUGIN_PREFIX = "hotswap_static_plugin_"
-STATIC_PLUGINS_MODULE = "hotswap_static_plugins.py"
 
 
 @dataclass(frozen=True)
@@ -94,67 +89,24 @@ class _Outcome:
     times: tuple[float, float, float]
 
 
-def cache_dir() -> Path:
-    """The per-file cache folder: ``$HOTSWAP_CACHE_DIR``, else ``~/.cache/hotswap/build``."""
-    configured = os.environ.get("HOTSWAP_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hotswap" / "build"
-
-
-def _cache_key(ctx: FileContext, source: bytes) -> str:
-    parts = (__version__, sys.implementation.cache_tag, sys.version, ctx.rel, ctx.module,
-             ctx.package_depth, ctx.is_root, ctx.layout.name, ctx.layout.import_name,
-             ctx.layout.siblings, ctx.live_prefix, ctx.stamps, ctx.optimize)
-    digest = hashlib.sha256(repr(parts).encode())
-    digest.update(source)
-    return digest.hexdigest()
-
-
-def _index_path(folder: Path, layout: PluginLayout) -> Path:
-    """One file per plugin folder holds the per-file results of its last build: one read."""
-    key = hashlib.sha256(f"{__version__}\0{layout.root}".encode()).hexdigest()
-    return folder / "plugins" / f"{layout.name}-{key[:24]}.pickle"
-
-
-def _cache_load(path: Path) -> dict[str, _Outcome]:
-    try:
-        with open(path, "rb") as handle:
-            index = pickle.load(handle)
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError,
-            ValueError, IndexError):
-        return {}
-    return index if isinstance(index, dict) else {}
-
-
-def _cache_store(path: Path, index: dict[str, _Outcome]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError as exc:  # the cache only speeds things up; a build never fails for it
-        logger.debug("cannot write the build cache %s: %s", path, exc)
-
-
 def _render_registration(cache: Path, name: str, hooks: Sequence[str],
                          live_funcs: Mapping[str, str], live_types: Mapping[str, str]) -> bytes:
     """The registration module, from the cache when these names were rendered before (so a
     rebuild does not even import jinja2)."""
     from .render import templates_dir
-    from .rewrite import cache_read, cache_write
 
     template = (templates_dir() / "registration.py.j2").read_bytes()
     key = hashlib.sha256(repr((__version__, template, name, sorted(hooks),
                                sorted(live_funcs.items()),
                                sorted(live_types.items()))).encode()).hexdigest()
     path = cache / "render" / key[:2] / key
-    cached = cache_read(path)
+    cached = read_entry(path)
     if cached is not None:
         return cached
     from .render import registration_module
 
     text = registration_module(name, hooks, live_funcs, live_types).encode("utf-8")
-    cache_write(path, text)
+    write_entry(path, text)
     return text
 
 
@@ -332,7 +284,12 @@ def build(
     if problems or layout is None:
         raise BuildError(problems, plugin=layout.name if layout else None)
     if clean:
-        return _clean_static(layout, out_path, started)
+        from .static import clean_static
+
+        generated, removed = clean_static(layout, out_path)
+        return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
+                           live_types={}, generated=generated, import_name=layout.import_name,
+                           timings={"total": time.perf_counter() - started}, removed=removed)
 
     sources, data, found = collect_files(layout, include_re, exclude_re)
     problems.extend(found)
@@ -342,13 +299,13 @@ def build(
     contexts = [FileContext.create(layout, rel, live_prefix, stamps, optimize) for rel in sources]
 
     cache = cache_dir()
-    index_path = _index_path(cache, layout)
-    index = _cache_load(index_path)
+    index_file = index_path(cache, layout)
+    index = load_index(index_file)
     outcomes: dict[str, _Outcome] = {}
     misses: list[tuple[FileContext, bytes]] = []
     keys: dict[str, str] = {}
     for ctx in contexts:
-        keys[ctx.rel] = key = _cache_key(ctx, contents[ctx.rel])
+        keys[ctx.rel] = key = file_key(ctx, contents[ctx.rel])
         cached = index.get(key)
         if isinstance(cached, _Outcome):
             outcomes[ctx.rel] = cached
@@ -363,7 +320,7 @@ def build(
     for (ctx, _), outcome in zip(misses, processed, strict=True):
         outcomes[ctx.rel] = outcome
     if misses:
-        _cache_store(index_path, {keys[rel]: outcome for rel, outcome in outcomes.items()
+        store_index(index_file, {keys[rel]: outcome for rel, outcome in outcomes.items()
                                   if not outcome.scan.problems})
     log("%d files from the cache, %d processed", len(contexts) - len(misses), len(misses))
     timings = {
@@ -391,7 +348,9 @@ def build(
     )
     pack_started = time.perf_counter()
     if static_linking:
-        generated = _write_static(layout, out_path, registration)
+        from .static import write_static
+
+        generated = write_static(layout, out_path, registration)
         timings["pack"] = time.perf_counter() - pack_started
         timings["total"] = time.perf_counter() - started
         return BuildResult(artifact=None, build_id=None, generated=generated, timings=timings,
@@ -449,64 +408,3 @@ def build(
     timings["total"] = time.perf_counter() - started
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
                        generated=tuple(generated), timings=timings, tree=tree, **result)
-
-
-def _static_names(out_path: Path) -> list[str]:
-    names = []
-    for path in sorted(out_path.glob(f"{STATIC_PLUGIN_PREFIX}*.py")):
-        if is_generated(path):
-            names.append(path.stem[len(STATIC_PLUGIN_PREFIX):])
-    return names
-
-
-def _write_static(layout: PluginLayout, out_path: Path, registration: bytes) -> tuple[Path, ...]:
-    """Write the registration module, the plugin's glue module and the aggregate module."""
-    from .render import static_plugin_module, static_plugins_module
-
-    reg_path = layout.root / f"{REGISTRATION_MODULE}.py"
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
-    all_path = out_path / STATIC_PLUGINS_MODULE
-    glue = static_plugin_module(layout.name, layout.import_name).encode("utf-8")
-    names = sorted({*_static_names(out_path), layout.name})
-    aggregate = static_plugins_module(names).encode("utf-8")
-    written: list[tuple[Path, bytes | None]] = []
-    try:
-        for path, body in ((reg_path, registration), (glue_path, glue), (all_path, aggregate)):
-            written.append((path, path.read_bytes() if path.exists() else None))
-            write_atomically(path, body)
-    except BaseException:
-        for path, previous in reversed(written):  # put back what was there before
-            if previous is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_atomically(path, previous)
-        raise
-    return (reg_path, glue_path, all_path)
-
-
-def _clean_static(layout: PluginLayout, out_path: Path, started: float) -> BuildResult:
-    """Remove what static linking generated for the plugin; regenerate the aggregate."""
-    from .render import static_plugins_module
-
-    removed: list[Path] = []
-    reg_path = layout.root / f"{REGISTRATION_MODULE}.py"
-    if reg_path.exists() and is_generated(reg_path):
-        reg_path.unlink()
-        removed.append(reg_path)
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
-    if glue_path.exists() and is_generated(glue_path):
-        glue_path.unlink()
-        removed.append(glue_path)
-    all_path = out_path / STATIC_PLUGINS_MODULE
-    names = _static_names(out_path)
-    generated: tuple[Path, ...] = ()
-    if names:
-        write_atomically(all_path, static_plugins_module(names).encode("utf-8"))
-        generated = (all_path,)
-    elif all_path.exists() and is_generated(all_path):
-        all_path.unlink()
-        removed.append(all_path)
-    return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
-                       live_types={}, generated=generated, import_name=layout.import_name,
-                       timings={"total": time.perf_counter() - started},
-                       removed=tuple(removed))

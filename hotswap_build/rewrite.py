@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import os
 import re
 import time
 import tokenize
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cache import read_entry, write_entry
 from .scan import Edit, FileContext, FileScan, scan_tree
 
 __all__ = ["relative_import", "rewrite_source"]
@@ -89,37 +89,16 @@ def relative_import(statement: str, dots: int, own: str) -> str:
     return "; ".join(blank.code_for_node(p) for p in parts)
 
 
-def cache_read(path: Path) -> bytes | None:
-    """A cache entry written by ``cache_write``, or None when absent or damaged."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    digest, _, body = raw.partition(b"\n")
-    return body if digest == hashlib.sha256(body).hexdigest().encode() else None
-
-
-def cache_write(path: Path, body: bytes) -> None:
-    """Store a cache entry with its checksum, atomically; failures only cost speed."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-        os.replace(temporary, path)
-    except OSError:
-        pass
-
-
 def _cached_relative_import(statement: str, dots: int, own: str, cache: Path | None) -> str:
     if cache is None:
         return relative_import(statement, dots, own)
     key = hashlib.sha256(f"{__version__}\0{own}\0{dots}\0{statement}".encode()).hexdigest()
     path = cache / "statements" / key[:2] / key
-    cached = cache_read(path)
+    cached = read_entry(path)
     if cached is not None:
         return cached.decode("utf-8")
     result = relative_import(statement, dots, own)
-    cache_write(path, result.encode("utf-8"))
+    write_entry(path, result.encode("utf-8"))
     return result
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import hotswap_build.build as build_module
-from hotswap_build.build import cache_dir
+from hotswap_build.cache import cache_dir
 from hotswap_build.render import templates_dir
 
 HOOKS = """\

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hotswap_build.layout import PluginLayout
 from hotswap_build.rewrite import rewrite_source
-from hotswap_build.scan import FileContext, PluginLayout
+from hotswap_build.scan import FileContext
 
 LAYOUT = PluginLayout(root=Path("/src/foo"), name="foo", import_name="foo", siblings=("bar",))
 NESTED = PluginLayout(root=Path("/src/app/foo"), name="foo", import_name="app.foo",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from hotswap_build.check import analyse
+from hotswap_build.layout import collect_files, locate_plugin
 from hotswap_build.rewrite import rewrite_source
-from hotswap_build.scan import FileContext, Params, analyse, collect_files, locate_plugin
+from hotswap_build.scan import FileContext, Params
 
 
 def make(root: Path, files: dict[str, str]) -> None:
