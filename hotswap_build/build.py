@@ -29,6 +29,7 @@ from pathlib import Path
 from hotswap_runtime.artifact import (
     ARTIFACT_SUFFIX,
     REGISTRATION_MODULE,
+    Manifest,
 )
 
 from . import __version__
@@ -209,8 +210,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
-                   stamps: Mapping[str, str], optimize: int, static_linking: bool, clean: bool,
-                   problems: list[str]) -> PluginLayout | None:
+                   stamps: Mapping[str, str], optimize: int,
+                   include: str | re.Pattern[str] | None, exclude: str | re.Pattern[str] | None,
+                   static_linking: bool, clean: bool
+                   ) -> tuple[PluginLayout, re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Check every option and the plugin folder; raise once with every problem."""
+    problems: list[str] = []
+    include_re = _compile_regex("--include", include, problems)
+    exclude_re = _compile_regex("--exclude", exclude, problems)
     if not live_prefix:
         problems.append("--livePrefix is empty; give a prefix such as live_ (it is matched "
                         "case-insensitively)")
@@ -234,7 +241,9 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():
         problems.append(f'output folder "{shown}" is a file; pass a folder')
-    return layout
+    if problems or layout is None:
+        raise BuildError(problems, plugin=layout.name if layout else None)
+    return layout, include_re, exclude_re
 
 
 def build(
@@ -273,16 +282,12 @@ def build(
         BuildError: listing every problem found; nothing was written to ``output_dir``.
     """
     started = time.perf_counter()
-    plugin_path, out_path = Path(plugin_dir), Path(output_dir)
+    out_path = Path(output_dir)
     stamps = dict(stamps or {})
     log = logger.info if verbose else logger.debug
-    problems: list[str] = []
-    include_re = _compile_regex("--include", include, problems)
-    exclude_re = _compile_regex("--exclude", exclude, problems)
-    layout = _check_options(plugin_path, out_path, live_prefix, stamps, optimize,
-                            static_linking, clean, problems)
-    if problems or layout is None:
-        raise BuildError(problems, plugin=layout.name if layout else None)
+    layout, include_re, exclude_re = _check_options(
+        Path(plugin_dir), out_path, live_prefix, stamps, optimize, include, exclude,
+        static_linking, clean)
     if clean:
         from .static import clean_static
 
@@ -291,62 +296,31 @@ def build(
                            live_types={}, generated=generated, import_name=layout.import_name,
                            timings={"total": time.perf_counter() - started}, removed=removed)
 
-    sources, data, found = collect_files(layout, include_re, exclude_re)
-    problems.extend(found)
+    collected = _collect(layout, include_re, exclude_re)
     log("plugin %r (import name %s): %d source files, %d data files", layout.name,
-        layout.import_name, len(sources), len(data))
-    contents = {rel: (layout.root / rel).read_bytes() for rel in (*sources, *data)}
-    contexts = [FileContext.create(layout, rel, live_prefix, stamps, optimize) for rel in sources]
-
-    cache = cache_dir()
-    index_file = index_path(cache, layout)
-    index = load_index(index_file)
-    outcomes: dict[str, _Outcome] = {}
-    misses: list[tuple[FileContext, bytes]] = []
-    keys: dict[str, str] = {}
-    for ctx in contexts:
-        keys[ctx.rel] = key = file_key(ctx, contents[ctx.rel])
-        cached = index.get(key)
-        if isinstance(cached, _Outcome):
-            outcomes[ctx.rel] = cached
-        else:
-            misses.append((ctx, contents[ctx.rel]))
-    global _STATEMENT_CACHE
-    _STATEMENT_CACHE = cache
-    try:
-        processed = _run_jobs(misses)
-    finally:
-        _STATEMENT_CACHE = None
-    for (ctx, _), outcome in zip(misses, processed, strict=True):
-        outcomes[ctx.rel] = outcome
-    if misses:
-        store_index(index_file, {keys[rel]: outcome for rel, outcome in outcomes.items()
-                                  if not outcome.scan.problems})
-    log("%d files from the cache, %d processed", len(contexts) - len(misses), len(misses))
-    timings = {
-        "scan": sum(outcomes[c.rel].times[0] for c, _ in misses),
-        "rewrite": sum(outcomes[c.rel].times[1] for c, _ in misses),
-        "compile": sum(outcomes[c.rel].times[2] for c, _ in misses),
-    }
-
-    scans = [outcomes[rel].scan for rel in sources]
-    analysis = analyse(layout, scans, live_prefix, stamps)
-    problems.extend(analysis.problems)
+        layout.import_name, len(collected.sources), len(collected.data))
+    processed = _process(layout, collected, live_prefix, stamps, optimize)
+    log("%d files from the cache, %d processed", processed.cached,
+        len(collected.sources) - processed.cached)
+    analysis = analyse(layout, [processed.outcomes[rel].scan for rel in collected.sources],
+                       live_prefix, stamps)
+    problems = [*collected.problems, *analysis.problems]
     if problems:
         raise BuildError(sorted(set(problems)), plugin=layout.name)
-
-    registration = _render_registration(cache, layout.name, analysis.hooks,
+    registration = _render_registration(processed.cache, layout.name, analysis.hooks,
                                         analysis.live_funcs, analysis.live_types)
+
+    timings = dict(processed.timings)
+    pack_started = time.perf_counter()
     result = dict(
         name=layout.name,
-        files=tuple(sources),
-        cached=len(contexts) - len(misses),
+        files=collected.sources,
+        cached=processed.cached,
         live_funcs=dict(analysis.live_funcs),
         live_types=dict(analysis.live_types),
         hooks=tuple(sorted(analysis.hooks)),
         import_name=layout.import_name,
     )
-    pack_started = time.perf_counter()
     if static_linking:
         from .static import write_static
 
@@ -357,25 +331,12 @@ def build(
                            **result)
 
     from .pack import build_id as compute_build_id
-    from .pack import git_commit, make_manifest, pyc_bytes, pyc_path, write_artifact
+    from .pack import git_commit, make_manifest
 
-    name = layout.name
-    members: dict[str, bytes] = {}
-    for rel in sources:
-        outcome = outcomes[rel]
-        members[f"{name}/{rel}"] = outcome.source
-        assert outcome.pyc is not None
-        members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
-    for rel in data:
-        members[f"{name}/{rel}"] = contents[rel]
-    reg_member = f"{name}/{REGISTRATION_MODULE}.py"
-    members[reg_member] = registration
-    code = compile(registration, reg_member, "exec", dont_inherit=True, optimize=optimize)
-    members[pyc_path(reg_member, optimize)] = pyc_bytes(code, registration)
-    the_id = compute_build_id(((rel, contents[rel]) for rel in (*sources, *data)), live_prefix,
-                              stamps, optimize)
+    members = _members(layout, collected, processed, registration, optimize)
+    the_id = compute_build_id(collected.contents.items(), live_prefix, stamps, optimize)
     manifest = make_manifest(
-        name=name, build_id_=the_id, live_prefix=live_prefix,
+        name=layout.name, build_id_=the_id, live_prefix=live_prefix,
         live_funcs=analysis.live_funcs, live_types=analysis.live_types, hooks=analysis.hooks,
         optimize=optimize, import_name=layout.import_name, stamps=stamps,
         git=git_commit(layout.root),
@@ -383,28 +344,124 @@ def build(
     generated: list[Path] = []
     tree = None
     if leave_temps or not package:
-        tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
-        for member, body in sorted(members.items()):
-            target = tree / member
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(body)
-        (tree / "MANIFEST.json").write_bytes(manifest.to_json())
-        generated.append(tree / reg_member)
+        tree = _write_tree(layout.name, members, manifest)
+        generated.append(tree / layout.name / f"{REGISTRATION_MODULE}.py")
         log("build tree kept at %s", tree)
     artifact = None
     if package:
-        artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
-        created = not out_path.exists()
-        out_path.mkdir(parents=True, exist_ok=True)
-        try:
-            write_artifact(artifact, name, members, manifest)
-        except BaseException:
-            if created:
-                shutil.rmtree(out_path, ignore_errors=True)
-            raise
+        artifact = _write_artifact(out_path, layout.name, members, manifest)
         generated.append(artifact)
         log("wrote %s (build id %s)", artifact, the_id)
     timings["pack"] = time.perf_counter() - pack_started
     timings["total"] = time.perf_counter() - started
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
                        generated=tuple(generated), timings=timings, tree=tree, **result)
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """The files of a plugin: sources and data files (relative paths) and their contents."""
+
+    sources: tuple[str, ...]
+    data: tuple[str, ...]
+    contents: Mapping[str, bytes]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Processed:
+    """What scanning, rewriting and compiling made of every source file."""
+
+    outcomes: Mapping[str, _Outcome]
+    cached: int
+    timings: Mapping[str, float]
+    cache: Path
+
+
+def _collect(layout: PluginLayout, include: re.Pattern[str] | None,
+             exclude: re.Pattern[str] | None) -> _Collected:
+    sources, data, problems = collect_files(layout, include, exclude)
+    contents = {rel: (layout.root / rel).read_bytes() for rel in (*sources, *data)}
+    return _Collected(tuple(sources), tuple(data), contents, tuple(problems))
+
+
+def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
+             stamps: Mapping[str, str], optimize: int) -> _Processed:
+    """Every source file from the cache, or scanned, rewritten and compiled (then cached)."""
+    cache = cache_dir()
+    index_file = index_path(cache, layout)
+    index = load_index(index_file)
+    outcomes: dict[str, _Outcome] = {}
+    misses: list[tuple[FileContext, bytes]] = []
+    keys: dict[str, str] = {}
+    for rel in collected.sources:
+        ctx = FileContext.create(layout, rel, live_prefix, stamps, optimize)
+        keys[rel] = key = file_key(ctx, collected.contents[rel])
+        cached = index.get(key)
+        if isinstance(cached, _Outcome):
+            outcomes[rel] = cached
+        else:
+            misses.append((ctx, collected.contents[rel]))
+    global _STATEMENT_CACHE
+    _STATEMENT_CACHE = cache
+    try:
+        done = _run_jobs(misses)
+    finally:
+        _STATEMENT_CACHE = None
+    for (ctx, _), outcome in zip(misses, done, strict=True):
+        outcomes[ctx.rel] = outcome
+    if misses:
+        store_index(index_file, {keys[rel]: outcome for rel, outcome in outcomes.items()
+                                 if not outcome.scan.problems})
+    timings = {stage: sum(outcome.times[i] for outcome in done)
+               for i, stage in enumerate(("scan", "rewrite", "compile"))}
+    return _Processed(outcomes, len(collected.sources) - len(misses), timings, cache)
+
+
+def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
+             registration: bytes, optimize: int) -> dict[str, bytes]:
+    """Every member of the artifact's package: sources, bytecode, data, registration."""
+    from .pack import pyc_bytes, pyc_path
+
+    name = layout.name
+    members: dict[str, bytes] = {}
+    for rel in collected.sources:
+        outcome = processed.outcomes[rel]
+        assert outcome.pyc is not None, rel  # files with problems never get this far
+        members[f"{name}/{rel}"] = outcome.source
+        members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
+    for rel in collected.data:
+        members[f"{name}/{rel}"] = collected.contents[rel]
+    reg_member = f"{name}/{REGISTRATION_MODULE}.py"
+    members[reg_member] = registration
+    code = compile(registration, reg_member, "exec", dont_inherit=True, optimize=optimize)
+    members[pyc_path(reg_member, optimize)] = pyc_bytes(code, registration)
+    return members
+
+
+def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:
+    """The generated tree in a fresh temporary folder (``--leaveTemps``, ``--no-package``)."""
+    tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
+    for member, body in sorted(members.items()):
+        target = tree / member
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    return tree
+
+
+def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
+                    manifest: Manifest) -> Path:
+    """Write ``<out>/<name>.hsp`` atomically; a folder created for it goes again on failure."""
+    from .pack import write_artifact
+
+    artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
+    created = not out_path.exists()
+    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        write_artifact(artifact, name, members, manifest)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_path, ignore_errors=True)
+        raise
+    return artifact
