@@ -408,8 +408,12 @@ class _Scanner:
 
     # --- import_module("<own>.x") ---------------------------------------------------------
 
-    def lazy_imports(self, tree: ast.Module) -> None:
-        """Make ``import_module("<own>.x")`` relative: ``import_module("..x", __package__)``."""
+    def named_calls(self, tree: ast.Module) -> None:
+        """Calls that name the plugin's own package in a string, which the runtime mounts
+        under another name: ``import_module("<own>.x")`` becomes
+        ``import_module("..x", __package__)``, and the package argument of
+        ``importlib.resources``/``pkgutil.get_data`` becomes an expression of ``__package__``.
+        """
         dots = "." * self.dots
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and node.args):
@@ -417,6 +421,9 @@ class _Scanner:
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else (
                 func.id if isinstance(func, ast.Name) else "")
+            if name in _RESOURCE_CALLS:
+                self.resource_call(node.args[0])
+                continue
             if name != "import_module":
                 continue
             first = node.args[0]
@@ -444,7 +451,23 @@ class _Scanner:
                              f'import_module("{dots}" + name, __package__)')
 
 
-_LAZY = re.compile(r"\bimport_module\s*\(")
+    def resource_call(self, first: ast.expr) -> None:
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            return
+        target = first.value
+        if target != self.own and not target.startswith(self.own + "."):
+            return
+        depth = self.ctx.package_depth
+        root = "__package__" if not depth else f'__package__.rsplit(".", {depth})[0]'
+        rest = target[len(self.own) + 1:]
+        start, end = self.span(first)
+        self.edits.append(Edit(start, end, "replace", f'{root} + ".{rest}"' if rest else root))
+
+
+#: functions of importlib.resources and pkgutil that take a package name first
+_RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
+                             "path", "contents", "is_resource", "get_data"})
+_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources)\b")
 
 
 def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext
@@ -452,8 +475,8 @@ def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContex
     """Scan one parsed file: bindings, imports, stamps; return what it found and the edits."""
     scanner = _Scanner(ctx, lines)
     scanner.visit_body(tree.body)
-    if _LAZY.search(text) and ctx.layout.import_name in text:
-        scanner.lazy_imports(tree)
+    if _NAMED_CALLS.search(text) and ctx.layout.import_name in text:
+        scanner.named_calls(tree)
     scan = FileScan(
         rel=ctx.rel,
         module=ctx.module,

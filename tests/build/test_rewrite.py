@@ -41,6 +41,15 @@ CASES = [
      "import importlib\nm = importlib.import_module('..a.b', __package__)\n"),
     ("from importlib import import_module\ndef f():\n    return import_module('foo')\n", "mod.py",
      "from importlib import import_module\ndef f():\n    return import_module('.', __package__)\n"),
+    ("from importlib.resources import files\nt = files('foo').joinpath('a.txt')\n", "mod.py",
+     "from importlib.resources import files\nt = files(__package__).joinpath('a.txt')\n"),
+    ("import importlib.resources as r\nt = r.read_text('foo.data', 'a.txt')\n", "sub/mod.py",
+     "import importlib.resources as r\n"
+     "t = r.read_text(__package__.rsplit(\".\", 1)[0] + \".data\", 'a.txt')\n"),
+    ("import pkgutil\nd = pkgutil.get_data('foo', 'a.bin')\n", "sub/__init__.py",
+     "import pkgutil\nd = pkgutil.get_data(__package__.rsplit(\".\", 1)[0], 'a.bin')\n"),
+    ("import importlib.resources\nimportlib.resources.files('foodstuff')\n", "mod.py",
+     "import importlib.resources\nimportlib.resources.files('foodstuff')\n"),
     ("import foodstuff\nfrom food import x\nimport os.path as foo\n", "mod.py",
      "import foodstuff\nfrom food import x\nimport os.path as foo\n"),
 ]

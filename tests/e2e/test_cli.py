@@ -118,6 +118,8 @@ def test_include_and_exclude_pick_data_files(sample, tmp_path: Path) -> None:
     assert files["hello/sub/notes.txt"] == b"notes"
     assert "hello/sub/skip.txt" not in files
     assert "hello/test_hello.py" not in files
+    # the runtime mounts the package under another name: resources follow __package__
+    assert b'resources.files(__package__).joinpath("greeting.txt")' in files["hello/__init__.py"]
     plain = invoke("build", str(plugin), str(tmp_path / "plain"))
     assert plain.exit_code == 0
     assert not [m for m in read_artifact(tmp_path / "plain" / "hello.hsp").files

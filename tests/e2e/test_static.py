@@ -27,6 +27,7 @@ for key, plugin in HOTSWAP_STATIC_PLUGINS.items():
         "live_funcs": {{k: v.__module__ for k, v in plugin.live_funcs.items()}},
         "live_types": {{k: v.__module__ for k, v in plugin.live_types.items()}},
         "greet": plugin.hooks["invoke_func"]("greet", "x") if key == "hello" else None,
+        "data": plugin.hooks["invoke_func"]("data") if key == "hello" else None,
     }}
 print(json.dumps(out))
 """
@@ -64,6 +65,7 @@ def test_static_glue_imports_the_plugin_from_source(sample, tmp_path: Path) -> N
         "live_funcs": {"live_run": "hello.jobs"},
         "live_types": {"Live_Job": "hello.jobs"},
         "greet": "HELLO X (DEV)",
+        "data": "hi from a data file\n",
     }}
     assert not list(tmp_path.rglob("*.hsp"))
 
