@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hotswap_build.layout import PluginLayout
 from hotswap_build.rewrite import rewrite_source
-from hotswap_build.scan import FileContext, PluginLayout
+from hotswap_build.scan import FileContext
 
 LAYOUT = PluginLayout(root=Path("/src/foo"), name="foo", import_name="foo", siblings=("bar",))
 NESTED = PluginLayout(root=Path("/src/app/foo"), name="foo", import_name="app.foo",
@@ -40,6 +41,15 @@ CASES = [
      "import importlib\nm = importlib.import_module('..a.b', __package__)\n"),
     ("from importlib import import_module\ndef f():\n    return import_module('foo')\n", "mod.py",
      "from importlib import import_module\ndef f():\n    return import_module('.', __package__)\n"),
+    ("from importlib.resources import files\nt = files('foo').joinpath('a.txt')\n", "mod.py",
+     "from importlib.resources import files\nt = files(__package__).joinpath('a.txt')\n"),
+    ("import importlib.resources as r\nt = r.read_text('foo.data', 'a.txt')\n", "sub/mod.py",
+     "import importlib.resources as r\n"
+     "t = r.read_text(__package__.rsplit(\".\", 1)[0] + \".data\", 'a.txt')\n"),
+    ("import pkgutil\nd = pkgutil.get_data('foo', 'a.bin')\n", "sub/__init__.py",
+     "import pkgutil\nd = pkgutil.get_data(__package__.rsplit(\".\", 1)[0], 'a.bin')\n"),
+    ("import importlib.resources\nimportlib.resources.files('foodstuff')\n", "mod.py",
+     "import importlib.resources\nimportlib.resources.files('foodstuff')\n"),
     ("import foodstuff\nfrom food import x\nimport os.path as foo\n", "mod.py",
      "import foodstuff\nfrom food import x\nimport os.path as foo\n"),
 ]
@@ -117,3 +127,22 @@ def test_stamps_apply_to_the_root_package_only() -> None:
     scan, out = rewrite('NAME = "dev"\n', "mod.py", stamps={"NAME": "x"})
     assert out == 'NAME = "dev"\n'
     assert scan.stamped == ()
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (b"from foo.a \\\n    import x\nimport foo.b \\\n  as b\n",
+     b"from .a \\\n    import x\nfrom . import b \\\n  as b\n"),
+    (b"x = 1\r\nfrom foo.a import x  # c\r\nif x: import foo.q as q; import os\r\n",
+     b"x = 1\r\nfrom .a import x  # c\r\nif x: from . import q as q; import os\r\n"),
+    ('# -*- coding: latin-1 -*-\ns = "\xe9"; from foo import y\n'.encode("latin-1"),
+     '# -*- coding: latin-1 -*-\ns = "\xe9"; from . import y\n'.encode("latin-1")),
+    ('s = "\u00e9\u00e9"; from foo import y\n'.encode(),
+     's = "\u00e9\u00e9"; from . import y\n'.encode()),
+    (b"\xef\xbb\xbffrom foo import y\n", b"\xef\xbb\xbffrom . import y\n"),
+])
+def test_rewrite_keeps_bytes_encodings_and_line_ends(before: bytes, after: bytes) -> None:
+    """Backslash continuations, CRLF, source encodings, non-ASCII columns and BOMs survive."""
+    ctx = FileContext.create(LAYOUT, "mod.py")
+    scan, out, _ = rewrite_source(before, ctx)
+    assert out == after
+    assert scan.problems == ()

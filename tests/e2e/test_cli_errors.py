@@ -37,10 +37,12 @@ def broken(sample, name: str) -> Path:
 
 CASES = {
     "hooks": [
+        'Error: plugin "hooks": import_ in hooks/__init__.py:20 is a coroutine function (async '
+        "def), but the runtime calls it synchronously; define it as def import_()",
         'Error: plugin "hooks": invoke_func in hooks/__init__.py:12 cannot be called as '
         "invoke_func(name, *params); give it the signature def invoke_func(name, *params)",
-        'Error: plugin "hooks": missing functions: import_, on_free; define them in '
-        "hooks/__init__.py or import them there",
+        'Error: plugin "hooks": missing functions: on_free; define them in hooks/__init__.py or '
+        "import them there",
         'Error: plugin "hooks": on_init in hooks/__init__.py:8 cannot be called as on_init(vault); '
         "give it the signature def on_init(vault)",
         'Error: plugin "hooks": on_load in hooks/__init__.py:4 cannot be called as on_load(data); '
@@ -52,6 +54,10 @@ CASES = {
         'Error: plugin "syntax": syntax error in syntax/hooks.py:6: invalid syntax; fix it and '
         "build again",
         "Error: plugin \"syntax\": syntax error in syntax/other.py:5: 'return' outside function; "
+        "fix it and build again",
+    ],
+    "rootsyntax": [
+        'Error: plugin "rootsyntax": syntax error in rootsyntax/__init__.py:4: expected \':\'; '
         "fix it and build again",
     ],
     "dups": [
