@@ -143,7 +143,7 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
     if result.tree is not None:
         click.echo(f"Build tree kept at {result.tree}")
     if clean:
-        for removed in result.files:
+        for removed in result.removed:
             click.echo(f"Removed {removed}")
         click.echo(os.fspath(result.generated[-1] if result.generated else output_dir))
     elif static_linking:
@@ -161,6 +161,7 @@ def _print_verbose(result: Any) -> None:
         for name, module in sorted(names.items()):
             click.echo(f"  {name.ljust(width)}  {module}")
 
+    click.echo(f"Sources: {len(result.files)} files, {result.cached} from the cache")
     table("Live functions", dict(result.live_funcs))
     table("Live types", dict(result.live_types))
     click.echo(f"Generated files ({len(result.generated)}):")
