@@ -276,3 +276,23 @@ def test_finder_removed_when_nothing_mounted(plugin_dir: Path, events) -> None:
     assert any(type(f).__name__ == "_Finder" for f in sys.meta_path)
     swapper.close()
     wait_for(lambda: not any(type(f).__name__ == "_Finder" for f in sys.meta_path))
+
+
+def test_pending_free_never_keeps_the_process_alive(plugin_dir: Path, tmp_path: Path) -> None:
+    """A host that exits with a free pending (free_delay=3600) exits at once."""
+    import subprocess
+
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a").replace(
+        "import hotswap_test_events as _ev", "class _ev:\n    hook = staticmethod(lambda *a: None)")})
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import sys\n"
+        "from hotswap_runtime import PluginManagerSwapper\n"
+        f"swapper = PluginManagerSwapper({str(plugin_dir)!r}, free_delay=3600)\n"
+        "swapper.load_plugins()\n"
+        "swapper.reload()\n"
+        "assert [s.state for s in swapper.stats()] == ['current']\n"
+        "print('done')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
