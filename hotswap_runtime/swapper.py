@@ -22,13 +22,14 @@ fresh version of the attempt, and re-raises before anything was published.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -164,6 +165,7 @@ class PluginManagerSwapper:
             self._whitelist = list(dict.fromkeys(whitelist))
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
+        self._owner: int | None = None  # thread id holding the reload lock
         self._state_lock = threading.Lock()
         self._pending: list[_Pending] = []
         self._freed: list[Version] = []
@@ -189,7 +191,7 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: already loaded (use ``reload``), or the load failed (nothing changed).
         """
-        with self._reload_lock:
+        with self._locked():
             if self._loaded:
                 raise HotswapError("plugins are already loaded; call reload() to load them again",
                                    step="load")
@@ -209,7 +211,7 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: static linking mode, or the reload failed (nothing changed).
         """
-        with self._reload_lock:
+        with self._locked():
             if self._static is not None:
                 raise HotswapError("running under static linking mode", step="reload")
             return self._load(data, extra)
@@ -230,7 +232,7 @@ class PluginManagerSwapper:
 
         Runs every ``on_free`` (reverse dependency order) in the calling thread.
         """
-        with self._reload_lock:
+        with self._locked():
             if self._closed:
                 return
             self._closed = True
@@ -274,6 +276,20 @@ class PluginManagerSwapper:
             out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers))
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
         return out
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the reload lock; refuse (rather than deadlock) when called from inside a load."""
+        if self._owner == threading.get_ident():
+            raise HotswapError("a load is running in this thread: a hook or reload callback "
+                               "cannot load, reload or close the swapper; do it after the load "
+                               "returns", step="load")
+        with self._reload_lock:
+            self._owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._owner = None
 
     # -- loading ----------------------------------------------------------------------------
     def _list_artifacts(self) -> dict[str, Artifact]:

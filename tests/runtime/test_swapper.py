@@ -296,3 +296,22 @@ def test_pending_free_never_keeps_the_process_alive(plugin_dir: Path, tmp_path: 
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done\n"
+
+
+def test_reload_from_inside_a_load_is_refused(plugin_dir: Path, events, make_swapper) -> None:
+    """A reload callback that reloads gets an error instead of a deadlock; the load then fails."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    inner: list[BaseException] = []
+
+    def callback(new, old) -> None:
+        try:
+            swapper.reload()
+        except HotswapError as exc:
+            inner.append(exc)
+            raise
+
+    swapper = make_swapper(reload_callback=callback)
+    with pytest.raises(HotswapError, match="reload_callback failed"):
+        swapper.load_plugins()
+    assert "a load is running in this thread" in str(inner[0])
+    assert swapper.current() is None
