@@ -181,6 +181,11 @@ class PluginManagerSwapper:
         """True when the swapper was given ``static_plugins``."""
         return self._static is not None
 
+    @property
+    def plugin_dir(self) -> str:
+        """The folder the next load reads artifacts from (see ``reset_plugin_dir``)."""
+        return self._plugin_dir
+
     def current(self) -> PluginManager | None:
         """The current manager, or None before the first load; never blocks."""
         return self._current

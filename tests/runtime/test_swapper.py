@@ -315,3 +315,35 @@ def test_reload_from_inside_a_load_is_refused(plugin_dir: Path, events, make_swa
         swapper.load_plugins()
     assert "a load is running in this thread" in str(inner[0])
     assert swapper.current() is None
+
+
+def test_triggers_drive_a_real_swapper(plugin_dir: Path, events, make_swapper) -> None:
+    """watch_plugin_dir and reload_on_signal reload a real swapper; the new stamp serves."""
+    import os
+    import signal
+
+    from hotswap_runtime import triggers
+
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    assert swapper.plugin_dir == str(plugin_dir)
+    stop = triggers.reload_on_signal(swapper)
+    try:
+        pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="signal")})
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_for(lambda: swapper.current().find_plugin("a").invoke_func("stamp") == "signal")
+    finally:
+        stop()
+    stop = triggers.watch_plugin_dir(swapper, debounce=0.05)
+    try:
+        counter = swapper.reload_counter
+        deadline = time.monotonic() + 10
+        # the watcher starts asynchronously: rewrite until it notices
+        while swapper.current().find_plugin("a").invoke_func("stamp") != "watched":
+            assert time.monotonic() < deadline, "the watcher never reloaded"
+            pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="watched")})
+            time.sleep(0.2)
+        assert swapper.reload_counter > counter
+    finally:
+        stop()
