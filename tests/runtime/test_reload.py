@@ -183,7 +183,7 @@ def test_callbacks_first_load_abort_and_extra_order(plugin_dir: Path, events, ma
         if fail["on"]:
             raise RuntimeError("callback says no")
 
-    swapper = make_swapper(reload_callback=callback)
+    swapper = make_swapper(reload_callback=callback, free_delay=3600)  # only the abort frees
     swapper.load_plugins()
     first = swapper.current()
     assert calls == [("main", first, None)]
