@@ -235,7 +235,8 @@ class PluginManagerSwapper:
     def close(self) -> None:
         """Free everything now: every pending free, then the current manager; later loads refuse.
 
-        Runs every ``on_free`` (reverse dependency order) in the calling thread.
+        Runs every ``on_free`` (reverse dependency order) in the calling thread; afterwards
+        ``current()`` returns None and ``load_plugins``/``reload`` raise ``HotswapError``.
         """
         with self._locked():
             if self._closed:
