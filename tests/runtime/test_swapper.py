@@ -123,7 +123,8 @@ def test_in_flight_call_finishes_on_its_version(plugin_dir: Path, events, make_s
 
 
 def test_stress_threads_call_during_reloads(plugin_dir: Path, events, make_swapper) -> None:
-    """Several threads calling into current() during dozens of reloads see zero errors."""
+    """Several threads calling into current() during dozens of reloads, some failing, see zero
+    errors."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="0")})
     pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="def live_b(x):\n    return x + 1\n")})
     swapper = make_swapper()
@@ -148,11 +149,16 @@ def test_stress_threads_call_during_reloads(plugin_dir: Path, events, make_swapp
     for n in range(1, 31):
         path = pack_plugin(plugin_dir / "builds", "a", {"__init__.py": hooks_source("a", stamp=str(n))})
         builds.append(path.read_bytes())
+    broken = pack_plugin(plugin_dir / "builds", "a", {"__init__.py": hooks_source("a") + "1 / 0\n"}).read_bytes()
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
         thread.start()
     try:
-        for raw in builds:
+        for n, raw in enumerate(builds):
+            if n % 5 == 4:  # a failed reload now and then: the callers must not notice either
+                (plugin_dir / "a.hsp").write_bytes(broken)
+                with pytest.raises(HotswapError, match="ZeroDivisionError"):
+                    swapper.reload()
             (plugin_dir / "a.hsp").write_bytes(raw)
             swapper.reload()
     finally:
