@@ -86,15 +86,16 @@ CASES = {
         "module and reach other plugins through export() and import_()",
     ],
     "imports": [
-        'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:3 reaches above '
+        'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:2 reaches above '
         "the plugin's root package; import host-side modules absolutely, and other plugins "
         "through import_()",
-        'Error: plugin "imports": "import imports as me" in imports/mod.py:2 imports the '
-        "plugin's own root package by name, which cannot be made relative; import what you "
-        'need with "from . import name"',
-        'Error: plugin "imports": "import imports.sub.util" in imports/mod.py:1 cannot be made '
-        'relative: it binds the name "imports"; write "from .sub import util" (or "import '
-        'imports.sub.util as util") and use util.… instead',
+        'Error: plugin "imports": __import__("imports.sub") in imports/mod.py:1 names the '
+        "plugin's own package, which the runtime mounts under another name, and cannot be "
+        "rewritten (it passes more than the module name); write "
+        'importlib.import_module(".sub", __package__) instead',
+        'Error: plugin "imports": live function "live_check" in imports/mod.py:4 is defined '
+        "inside a module-level if block, so the registration module could not import it "
+        'reliably; define it unconditionally at module level, or drop the "live_" prefix',
     ],
     "selftest": [
         'Error: plugin "selftest": self_test in selftest/__init__.py:10 cannot be called as '
