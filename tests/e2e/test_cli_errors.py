@@ -203,14 +203,35 @@ def test_output_folder_problems(tmp_path: Path) -> None:
 
 
 def test_bad_build_flags(tmp_path: Path) -> None:
-    """Flags after -- other than -X NAME=VALUE, -O and -OO are refused."""
+    """Flags after -- other than -X NAME=VALUE, -O and -OO are refused, and nothing is built."""
     plugin = write_plugin(tmp_path)
-    result = run(str(plugin), str(tmp_path / "bin"), "--", "-X", "NoValue", "-Q", "-X")
+    result = run(str(plugin), str(tmp_path / "bin"), "--", "-X", "NoValue", "-Q", "-OOO", "-X")
     assert errors(result) == [
         'Error: -X "NoValue" is not NAME=VALUE; write e.g. -X CompileTimeString=abc',
         'Error: unknown build flag "-Q" after --; the build flags are -X NAME=VALUE, -O and -OO',
+        'Error: unknown build flag "-OOO" after --; the build flags are -X NAME=VALUE, -O and '
+        "-OO",
         "Error: -X needs NAME=VALUE after it, e.g. -X CompileTimeString=abc",
     ]
+    assert not (tmp_path / "bin").exists()
+
+
+def test_bad_build_flags_come_with_the_other_problems(tmp_path: Path) -> None:
+    """One run reports the bad flags and what the build found, one Error: line each."""
+    plugin = write_plugin(tmp_path)
+    (plugin / "mod.py").write_text("x = 1\nlive_x = 2\n")
+    result = run(str(plugin), str(tmp_path / "bin"), "--", "-Q", "-X", "Missing=1")
+    assert errors(result) == [
+        'Error: unknown build flag "-Q" after --; the build flags are -X NAME=VALUE, -O and -OO',
+        'Error: plugin "foo": -X Missing: foo/__init__.py defines no module-level str constant '
+        '"Missing"; add Missing = "" there, or drop -X Missing',
+        'Error: plugin "foo": live name "live_x" in foo/mod.py:2 is assigned, not defined by a '
+        'def or class of the plugin; define it with def or class, or drop the "live_" prefix',
+    ]
+    options = run("--include", "(", str(plugin), str(tmp_path / "bin"), "--", "-Q")
+    assert errors(options)[0].startswith('Error: unknown build flag "-Q"')
+    assert errors(options)[1].startswith('Error: --include "(" is not a valid regular expression')
+    assert not (tmp_path / "bin").exists()
 
 
 def test_reserved_registration_name(tmp_path: Path) -> None:
