@@ -212,9 +212,10 @@ def _inside(path: Path, folder: Path) -> bool:
 def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
                    stamps: Mapping[str, str], optimize: int,
                    include: str | re.Pattern[str] | None, exclude: str | re.Pattern[str] | None,
-                   static_linking: bool, clean: bool
+                   static_linking: bool, clean: bool, flag_problems: Sequence[str]
                    ) -> tuple[PluginLayout, re.Pattern[str] | None, re.Pattern[str] | None]:
-    """Check every option and the plugin folder; raise once with every problem."""
+    """Check every option and the plugin folder; raise once with every problem (the caller's
+    ``flag_problems`` first)."""
     problems: list[str] = []
     include_re = _compile_regex("--include", include, problems)
     exclude_re = _compile_regex("--exclude", exclude, problems)
@@ -241,8 +242,8 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():
         problems.append(f'output folder "{shown}" is a file; pass a folder')
-    if problems or layout is None:
-        raise BuildError(problems, plugin=layout.name if layout else None)
+    if problems or layout is None or (clean and flag_problems):
+        raise BuildError([*flag_problems, *problems], plugin=layout.name if layout else None)
     return layout, include_re, exclude_re
 
 
@@ -260,6 +261,7 @@ def build(
     leave_temps: bool = False,
     package: bool = True,
     verbose: bool = False,
+    flag_problems: Sequence[str] = (),
 ) -> BuildResult:
     """Build the plugin in ``plugin_dir`` into ``output_dir`` (SPEC section 3).
 
@@ -277,6 +279,9 @@ def build(
         leave_temps: keep the generated build tree in a temporary folder.
         package: False stops after generating the tree (implies ``leave_temps``).
         verbose: log each stage at info level on the ``hotswap.build`` logger.
+        flag_problems: problems the caller found in its own arguments (the CLI's bad build
+            flags); the build goes on to find its other problems, then fails with all of them,
+            these first.
 
     Raises:
         BuildError: listing every problem found; nothing was written to ``output_dir``.
@@ -287,7 +292,7 @@ def build(
     log = logger.info if verbose else logger.debug
     layout, include_re, exclude_re = _check_options(
         Path(plugin_dir), out_path, live_prefix, stamps, optimize, include, exclude,
-        static_linking, clean)
+        static_linking, clean, flag_problems)
     if clean:
         from .static import clean_static
 
@@ -304,9 +309,9 @@ def build(
         len(collected.sources) - processed.cached)
     analysis = analyse(layout, [processed.outcomes[rel].scan for rel in collected.sources],
                        live_prefix, stamps)
-    problems = [*collected.problems, *analysis.problems]
-    if problems:
-        raise BuildError(sorted(set(problems)), plugin=layout.name)
+    problems = sorted(set([*collected.problems, *analysis.problems]))
+    if problems or flag_problems:
+        raise BuildError([*flag_problems, *problems], plugin=layout.name)
     registration = _render_registration(processed.cache, layout.name, analysis.hooks,
                                         analysis.live_funcs, analysis.live_types)
 

@@ -23,10 +23,14 @@ from . import __version__
 from .layout import PluginLayout
 from .scan import FileContext
 
-__all__ = ["cache_dir", "file_key", "index_path", "load_index", "read_entry", "store_index",
-           "write_entry"]
+__all__ = ["CACHE_FORMAT", "cache_dir", "file_key", "index_path", "load_index", "read_entry",
+           "store_index", "write_entry"]
 
 logger = logging.getLogger("hotswap.build")
+
+#: the version of what a cached result means; raise it whenever the scan or the rewrite changes
+#: what it makes of the same file, so caches of an earlier build are not reused
+CACHE_FORMAT = f"{__version__}/2"
 
 
 def cache_dir() -> Path:
@@ -40,7 +44,7 @@ def cache_dir() -> Path:
 
 def file_key(ctx: FileContext, source: bytes) -> str:
     """The key of one file's result: its contents and everything else that shapes it."""
-    parts = (__version__, sys.implementation.cache_tag, sys.version, ctx.rel, ctx.module,
+    parts = (CACHE_FORMAT, sys.implementation.cache_tag, sys.version, ctx.rel, ctx.module,
              ctx.package_depth, ctx.is_root, ctx.layout.name, ctx.layout.import_name,
              ctx.layout.siblings, ctx.live_prefix, ctx.stamps, ctx.optimize)
     digest = hashlib.sha256(repr(parts).encode())
@@ -50,7 +54,7 @@ def file_key(ctx: FileContext, source: bytes) -> str:
 
 def index_path(folder: Path, layout: PluginLayout) -> Path:
     """The index file of one plugin folder."""
-    key = hashlib.sha256(f"{__version__}\0{layout.root}".encode()).hexdigest()
+    key = hashlib.sha256(f"{CACHE_FORMAT}\0{layout.root}".encode()).hexdigest()
     return folder / "plugins" / f"{layout.name}-{key[:24]}.pickle"
 
 

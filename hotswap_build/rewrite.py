@@ -20,9 +20,8 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cache import read_entry, write_entry
-from .scan import Edit, FileContext, FileScan, scan_tree
+from .cache import CACHE_FORMAT, read_entry, write_entry
+from .scan import LOAD, Edit, FileContext, FileScan, scan_tree
 
 __all__ = ["relative_import", "rewrite_source"]
 
@@ -53,7 +52,9 @@ def relative_import(statement: str, dots: int, own: str) -> str:
 
     ``dots`` is the relative level that reaches the plugin's root package from the file.
     ``import own.a.b as c`` becomes ``from .a import b as c``; ``from own.a import x`` becomes
-    ``from .a import x``; other names in the same ``import`` stay, joined with ``;``.
+    ``from .a import x``; other names in the same ``import`` stay, joined with ``;``. When the
+    real import name is one identifier, ``import own``, ``import own as m`` and ``import own.a``
+    bind the mounted root package (after importing ``.a``) through ``importlib.import_module``.
     The scan has already refused the forms that cannot be rewritten.
     """
     import libcst as cst
@@ -69,30 +70,39 @@ def relative_import(statement: str, dots: int, own: str) -> str:
         return blank.code_for_node(new)
     assert isinstance(node, cst.Import), statement
     keep: list[Any] = []
-    made: list[Any] = []
+    made: list[str] = []
     for alias in node.names:
         name = _name_of(alias.name)
-        if name.startswith(own + ".") and alias.asname is not None:
+        asname = _name_of(alias.asname.name) if alias.asname is not None else None
+        if name.startswith(own + ".") and asname is not None:
             parent, _, last = name[len(own) + 1:].rpartition(".")
-            made.append(cst.ImportFrom(
+            made.append(blank.code_for_node(cst.ImportFrom(
                 module=_dotted(parent) if parent else None,
                 relative=[cst.Dot()] * dots,
                 names=[cst.ImportAlias(name=cst.Name(last), asname=alias.asname)],
-            ))
+            )))
+        elif name == own or name.startswith(own + "."):
+            # a one-identifier real name (the scan refused the others): the name bound is the
+            # root package, so bind the mounted one, importing the submodule first
+            assert "." not in own, statement
+            rest = name[len(own) + 1:]
+            if rest:
+                made.append(LOAD.format("." * dots + rest))
+            made.append(f"{asname or own} = {LOAD.format('.' * dots)}")
         else:
             keep.append(alias)
     parts = []
     if keep:
         keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-        parts.append(node.with_changes(names=keep))
+        parts.append(blank.code_for_node(node.with_changes(names=keep)))
     parts.extend(made)
-    return "; ".join(blank.code_for_node(p) for p in parts)
+    return "; ".join(parts)
 
 
 def _cached_relative_import(statement: str, dots: int, own: str, cache: Path | None) -> str:
     if cache is None:
         return relative_import(statement, dots, own)
-    key = hashlib.sha256(f"{__version__}\0{own}\0{dots}\0{statement}".encode()).hexdigest()
+    key = hashlib.sha256(f"{CACHE_FORMAT}\0{own}\0{dots}\0{statement}".encode()).hexdigest()
     path = cache / "statements" / key[:2] / key
     cached = read_entry(path)
     if cached is not None:

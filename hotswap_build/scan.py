@@ -161,14 +161,23 @@ class Edit:
 
 
 _BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers")
+_BLOCK_NAMES = {"If": "if", "Try": "try", "TryStar": "try", "With": "with",
+                "AsyncWith": "async with", "For": "for", "AsyncFor": "async for",
+                "While": "while", "Match": "match"}
+#: what ``import <own>`` becomes: the mounted root package (or a module inside it) by a name
+#: relative to ``__package__``, which binds nothing else
+LOAD = "__import__('importlib').import_module({!r}, __package__)"
 
 
 class _Scanner:
     """Walk a module's statements (never its expressions) and record what the build needs.
 
     Module-level bindings are recorded while no ``def``/``class`` encloses the walk (``scope``);
-    statements inside module-level ``if``/``try``/``with`` blocks count as conditional. Imports
-    are checked at every depth, lazy ones inside functions included.
+    statements inside module-level ``if``/``try``/``with`` blocks count as conditional, and a
+    live function or type defined there is refused (the registration module imports live names
+    unconditionally). Imports are checked at every depth, lazy ones inside functions included;
+    with a one-identifier real name, ``import <own>`` forms are rewritten to bind the mounted
+    root package.
     """
 
     def __init__(self, ctx: FileContext, lines: Sequence[str]) -> None:
@@ -186,6 +195,7 @@ class _Scanner:
         self.plugin = f'plugin "{layout.name}"'
         self.scope = 0
         self.blocks = 0
+        self.block_names: list[str] = []
         self.bindings: list[Binding] = []
         self.star_imports: list[str] = []
         self.stamped: list[str] = []
@@ -219,6 +229,13 @@ class _Scanner:
         if self.scope or not (name.lower().startswith(self.prefix) or name in ALL_HOOKS):
             return
         live = name.lower().startswith(self.prefix) and not self.blocks
+        if self.blocks and kind in ("function", "class") and name.lower().startswith(self.prefix):
+            what = "function" if kind == "function" else "type"
+            self.problem(node, f'{self.plugin}: live {what} "{name}" in {{where}} is defined '
+                         f"inside a module-level {self.block_names[0]} block, so the "
+                         "registration module could not import it reliably; define it "
+                         "unconditionally at module level, or drop the "
+                         f'"{self.ctx.live_prefix}" prefix')
         if live and kind == "assignment":
             self.problem(node, f'{self.plugin}: live name "{name}" in {{where}} is assigned, not '
                          "defined by a def or class of the plugin; define it with def or class, "
@@ -245,6 +262,7 @@ class _Scanner:
     def visit_block(self, node: ast.AST) -> None:
         """Compound statements (if, try, with, for, while, match): look inside their bodies."""
         self.blocks += 1
+        self.block_names.append(_BLOCK_NAMES.get(type(node).__name__, "compound"))
         for name in _BLOCK_FIELDS:
             for child in getattr(node, name, ()):
                 if isinstance(child, ast.excepthandler):
@@ -253,6 +271,7 @@ class _Scanner:
                     self.visit_body([child])
         for case in getattr(node, "cases", ()):
             self.visit_body(case.body)
+        self.block_names.pop()
         self.blocks -= 1
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
@@ -382,7 +401,13 @@ class _Scanner:
         rewrite = False
         for alias in node.names:
             name = alias.name
-            if name == self.own:
+            if not self.own_parent and (name == self.own or (
+                    name.startswith(self.own + ".") and alias.asname is None)):
+                # the real import name is one identifier, so the name this binds is the
+                # plugin's own root package: bind the mounted one instead (rewrite.LOAD)
+                rewrite = True
+                self.bind(node, alias.asname or self.own, "assignment")
+            elif name == self.own:
                 self.own_root(node)
             elif name.startswith(self.own + "."):
                 parent, _, last = name[len(self.own) + 1:].rpartition(".")
@@ -424,9 +449,13 @@ class _Scanner:
             if name in _RESOURCE_CALLS:
                 self.resource_call(node.args[0])
                 continue
-            if name != "import_module":
+            if name not in ("import_module", "__import__"):
                 continue
             first = node.args[0]
+            if name == "__import__" and isinstance(first, ast.Constant) and isinstance(
+                    first.value, str):
+                self.dunder_import(node, first.value)
+                continue
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 target = first.value
                 if (target == self.own or target.startswith(self.own + ".")) and \
@@ -445,11 +474,32 @@ class _Scanner:
                     head.values[0], ast.Constant):
                 text = str(head.values[0].value)
             if text == self.own or text.startswith(self.own + "."):
-                self.problem(node, f"{self.plugin}: import_module() in {{where}} builds a name "
+                self.problem(node, f"{self.plugin}: {name}() in {{where}} builds a name "
                              f'inside the plugin\'s own package "{self.own}", which cannot be '
                              f'made relative; pass a relative name and the package: '
                              f'import_module("{dots}" + name, __package__)')
 
+
+    def dunder_import(self, node: ast.Call, target: str) -> None:
+        """``__import__("<own>.x")`` imports ``<own>.x`` and returns the root package: with a
+        one-identifier real name and no other argument, both happen on the mounted package."""
+        if target != self.own and not target.startswith(self.own + "."):
+            return
+        dots = "." * self.dots
+        if self.own_parent or len(node.args) != 1 or node.keywords:
+            why = (f'it returns the host package "{self.own.split(".")[0]}"'
+                   if self.own_parent else "it passes more than the module name")
+            self.problem(node, f'{self.plugin}: __import__("{target}") in {{where}} names the '
+                         f"plugin's own package, which the runtime mounts under another name, "
+                         f"and cannot be rewritten ({why}); write "
+                         f'importlib.import_module("{dots}{target[len(self.own) + 1:]}", '
+                         "__package__) instead")
+            return
+        rest = target[len(self.own) + 1:]
+        root = LOAD.format(dots)
+        text = f"({LOAD.format(dots + rest)}, {root})[1]" if rest else root
+        start, end = self.span(node)
+        self.edits.append(Edit(start, end, "replace", text))
 
     def resource_call(self, first: ast.expr) -> None:
         if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
@@ -467,7 +517,7 @@ class _Scanner:
 #: functions of importlib.resources and pkgutil that take a package name first
 _RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
                              "path", "contents", "is_resource", "get_data"})
-_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources)\b")
+_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources|__import__)\b")
 
 
 def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
@@ -349,3 +350,36 @@ def test_the_real_command_line(sample, tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert failed.stderr == ('Error: plugin folder "plugins/nothere" does not exist; check the '
                              "<pluginDir> argument\n")
+
+
+def test_own_root_package_imported_by_name(tmp_path: Path, load_artifact, monkeypatch) -> None:
+    """import md, import md.util, their aliases and __import__("md.x"), at any depth and in any
+    scope, bind the mounted version's modules, never a host package of the same name."""
+    plugin = sample_plugin(tmp_path, "md")
+    with (plugin / "__init__.py").open("a") as handle:
+        handle.write("import md\nitself = md\n")
+    (plugin / "util.py").write_text("VALUE = 'mounted'\n")
+    (plugin / "cli.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import md\n"
+        "def run():\n    import md.util\n    return md, md.util.VALUE\n")
+    (plugin / "sub").mkdir()
+    (plugin / "sub" / "__init__.py").write_text("")
+    (plugin / "sub" / "deep.py").write_text(
+        "import os, md.util as u; import md as root\n"
+        "class Holder:\n    import md.cli\n"
+        "dunder = __import__('md.util')\n")
+    decoy = ModuleType("md")
+    monkeypatch.setitem(sys.modules, "md", decoy)  # the host's own "md", which must stay unused
+    out = tmp_path / "bin"
+    result = invoke("build", str(plugin), str(out))
+    assert result.exit_code == 0, result.output
+    package = load_artifact(out / "md.hsp")
+    mount = package.__name__
+    assert package.itself is package
+    deep = importlib.import_module(f"{mount}.sub.deep")
+    util = sys.modules[f"{mount}.util"]
+    assert deep.u is util and deep.root is package and deep.dunder is package
+    assert deep.Holder.md is package and package.cli is sys.modules[f"{mount}.cli"]
+    assert package.cli.run() == (package, "mounted")
+    assert sys.modules["md"] is decoy and not hasattr(decoy, "util")
