@@ -40,8 +40,9 @@ def declared(version: Version) -> dict[str, Any]:
         return {}
     cls = type(obj)
     if isinstance(obj, (type, ModuleType)) or cls.__module__ == "builtins":
-        what = "a class" if isinstance(obj, type) else (
-            "a module" if isinstance(obj, ModuleType) else f"a {cls.__name__}")
+        kind = "class" if isinstance(obj, type) else (
+            "module" if isinstance(obj, ModuleType) else cls.__name__)
+        what = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
         raise HotswapError(
             f'plugin "{version.name}": import_ returned {what}; return None or an instance of a '
             "class whose annotated attributes name the plugins it depends on",

@@ -152,7 +152,7 @@ def test_carried_over_dependency_gone(plugin_dir: Path, events, make_swapper) ->
     assert swapper.current() is old
 
 
-@pytest.mark.parametrize("value, what", [("3", "a int"), ("{'alpha': 1}", "a dict"),
+@pytest.mark.parametrize("value, what", [("3", "an int"), ("{'alpha': 1}", "a dict"),
                                          ("AlphaApi", "a class"), ("_ev", "a module")])
 def test_import_returning_a_non_declaring_object(plugin_dir: Path, events, make_swapper, value: str, what: str) -> None:
     """import_() returning a number, a dict, a class or a module fails naming the plugin."""
