@@ -190,3 +190,17 @@ def test_failed_dependency_check_runs_no_on_load(plugin_dir: Path, events, make_
     pack_plugin(plugin_dir, "b", {"__init__.py": deps_plugin("b", "class Deps:\n    a: Any\nDEPS = Deps()\n")})
     _fails(plugin_dir, make_swapper)
     assert events.hooks("on_load") == [] and events.hooks("on_free") == []
+
+
+def test_pinned_may_depend_on_pinned(plugin_dir: Path, events, make_swapper) -> None:
+    """Two pinned plugins may depend on each other's exports and stay across reloads."""
+    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin(
+        "alpha", "", export=ALPHA_EXPORT, import_="None", reloadable=False)})
+    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin(
+        "beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n", reloadable=False)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin(
+        "alpha", "", stamp="v2", export=ALPHA_EXPORT, import_="None", reloadable=False)})
+    assert str(swapper.reload()) == "alpha: not reloadable, beta: not reloadable"
+    assert swapper.current().find_plugin("beta").lookup("DEPS").alpha.stamp == "v1"

@@ -353,3 +353,14 @@ def test_triggers_drive_a_real_swapper(plugin_dir: Path, events, make_swapper) -
         assert swapper.reload_counter > counter
     finally:
         stop()
+
+
+def test_static_plugin_checked_like_an_artifact(static_plugins, events, make_swapper) -> None:
+    """A static plugin lacking a hook is refused with the same 'missing functions' error."""
+    one = static_plugins["s_one"]
+    hooks = {k: v for k, v in one.hooks.items() if k != "on_free"}
+    broken = StaticPlugin(one.name, one.package, hooks, one.live_funcs)
+    swapper = make_swapper(static_plugins={"s_one": broken})
+    with pytest.raises(HotswapError, match='^plugin "s_one": missing functions: on_free;'):
+        swapper.load_plugins()
+    assert swapper.current() is None
