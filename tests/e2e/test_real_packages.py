@@ -3,7 +3,8 @@
 Each package is copied from site-packages into a plugin folder, given the seven hooks, built
 with the real ``hotswap`` CLI and loaded with the real runtime. They exercise what hand-made
 samples do not: absolute self-imports at module level and inside functions (dateutil, humanize),
-``TYPE_CHECKING`` blocks (markdown, packaging), ``from __future__`` imports, data files shipped
+``TYPE_CHECKING`` blocks (markdown, packaging), ``import markdown`` of its own root package
+(markdown's ``__main__``), ``from __future__`` imports, data files shipped
 with ``--include`` (humanize's message catalogues), deep subpackages, and a plugin whose name is
 a package the host itself has imported (``packaging``, used by pytest).
 """
