@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, final
 
+from .inflight import invoke_entry, note_loop
+
 if TYPE_CHECKING:
     from .version import Version
 
@@ -95,7 +97,7 @@ class Plugin:
         self.deps: tuple[str, ...] = version.deps
         # shadows the method below: calling plugin.invoke_func(...) is then a direct call of
         # the version's function, with no wrapper frame
-        self.invoke_func = version.hooks["invoke_func"]
+        self.invoke_func = invoke_entry(version)
         self._package = version.package
 
     def invoke_func(self, name: str, *params: Any) -> Any:  # type: ignore[no-redef]  # noqa: F811
@@ -163,6 +165,7 @@ class PluginManager:
         self._each(self._backward, name, params)
 
     async def _aeach(self, order: tuple[Plugin, ...], name: str, params: tuple[Any, ...]) -> None:
+        note_loop()
         for plugin in order:
             try:
                 result = plugin.invoke_func(name, *params)

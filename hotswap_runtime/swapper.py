@@ -33,7 +33,9 @@ from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import Freer, Pending
 from .listing import list_artifacts
+from .inflight import note_loop
 from .manager import Details, Plugin, PluginManager, Vault
+from .staged import PreparedReload, Staged
 from .static import StaticPlugin
 from .version import Version, next_load_number
 
@@ -106,6 +108,7 @@ class PluginManagerSwapper:
         self._owner: int | None = None  # thread id holding the reload lock
         self._state_lock = threading.Lock()
         self._pending: list[Pending] = []
+        self._last_replaced: Pending | None = None  # the rollback target
         self._freed: list[Version] = []
         self._freer = Freer(self._release, self._logger)
         self._loaded = False
@@ -134,19 +137,17 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: already loaded (use ``reload``), or the load failed (nothing changed).
         """
-        with self._locked():
-            if self._loaded:
-                raise HotswapError("plugins are already loaded; call reload() to load them again",
-                                   step="load")
-            return self._load(data, None)
+        return self._prepare(data, None, "load").commit()
 
     def reload(self, data: Any = None) -> Details:
         """Load the plugins again, replacing the current manager; before any load, load them.
 
+        Same as ``prepare(data).commit()``.
+
         Raises:
             HotswapError: static linking mode, or the reload failed (nothing changed).
         """
-        return self.reload_with_callback(data, None)
+        return self._prepare(data, None, "reload").commit()
 
     def reload_with_callback(self, data: Any, extra: Callback | None) -> Details:
         """Like ``reload``; ``extra(new_manager, old_manager)`` runs after the configured callback.
@@ -154,16 +155,25 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: static linking mode, or the reload failed (nothing changed).
         """
-        with self._locked():
-            if self._static is not None:
-                raise HotswapError("running under static linking mode", step="reload")
-            return self._load(data, extra)
+        return self._prepare(data, extra, "reload").commit()
+
+    def prepare(self, data: Any = None) -> PreparedReload:
+        """Run every step of a reload except the swap, and hold the reload lock until
+        ``commit()`` or ``abort()`` (other loads wait; any thread may commit or abort).
+
+        ``with swapper.prepare(data) as p: ...`` aborts when the block is left without commit.
+
+        Raises:
+            HotswapError: static linking mode, or the reload failed (nothing changed).
+        """
+        return self._prepare(data, None, "reload")
 
     async def areload(self, data: Any = None) -> Details:
         """``reload`` in a worker thread, so the running event loop keeps serving meanwhile.
 
         Every step of the reload (imports and hooks included) runs in that thread.
         """
+        note_loop()
         return await asyncio.to_thread(self.reload, data)
 
     def reset_plugin_dir(self, new_dir: str | os.PathLike[str]) -> None:
@@ -224,19 +234,41 @@ class PluginManagerSwapper:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the reload lock; refuse (rather than deadlock) when called from inside a load."""
+        self._lock()
+        try:
+            yield
+        finally:
+            self._unlock()
+
+    def _lock(self) -> None:
         if self._owner == threading.get_ident():
-            raise HotswapError("a load is running in this thread: a hook or reload callback "
-                               "cannot load, reload or close the swapper; do it after the load "
-                               "returns", step="load")
-        with self._reload_lock:
-            self._owner = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._owner = None
+            raise HotswapError("a load is running in this thread (or a reload prepared in it "
+                               "awaits commit or abort): a hook or reload callback cannot load, "
+                               "reload or close the swapper; do it after the load returns or "
+                               "the prepared reload is committed or aborted", step="load")
+        self._reload_lock.acquire()
+        self._owner = threading.get_ident()
+
+    def _unlock(self) -> None:
+        self._owner = None
+        self._reload_lock.release()
+
+    def _prepare(self, data: Any, extra: Callback | None, kind: str) -> PreparedReload:
+        self._lock()
+        try:
+            if kind == "load" and self._loaded:
+                raise HotswapError("plugins are already loaded; call reload() to load them "
+                                   "again", step="load")
+            if kind == "reload" and self._static is not None:
+                raise HotswapError("running under static linking mode", step="reload")
+            staged = self._load(data, extra)
+        except BaseException:
+            self._unlock()
+            raise
+        return PreparedReload(staged, self._commit, self._abort, self._unlock)
 
     # -- loading ----------------------------------------------------------------------------
-    def _load(self, data: Any, extra: Callback | None) -> Details:
+    def _load(self, data: Any, extra: Callback | None) -> Staged:
         if self._closed:
             raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
                                step="load")
@@ -250,7 +282,7 @@ class PluginManagerSwapper:
             raise HotswapError(f"loading plugins failed: {type(exc).__name__}: {exc}",
                                step="load") from exc
 
-    def _load_unlogged(self, data: Any, extra: Callback | None) -> Details:
+    def _load_unlogged(self, data: Any, extra: Callback | None) -> Staged:
         old = self._current
         old_versions = {v.name.lower(): v for v in old._versions()} if old is not None else {}
         load = next_load_number()
@@ -284,8 +316,7 @@ class PluginManagerSwapper:
             if not artifacts:
                 self._logger.info("no plugins found in %s; keeping the current plugins",
                                   self._plugin_dir)
-                self._loaded = True
-                return Details()
+                return Staged(old, Details(), old, {}, swap=False)
             for key, version in old_versions.items():
                 if not version.reloadable:
                     carried[key] = (version, "not reloadable")
@@ -330,6 +361,15 @@ class PluginManagerSwapper:
         details = Details(
             (plugin.file, plugin.name, plugin.note) for plugin in manager.plugins()
         )
+        return Staged(manager, details, old, fresh, swap=True)
+
+    def _commit(self, staged: Staged) -> Details:
+        """The swap of a prepared load, then the bookkeeping after it (reload lock held)."""
+        if not staged.swap:
+            self._loaded = True
+            return staged.details
+        manager, old = staged.manager, staged.old
+        assert manager is not None
         with self._state_lock:
             for version in manager._versions():
                 version.managers += 1
@@ -338,13 +378,20 @@ class PluginManagerSwapper:
             if old is not None:
                 entry = Pending(old)
                 self._pending.append(entry)
+                self._last_replaced = entry
         if old is not None:
             self._freer.schedule(entry, self._free_delay)
         if self._loaded:
             self.reload_counter += 1
         self._loaded = True
-        self._logger.info("loaded plugins: %s", details)
-        return details
+        self._logger.info("loaded plugins: %s", staged.details)
+        return staged.details
+
+    def _abort(self, staged: Staged) -> None:
+        """Undo a prepared load: ``on_free`` where ``on_load`` ran, then prune what it loaded."""
+        if staged.fresh:
+            self._discard(staged.fresh)
+            self._logger.info("prepared reload aborted: %s", staged.details)
 
     def _build(self, data: Any, old: PluginManager | None, fresh: dict[str, Version],
                carried: dict[str, tuple[Version, str]], extra: Callback | None,

@@ -136,6 +136,8 @@ class Version:
         self.managers = 0
         self.state = "loading"
         self.refs: list[weakref.ref[Any]] = []
+        # awaitables returned by an async invoke_func, for drain-aware freeing (see inflight)
+        self.awaitables: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def root(self) -> str:

@@ -1,0 +1,322 @@
+"""Finding a version's code in flight: on thread stacks, in asyncio tasks, in pending awaitables.
+
+Design note: nothing here runs on the call path of a plain (synchronous) ``invoke_func``, a live
+function or a method: the search happens at free time, on the freer thread, by *code* — a frame
+belongs to a version when its module globals' ``__name__`` lies under the version's mount root
+(``_hotswap_<name>_<load>``), whatever route led into it.
+
+- Threads: ``sys._current_frames()`` gives every thread's top frame; its ``f_back`` chain is
+  walked. The calling thread is skipped.
+- Tasks: every event loop the host was seen running (``note_loop``, called by ``areload``,
+  ``ainvoke_each`` and by the tracking wrapper of an ``async def invoke_func``) is kept in a weak
+  set. A running loop's tasks are read on the loop's own thread (``call_soon_threadsafe`` and a
+  concurrent future waited for at most ``LOOP_TIMEOUT`` seconds); a loop that does not answer
+  counts as one task in flight, so a stuck loop holds the free (up to ``free_timeout``) rather
+  than risk freeing code a task is suspended in. Each task's coroutine chain (``cr_await`` /
+  ``gi_yieldfrom``) is walked.
+- Awaitables: an ``async def invoke_func`` is wrapped once, at load, by a function that puts
+  each returned awaitable into the version's ``WeakSet``; one that is still pending (a coroutine
+  not finished, a future not done) and is not already seen in a task counts. A synchronous
+  ``invoke_func`` is never wrapped (a call through it stays one plain call); awaitables it
+  returns are found once they run (on a stack or in a task), not while they wait unstarted.
+
+A thread whose ``run`` target, or a task whose outermost coroutine, is the version's own code
+(other than an entry point: ``invoke_func``, a live function, a method of a live type) is the
+version's *own worker*: it does not hold the free (``on_free`` is where it should be stopped),
+but when it is still running after ``on_free`` the swapper warns (SPEC 8.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .version import Version
+
+__all__ = ["InFlight", "note_loop", "invoke_entry", "scan", "entry_codes", "wait_for_own_workers",
+           "LOOP_TIMEOUT"]
+
+#: seconds to wait for a running loop to hand over its tasks
+LOOP_TIMEOUT = 1.0
+#: deepest await chain or stack walked (a guard against cycles)
+_MAX_DEPTH = 10_000
+
+_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_get_running_loop = asyncio.events._get_running_loop
+
+
+def note_loop() -> None:
+    """Remember the running event loop of this thread (if any), so its tasks get searched."""
+    loop = _get_running_loop()
+    if loop is not None:
+        _loops.add(loop)
+
+
+def invoke_entry(version: Version) -> Callable[..., Any]:
+    """The function ``plugin.invoke_func`` calls: the version's own when synchronous; for an
+    ``async def invoke_func`` a wrapper that tracks each returned awaitable weakly."""
+    fn = version.hooks["invoke_func"]
+    if not inspect.iscoroutinefunction(fn):
+        return fn
+    pending = version.awaitables
+    loops = _loops
+    get_loop = _get_running_loop
+
+    @functools.wraps(fn)
+    def invoke_func(name: str, *params: Any) -> Any:
+        result = fn(name, *params)
+        try:
+            pending.add(result)
+        except TypeError:  # not weak-referenceable: it cannot be followed
+            pass
+        loop = get_loop()
+        if loop is not None:
+            loops.add(loop)
+        return result
+
+    return invoke_func
+
+
+@dataclass
+class InFlight:
+    """What of one version is running now.
+
+    Attributes:
+        threads: names of threads whose stack holds its code (calls from outside).
+        tasks: names of pending tasks whose await chain holds its code (calls from outside).
+        awaitables: awaitables returned by its ``invoke_func`` that are still pending.
+        own_threads: names of live threads whose ``run`` target is its code.
+        own_tasks: names of pending tasks whose outermost coroutine is its (non-entry) code.
+    """
+
+    threads: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    awaitables: int = 0
+    own_threads: list[str] = field(default_factory=list)
+    own_tasks: list[str] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        """Calls in flight: what holds the free."""
+        return len(self.threads) + len(self.tasks) + self.awaitables
+
+    @property
+    def total(self) -> int:
+        """Everything running its code, own workers included (``VersionStats.in_flight``)."""
+        return self.calls + len(self.own_threads) + len(self.own_tasks)
+
+
+def entry_codes(version: Version) -> set[CodeType]:
+    """Code objects through which callers enter the version (not its own workers)."""
+    codes: set[CodeType] = set()
+
+    def add(fn: Any) -> None:
+        fn = getattr(fn, "__func__", fn)
+        fn = getattr(fn, "__wrapped__", fn)
+        code = getattr(fn, "__code__", None)
+        if isinstance(code, CodeType):
+            codes.add(code)
+
+    add(version.hooks.get("invoke_func"))
+    for fn in version.live_funcs.values():
+        add(fn)
+    for cls in version.live_types.values():
+        for klass in getattr(cls, "__mro__", (cls,)):
+            for value in vars(klass).values():
+                add(value)
+    return codes
+
+
+def _root(obj: Any) -> str | None:
+    obj = getattr(obj, "func", obj)  # functools.partial
+    obj = getattr(obj, "__func__", obj)  # bound method
+    name = getattr(obj, "__module__", None)
+    return name.partition(".")[0] if isinstance(name, str) else None
+
+
+def _frame_root(frame: Any) -> str | None:
+    name = frame.f_globals.get("__name__")
+    return name.partition(".")[0] if isinstance(name, str) else None
+
+
+def _thread_owner(thread: threading.Thread | None) -> str | None:
+    if thread is None:
+        return None
+    target = getattr(thread, "_target", None)
+    if target is not None:
+        return _root(target)
+    run = type(thread).run
+    if run is not threading.Thread.run:
+        return _root(run)
+    return None
+
+
+def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
+    """(awaitable, frame) along a coroutine's await chain, outermost first."""
+    depth = 0
+    while coro is not None and depth < _MAX_DEPTH:
+        frame = (getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                 or getattr(coro, "ag_frame", None))
+        yield coro, frame
+        nxt = getattr(coro, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(coro, "gi_yieldfrom", None)
+        if nxt is None:
+            nxt = getattr(coro, "ag_await", None)
+        coro = nxt
+        depth += 1
+
+
+def _read_tasks(loop: asyncio.AbstractEventLoop, roots: set[str],
+                codes: set[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
+    """(task name, roots in its chain, owner root, ids of awaitables in the chain) per task."""
+    out: list[tuple[str, set[str], str | None, set[int]]] = []
+    for task in asyncio.all_tasks(loop):
+        hit: set[str] = set()
+        ids: set[int] = set()
+        owner: str | None = None
+        first = True
+        for awaitable, frame in _chain(task.get_coro()):
+            ids.add(id(awaitable))
+            if frame is None:
+                first = False
+                continue
+            root = _frame_root(frame)
+            if root in roots:
+                hit.add(root)
+                if first and frame.f_code not in codes:
+                    owner = root
+            first = False
+        if hit:
+            out.append((task.get_name(), hit, owner, ids))
+    return out
+
+
+def _tasks_of(loop: asyncio.AbstractEventLoop, roots: set[str], codes: set[CodeType],
+              timeout: float) -> list[tuple[str, set[str], str | None, set[int]]] | None:
+    """The tasks of ``loop`` that run code under ``roots``; None when the loop did not answer."""
+    if loop.is_closed():
+        return []
+    if not loop.is_running() or _get_running_loop() is loop:
+        return _read_tasks(loop, roots, codes)
+    future: concurrent.futures.Future[list[tuple[str, set[str], str | None, set[int]]]] = (
+        concurrent.futures.Future())
+
+    def collect() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(_read_tasks(loop, roots, codes))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(exc)
+
+    try:
+        loop.call_soon_threadsafe(collect)
+    except RuntimeError:  # closed meanwhile
+        return []
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return None
+
+
+def _pending(awaitable: Any) -> bool:
+    if inspect.iscoroutine(awaitable):
+        return awaitable.cr_frame is not None
+    if inspect.isgenerator(awaitable):
+        return awaitable.gi_frame is not None
+    done = getattr(awaitable, "done", None)
+    if callable(done):
+        try:
+            return not done()
+        except Exception:  # noqa: BLE001 - an odd awaitable: assume it still runs
+            return True
+    return True
+
+
+def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[int, InFlight]:
+    """What of each version (keyed by ``id(version)``) is in flight right now.
+
+    Safe to call from any thread; a running loop's tasks are read on its own thread.
+    """
+    by_root = {v.root: v for v in versions}
+    found = {id(v): InFlight() for v in by_root.values()}
+    if not by_root:
+        return found
+    roots = set(by_root)
+    me = threading.get_ident()
+    threads = {t.ident: t for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        thread = threads.get(ident)
+        hit: set[str] = set()
+        depth = 0
+        while frame is not None and depth < _MAX_DEPTH:
+            root = _frame_root(frame)
+            if root in roots:
+                hit.add(root)
+            frame = frame.f_back
+            depth += 1
+        del frame
+        if not hit:
+            continue
+        owner = _thread_owner(thread)
+        name = thread.name if thread is not None else f"thread {ident}"
+        for root in hit:
+            slot = found[id(by_root[root])]
+            (slot.own_threads if root == owner else slot.threads).append(name)
+    # threads whose run target is the version's code but that are not in its code right now
+    for thread in threads.values():
+        owner = _thread_owner(thread)
+        if owner in roots and thread.is_alive():
+            slot = found[id(by_root[owner])]
+            if thread.name not in slot.own_threads:
+                slot.own_threads.append(thread.name)
+    codes: set[CodeType] = set()
+    for version in by_root.values():
+        codes |= entry_codes(version)
+    in_tasks: set[int] = set()
+    for loop in list(_loops):
+        tasks = _tasks_of(loop, roots, codes, timeout)
+        if tasks is None:
+            for slot in found.values():
+                slot.tasks.append(f"<tasks of an event loop that did not answer in {timeout} s>")
+            continue
+        for name, hit, owner, ids in tasks:
+            in_tasks |= ids
+            for root in hit:
+                slot = found[id(by_root[root])]
+                (slot.own_tasks if root == owner else slot.tasks).append(name)
+    for version in by_root.values():
+        count = 0
+        for awaitable in list(version.awaitables):
+            if id(awaitable) not in in_tasks and _pending(awaitable):
+                count += 1
+        found[id(version)].awaitables = count
+    return found
+
+
+def wait_for_own_workers(versions: list[Version], grace: float) -> dict[int, InFlight]:
+    """Scan until no version has its own threads or tasks running, for at most ``grace`` s."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = scan(versions)
+        if not any(f.own_threads or f.own_tasks for f in found.values()):
+            return found
+        if time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
+
