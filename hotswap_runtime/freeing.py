@@ -28,12 +28,19 @@ class Pending:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self.done = False
+        self.expired = False  # free_delay has passed: no longer a rollback target
+        self.give_up: float | None = None  # monotonic time at which it is freed regardless
+        self.retry = 0.0  # seconds until the next in-flight check
 
 
 class Freer:
-    """One daemon thread that runs ``release(entry)`` once each entry's delay has passed."""
+    """One daemon thread that runs ``release(entry)`` once each entry's delay has passed.
 
-    def __init__(self, release: Callable[[Pending], None], logger: logging.Logger) -> None:
+    ``release`` returns None when done with the entry, or seconds after which to call it again
+    (code of the entry's versions was still in flight).
+    """
+
+    def __init__(self, release: Callable[[Pending], float | None], logger: logging.Logger) -> None:
         self._release = release
         self._logger = logger
         self._cond = threading.Condition()
@@ -64,10 +71,16 @@ class Freer:
                             entry = heapq.heappop(self._queue)[2]
                             break
                     self._cond.wait(timeout)
+            again = None
             try:
-                self._release(entry)
+                again = self._release(entry)
             except Exception:  # the freer must survive whatever a release does
                 self._logger.exception("freeing plugin versions failed")
+            if again is not None:
+                with self._cond:
+                    if not self._stopped:
+                        heapq.heappush(self._queue,
+                                       (time.monotonic() + again, next(self._seq), entry))
             del entry
 
     def stop(self) -> None:

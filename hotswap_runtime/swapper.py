@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
@@ -33,7 +34,8 @@ from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import Freer, Pending
 from .listing import list_artifacts
-from .inflight import note_loop
+from .planning import plan_folder
+from .inflight import note_loop, scan, wait_for_own_workers
 from .manager import Details, Plugin, PluginManager, Vault
 from .staged import PreparedReload, Staged
 from .static import StaticPlugin
@@ -42,6 +44,8 @@ from .version import Version, next_load_number
 __all__ = ["PluginManagerSwapper", "VersionStats"]
 
 Callback = Callable[[PluginManager, "PluginManager | None"], Any]
+#: seconds a freed version's own threads and tasks get to end after on_free before the warning
+WORKER_GRACE = 0.25
 
 
 @final
@@ -57,6 +61,10 @@ class VersionStats:
             managers whose free is pending) or ``freed`` (freed, yet some of its modules,
             classes or functions are still referenced).
         managers: how many managers use it.
+        in_flight: threads, tasks and awaitables running its code now (its own workers
+            included; see ``inflight``).
+        threads: names of live threads running its code (or started on it).
+        tasks: names of pending asyncio tasks running its code.
     """
 
     plugin: str
@@ -64,6 +72,9 @@ class VersionStats:
     load: int
     state: str
     managers: int
+    in_flight: int = 0
+    threads: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
 
 
 @final
@@ -80,6 +91,9 @@ class PluginManagerSwapper:
         static_plugins: ``HOTSWAP_STATIC_PLUGINS`` from static linking; turns on static
             linking mode (``reload`` refuses).
         whitelist: names of the plugins to load (case-insensitive); all others are ignored.
+        free_timeout: seconds (>= 0) after ``free_delay`` that a replaced version waits for
+            its code in flight (threads, tasks, pending awaitables) before it is freed anyway,
+            with a warning.
     """
 
     def __init__(
@@ -91,9 +105,13 @@ class PluginManagerSwapper:
         extension_factory: Callable[[], Any] | None = None,
         static_plugins: Mapping[str, StaticPlugin] | None = None,
         whitelist: Iterable[str] | None = None,
+        free_timeout: float = 3600.0,
     ) -> None:
         if free_delay < 0:
             raise ValueError(f"free_delay must be >= 0, not {free_delay!r}")
+        if free_timeout < 0:
+            raise ValueError(f"free_timeout must be >= 0, not {free_timeout!r}")
+        self._free_timeout = float(free_timeout)
         self._plugin_dir = os.fspath(plugin_dir)
         self._logger = logger if logger is not None else logging.getLogger("hotswap")
         self._free_delay = float(free_delay)
@@ -110,7 +128,7 @@ class PluginManagerSwapper:
         self._pending: list[Pending] = []
         self._last_replaced: Pending | None = None  # the rollback target
         self._freed: list[Version] = []
-        self._freer = Freer(self._release, self._logger)
+        self._freer = Freer(self._due, self._logger)
         self._loaded = False
         self._closed = False
         self.reload_counter = 0
@@ -168,6 +186,76 @@ class PluginManagerSwapper:
         """
         return self._prepare(data, None, "reload")
 
+    def rollback(self) -> Details:
+        """Make the manager that the last reload replaced current again; one reference swap.
+
+        Runs no hook (those versions never stopped), counts as a reload for
+        ``reload_counter`` (a second ``rollback()`` returns to where the first started), logs
+        at warning and schedules the manager it replaced for freeing like any reload. Details
+        say ``rolled back`` for each plugin whose version changed, ``unchanged`` for the rest.
+
+        Raises:
+            HotswapError: no reload replaced a manager yet, or ``free_delay`` has passed since
+                (its versions are freed or being freed), or the swapper is closed.
+        """
+        with self._locked():
+            if self._closed:
+                raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
+                                   step="rollback")
+            with self._state_lock:
+                entry = self._last_replaced
+                if entry is None:
+                    raise HotswapError("nothing to roll back to: no reload has replaced a "
+                                       "manager yet", step="rollback")
+                if entry.done or entry.expired:
+                    raise HotswapError(
+                        "nothing to roll back to: the versions the last reload replaced were "
+                        f"freed ({self._free_delay:g} s free_delay has passed); rebuild the "
+                        "old code and reload, or raise free_delay to keep them longer",
+                        step="rollback")
+                target = entry.manager
+                old = self._current
+                assert old is not None
+                entry.done = True  # the freer's queue may still hold it: make that a no-op
+                entry.manager = None  # type: ignore[assignment]
+                self._pending.remove(entry)
+                self._current = target
+                replaced = Pending(old)
+                self._pending.append(replaced)
+                self._last_replaced = replaced
+                for version in target._versions():
+                    version.state = "current"
+            self._freer.schedule(replaced, self._free_delay)
+            self.reload_counter += 1
+            before = {id(v) for v in old._versions()}
+            details = Details(
+                (plugin.file, plugin.name,
+                 "unchanged" if id(plugin._version) in before else "rolled back")
+                for plugin in target.plugins()
+            )
+            self._logger.warning("rolled back plugins: %s", details)
+            return details
+
+    def plan(self) -> dict[str, str]:
+        """Dry run of ``reload()``: what each plugin would become; no module imported, no hook.
+
+        Returns artifact path (or, for a running plugin whose artifact has gone, its name) ->
+        ``ok``, ``unchanged``, ``not reloadable``, ``re-wired``, ``dropped`` or
+        ``error: <why>``. It reads and verifies the artifacts only, so it knows the
+        dependencies of the *running* versions (their ``import_`` ran) but not those of fresh
+        artifacts (``import_`` has not run): ``re-wired`` marks running dependents of a plugin
+        that would get a fresh version; what a fresh version will import is known only once
+        it loads. A failing ``self_test``, hook or import is likewise found only by
+        ``prepare()``/``reload()``.
+
+        Raises:
+            HotswapError: the folder cannot be read, or static linking mode.
+        """
+        if self._static is not None:
+            raise HotswapError("running under static linking mode: nothing to reload",
+                               step="plan")
+        return plan_folder(self._plugin_dir, self._whitelist, self._current)
+
     async def areload(self, data: Any = None) -> Details:
         """``reload`` in a worker thread, so the running event loop keeps serving meanwhile.
 
@@ -219,15 +307,20 @@ class PluginManagerSwapper:
         if current is not None:
             for v in current._versions():
                 seen[id(v)] = v
+        everything = [*seen.values(), *freed]
+        flying = scan(everything)
         out: list[VersionStats] = []
-        for v in [*seen.values(), *freed]:
+        for v in everything:
             if id(v) in in_current:
                 state = "current"
             elif v.state == "freed":
                 state = "freed"
             else:
                 state = "pending free"
-            out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers))
+            f = flying[id(v)]
+            out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers, f.total,
+                                    tuple(dict.fromkeys([*f.threads, *f.own_threads])),
+                                    tuple(dict.fromkeys([*f.tasks, *f.own_tasks]))))
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
         return out
 
@@ -476,11 +569,54 @@ class PluginManagerSwapper:
             version.prune()
             version.state = "discarded"
 
+    def _warn_running_workers(self, doomed: list[Version]) -> None:
+        """SPEC 8.2: a thread or task of a freed version that ``on_free`` did not stop."""
+        found = wait_for_own_workers(doomed, WORKER_GRACE)
+        for version in doomed:
+            f = found[id(version)]
+            for kind, names in (("thread", f.own_threads), ("task", f.own_tasks)):
+                for name in names:
+                    self._logger.warning(
+                        'plugin "%s" version #%d is freed while its %s "%s" still runs; stop '
+                        "it in on_free (set a stop flag and join the thread, cancel the task)",
+                        version.name, version.load, kind, name)
+
     def _free_hook(self, version: Version) -> None:
         try:
             version.call("on_free", self._logger)
         except HotswapError as exc:
             self._logger.error("%s", exc, exc_info=exc)
+
+    def _due(self, entry: Pending) -> float | None:
+        """The freer's call once ``free_delay`` has passed: free when no code of the doomed
+        versions is in flight (or ``free_timeout`` is reached); else say when to look again."""
+        with self._state_lock:
+            if entry.done:
+                return None
+            entry.expired = True
+            doomed = [v for v in entry.manager._versions() if v.managers <= 1]
+        now = time.monotonic()
+        if entry.give_up is None:
+            entry.give_up = now + self._free_timeout
+        if doomed:
+            found = scan(doomed)
+            busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
+            if busy and now < entry.give_up:
+                entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
+                if entry.retry >= 0.25:
+                    self._logger.debug("freeing %s waits for code in flight",
+                                       ", ".join(f"{v.name}#{v.load}" for v, _ in busy))
+                return min(entry.retry, max(entry.give_up - now, 0.0))
+            for version, f in busy:
+                self._logger.warning(
+                    'plugin "%s" version #%d is freed after free_timeout (%g s) while its code '
+                    "still runs in %d threads, %d tasks and %d awaitables (threads: %s; "
+                    "tasks: %s); those calls now run code that was freed",
+                    version.name, version.load, self._free_timeout, len(f.threads),
+                    len(f.tasks), f.awaitables, ", ".join(f.threads) or "-",
+                    ", ".join(f.tasks) or "-")
+        self._release(entry)
+        return None
 
     def _release(self, entry: Pending) -> None:
         """Drop one manager's hold on its versions and free those nobody uses any more."""
@@ -501,6 +637,8 @@ class PluginManagerSwapper:
                     doomed.append(version)
         for version in doomed:
             self._free_hook(version)
+        if doomed:
+            self._warn_running_workers(doomed)
         for version in doomed:
             version.track()
             version.prune()
