@@ -150,16 +150,24 @@ def _frame_root(frame: Any) -> str | None:
     return name.partition(".")[0] if isinstance(name, str) else None
 
 
-def _thread_owner(thread: threading.Thread | None) -> str | None:
+def _code(fn: Any) -> Any:
+    fn = getattr(fn, "func", fn)
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, "__code__", None)
+
+
+def _thread_owner(thread: threading.Thread | None, codes: set[CodeType]) -> str | None:
+    """The root whose code is the thread's run target, unless that is an entry point."""
     if thread is None:
         return None
     target = getattr(thread, "_target", None)
-    if target is not None:
-        return _root(target)
-    run = type(thread).run
-    if run is not threading.Thread.run:
-        return _root(run)
-    return None
+    if target is None:
+        target = type(thread).run
+        if target is threading.Thread.run:
+            return None
+    if _code(target) in codes:
+        return None  # a caller's thread that calls straight into the version
+    return _root(target)
 
 
 def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
@@ -256,6 +264,9 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
     if not by_root:
         return found
     roots = set(by_root)
+    codes: set[CodeType] = set()
+    for version in by_root.values():
+        codes |= entry_codes(version)
     me = threading.get_ident()
     threads = {t.ident: t for t in threading.enumerate()}
     for ident, frame in sys._current_frames().items():
@@ -273,21 +284,18 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
         del frame
         if not hit:
             continue
-        owner = _thread_owner(thread)
+        owner = _thread_owner(thread, codes)
         name = thread.name if thread is not None else f"thread {ident}"
         for root in hit:
             slot = found[id(by_root[root])]
             (slot.own_threads if root == owner else slot.threads).append(name)
     # threads whose run target is the version's code but that are not in its code right now
     for thread in threads.values():
-        owner = _thread_owner(thread)
+        owner = _thread_owner(thread, codes)
         if owner in roots and thread.is_alive():
             slot = found[id(by_root[owner])]
             if thread.name not in slot.own_threads:
                 slot.own_threads.append(thread.name)
-    codes: set[CodeType] = set()
-    for version in by_root.values():
-        codes |= entry_codes(version)
     in_tasks: set[int] = set()
     for loop in list(_loops):
         tasks = _tasks_of(loop, roots, codes, timeout)
