@@ -47,3 +47,11 @@ signal_host() {
 new_stamp() {
   if [[ $# -gt 0 && -n $1 ]]; then echo "$1"; else date -u +%Y%m%d-%H%M%S; fi
 }
+
+# link_plugins STAMP: generate the static-linking glue of every slink plugin into demo/slink
+link_plugins() {
+  local init
+  for init in demo/slink/plugin/*/__init__.py; do
+    "$HOTSWAP" build --staticLinking "$(dirname "$init")" demo/slink -- -X "CompileTimeString=$1"
+  done
+}
