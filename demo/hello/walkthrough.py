@@ -93,6 +93,16 @@ class Host:
             if regex.search(line):
                 return line
 
+    def wait_for_all(self, patterns: dict[str, str]) -> None:
+        """Like ``wait_for``, for several patterns (pattern -> what) matched in any order."""
+        left = dict(patterns)
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while left:
+            timeout = max(deadline - time.monotonic(), 0.001)
+            line = self.wait_for("|".join(f"(?:{p})" for p in left), " and ".join(left.values()),
+                                 timeout)
+            left = {p: what for p, what in left.items() if not re.search(p, line)}
+
     def drain(self, timeout: float) -> None:
         """Echo what the host prints until it closes its output or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
@@ -169,8 +179,8 @@ def tour(bin_dir: Path) -> None:
     print(f"  $ {show(cmd)}", flush=True)
     host = Host(cmd, env)
     try:
-        for plugin in PLUGINS:
-            host.wait_for(rf"^heartbeat \d+: {plugin} v1:", f"the first heartbeat of {plugin} v1")
+        host.wait_for_all({rf"^heartbeat \d+: {plugin} v1:": f"the first heartbeat of {plugin} v1"
+                           for plugin in PLUGINS})
         wait_for_file(pid_file, "the host's pid file", host)
         print("  -> the host is serving version v1 of both plugins.", flush=True)
 
@@ -191,11 +201,11 @@ def tour(bin_dir: Path) -> None:
         pid = int(pid_file.read_text())
         print(f"  $ kill -USR1 {pid}", flush=True)
         os.kill(pid, signal.SIGUSR1)
-        for plugin in PLUGINS:
-            host.wait_for(rf"^heartbeat \d+: {plugin} v2:", f"the heartbeat of {plugin} v2")
+        host.wait_for_all({rf"^heartbeat \d+: {plugin} v2:": f"the heartbeat of {plugin} v2"
+                           for plugin in PLUGINS})
         print("  -> the same host process now serves version v2: a hot swap.", flush=True)
-        for plugin in PLUGINS:
-            host.wait_for(rf"^{plugin} v1: on_free", f"on_free of {plugin} v1")
+        host.wait_for_all({rf"^{plugin} v1: on_free": f"on_free of {plugin} v1"
+                           for plugin in PLUGINS})
         print("  -> the old version v1 has been freed.", flush=True)
 
         step(5, "stop the host",
