@@ -12,6 +12,7 @@ import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -193,6 +194,61 @@ def test_livex_hands_jobs_to_the_next_version_and_loses_none(start) -> None:
     assert (summary["pending"], summary["lost"]) == ("0", "0")
     done = [int(m[1]) for line in host.output if (m := re.match(r"^job \d+: order (\d+):", line))]
     assert sorted(done) == list(range(1, int(summary["scheduled"]) + 1))
+
+
+def test_livex_queue_hands_every_pending_job_to_the_next_version(tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    """Jobs scheduled by kitchen v1 and due after a reload are all handled by v2's live code."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from hotswap_build.build import build
+    from hotswap_runtime import PluginManagerSwapper
+
+    from demo.livex.host import Worker
+    from demo.livex.shared import JobQueue
+
+    # v2 changes the live type: a new field with a default, which the live function shows
+    v1_dir = ROOT / "demo/livex/plugin/kitchen"
+    v2_dir = tmp_path / "v2" / "kitchen"
+    shutil.copytree(v1_dir, v2_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    orders = v2_dir / "orders.py"
+    source = orders.read_text()
+    new_source = source.replace(
+        "    notes: list[str] = field(default_factory=list)\n",
+        "    notes: list[str] = field(default_factory=list)\n    spicy: bool = True\n",
+    ).replace("x {order.dish}", "x {'spicy ' if order.spicy else ''}{order.dish}")
+    assert new_source.count("spicy") == 3
+    orders.write_text(new_source)
+
+    bin_dir = tmp_path / "bin"
+    build(v1_dir, bin_dir, stamps={"CompileTimeString": "v1"})
+    swapper = PluginManagerSwapper(bin_dir, free_delay=0)
+    queue = JobQueue(delay=0)
+    try:
+        swapper.load_plugins(None)
+        worker = Worker(swapper, queue)
+        kitchen = swapper.current().find_plugin("kitchen")
+        for number in range(1, 21):
+            kitchen.invoke_func("take_order", queue, number)
+        for _ in range(5):
+            assert worker.handle(queue.next_due(timeout=0))
+
+        build(v2_dir, bin_dir, stamps={"CompileTimeString": "v2"})
+        assert list(swapper.reload(None).values()) == ["ok"]
+        while (job := queue.next_due(timeout=0)) is not None:
+            assert worker.handle(job)
+    finally:
+        swapper.close()
+
+    assert dict(queue.done_by) == {"v1": 5, "v2": 15}
+    assert (queue.scheduled, queue.handed_over, queue.pending()) == (20, 15, 0)
+    cooked = [line for line in capsys.readouterr().out.splitlines() if line.startswith("job ")]
+    assert len(cooked) == 20
+    assert all("spicy" not in line and line.endswith("taken by v1, cooked by v1")
+               for line in cooked[:5])
+    assert all(" x spicy " in line and line.endswith("taken by v1, cooked by v2")
+               for line in cooked[5:])
+    assert [int(re.match(r"job \d+: order (\d+):", line)[1]) for line in cooked] == \
+        list(range(1, 21))
 
 
 def test_slink_refuses_the_reload_and_keeps_serving(start) -> None:
