@@ -1,0 +1,189 @@
+"""The ``hotswap`` command: ``hotswap build`` and ``hotswap inspect`` (click only).
+
+The CLI parses and delegates: ``hotswap_build.build.build`` does the work. A ``BuildError``
+(or an artifact that does not verify) becomes one ``Error: ...`` line per problem on stderr and
+exit status 1, here and only here; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from hotswap_runtime.errors import HotswapError
+
+from . import __version__
+
+__all__ = ["main", "parse_build_flags"]
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def parse_build_flags(flags: Sequence[str]) -> tuple[dict[str, str], int, list[str]]:
+    """Parse the flags after ``--``: ``-X NAME=VALUE`` (repeatable), ``-O``, ``-OO``.
+
+    Returns the stamps, the optimisation level and the problems found.
+    """
+    stamps: dict[str, str] = {}
+    optimize = 0
+    problems: list[str] = []
+    items = list(flags)
+    i = 0
+    while i < len(items):
+        flag = items[i]
+        i += 1
+        if flag in ("-O", "-OO"):
+            optimize = max(optimize, len(flag) - 1)
+        elif flag == "-X" or (flag.startswith("-X") and len(flag) > 2):
+            if flag == "-X":
+                if i >= len(items):
+                    problems.append("-X needs NAME=VALUE after it, e.g. -X CompileTimeString=abc")
+                    break
+                value = items[i]
+                i += 1
+            else:
+                value = flag[2:]
+            name, sep, text = value.partition("=")
+            if not sep or not name:
+                problems.append(f'-X "{value}" is not NAME=VALUE; write e.g. '
+                                "-X CompileTimeString=abc")
+            else:
+                stamps[name] = text
+        else:
+            problems.append(f'unknown build flag "{flag}" after --; the build flags are '
+                            "-X NAME=VALUE, -O and -OO")
+    return stamps, optimize, problems
+
+
+def _fail(problems: Sequence[str], code: int = 1) -> NoReturn:
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(__version__, "--version", prog_name="hotswap")
+def main() -> None:
+    """hotswap: build plugins into reloadable artifacts and inspect them."""
+
+
+@main.command("build", context_settings=_CONTEXT)
+@click.option("--debug", is_flag=True, help="print full tracebacks of the build's own failures")
+@click.option("--exclude", metavar="REGEX", help="files to drop from those that --include added")
+@click.option("--include", metavar="REGEX",
+              help="files to ship in addition to .py files (matched on the base name)")
+@click.option("--leaveTemps", "leave_temps", is_flag=True,
+              help="keep the temporary build tree and print its path")
+@click.option("--livePrefix", "live_prefix", default="live_", show_default=True, metavar="TEXT",
+              help="case-insensitive prefix of live functions and types")
+@click.option("--package/--no-package", default=True,
+              help="--no-package stops after generating the tree (implies --leaveTemps)")
+@click.option("--staticLinking", "static_linking", is_flag=True,
+              help="generate static-linking glue instead of an artifact")
+@click.option("--clean", is_flag=True, hidden=True,
+              help="with --staticLinking: remove what static linking generated for the plugin")
+@click.option("-v", "--verbose", is_flag=True,
+              help="list live functions, live types, generated files and timings")
+@click.argument("plugin_dir", metavar="<pluginDir>", type=click.Path(file_okay=True))
+@click.argument("output_dir", metavar="<outputDir>", type=click.Path(file_okay=True))
+@click.argument("build_flags", nargs=-1, type=click.UNPROCESSED, metavar="-- [buildFlags]")
+def build_command(debug: bool, exclude: str | None, include: str | None, leave_temps: bool,
+                  live_prefix: str, package: bool, static_linking: bool, clean: bool,
+                  verbose: bool, plugin_dir: str, output_dir: str,
+                  build_flags: tuple[str, ...]) -> None:
+    """Build the plugin in <pluginDir> into <outputDir>/<name>.hsp.
+
+    \b
+    buildFlags (after --):
+      -X NAME=VALUE   set the module-level str constant NAME in the plugin's root package
+                      (repeatable)
+      -O | -OO        optimisation level of the bytecode stored in the artifact
+
+    \b
+    Examples:
+      hotswap build plugin/foo bin
+      hotswap build -v plugin/foo bin -- -X CompileTimeString=abc
+      hotswap build --staticLinking plugin/foo plugin
+    """
+    stamps, optimize, problems = parse_build_flags(build_flags)
+    if problems:
+        _fail(problems)
+    name = os.path.basename(os.path.normpath(os.path.abspath(plugin_dir)))
+    if static_linking:
+        verb = "Removing" if clean else "Generating"
+        click.echo(f'{verb} static code for plugin "{name}"...')
+    else:
+        click.echo(f'Building plugin "{name}"...')
+    from .build import build
+    from .errors import BuildError
+
+    try:
+        result = build(plugin_dir, output_dir, live_prefix=live_prefix, stamps=stamps,
+                       optimize=optimize, include=include, exclude=exclude,
+                       static_linking=static_linking, clean=clean,
+                       leave_temps=leave_temps or not package, package=package, verbose=verbose)
+    except BuildError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(exc.problems)
+    except KeyboardInterrupt:
+        _fail(["interrupted; nothing was written"], code=130)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail([f"the build failed unexpectedly ({type(exc).__name__}: {exc}); rerun with "
+               "--debug for the traceback and report it"])
+    if verbose:
+        _print_verbose(result)
+    if result.tree is not None:
+        click.echo(f"Build tree kept at {result.tree}")
+    if clean:
+        for removed in result.files:
+            click.echo(f"Removed {removed}")
+        click.echo(os.fspath(result.generated[-1] if result.generated else output_dir))
+    elif static_linking:
+        click.echo(os.fspath(result.generated[1]))
+    elif result.artifact is not None:
+        click.echo(os.fspath(result.artifact))
+    else:
+        click.echo(os.fspath(result.tree))
+
+
+def _print_verbose(result: Any) -> None:
+    def table(title: str, names: dict[str, str]) -> None:
+        click.echo(f"{title} ({len(names)}):")
+        width = max((len(n) for n in names), default=0)
+        for name, module in sorted(names.items()):
+            click.echo(f"  {name.ljust(width)}  {module}")
+
+    table("Live functions", dict(result.live_funcs))
+    table("Live types", dict(result.live_types))
+    click.echo(f"Generated files ({len(result.generated)}):")
+    for path in result.generated:
+        click.echo(f"  {os.fspath(path)}")
+    click.echo("Timings (scan, rewrite and compile summed over worker processes):")
+    for stage in ("scan", "rewrite", "compile", "pack", "total"):
+        if stage in result.timings:
+            click.echo(f"  {stage:<8} {result.timings[stage] * 1000:9.1f} ms")
+
+
+@main.command("inspect", context_settings=_CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="print the manifest and members as JSON")
+@click.argument("artifact", metavar="<artifact>", type=click.Path())
+def inspect_command(artifact: str, as_json: bool) -> None:
+    """Verify <artifact> exactly as the runtime does and print its manifest."""
+    from .inspect import describe, describe_json
+
+    try:
+        text = describe_json(artifact) if as_json else describe(artifact)
+    except HotswapError as exc:
+        problems = getattr(exc, "problems", ()) or (str(exc),)
+        if len(problems) > 1 or problems[0] != str(exc):
+            problems = (str(exc),)
+        _fail(problems)
+    click.echo(text)

@@ -1,0 +1,259 @@
+"""Every build failure of SPEC section 3: exit 1, one exact ``Error:`` line per problem, all
+problems at once, no traceback without --debug, nothing left in the output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hotswap_build.cli import main
+
+HOOKS = """\
+def on_load(data): pass
+def on_init(vault): pass
+def on_free(): pass
+def export(): pass
+def import_(): pass
+def invoke_func(name, *params): pass
+def reloadable(): return True
+"""
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["build", *args])
+
+
+def errors(result) -> list[str]:
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stderr.splitlines()
+
+
+def broken(sample, name: str) -> Path:
+    return sample(f"broken/{name}")
+
+
+CASES = {
+    "hooks": [
+        'Error: plugin "hooks": invoke_func in hooks/__init__.py:12 cannot be called as '
+        "invoke_func(name, *params); give it the signature def invoke_func(name, *params)",
+        'Error: plugin "hooks": missing functions: import_, on_free; define them in '
+        "hooks/__init__.py or import them there",
+        'Error: plugin "hooks": on_init in hooks/__init__.py:8 cannot be called as on_init(vault); '
+        "give it the signature def on_init(vault)",
+        'Error: plugin "hooks": on_load in hooks/__init__.py:4 cannot be called as on_load(data); '
+        "give it the signature def on_load(data)",
+        'Error: plugin "hooks": reloadable in hooks/__init__.py:16 is a class, not a function; '
+        "define it as def reloadable()",
+    ],
+    "syntax": [
+        'Error: plugin "syntax": syntax error in syntax/hooks.py:6: invalid syntax; fix it and '
+        "build again",
+        "Error: plugin \"syntax\": syntax error in syntax/other.py:5: 'return' outside function; "
+        "fix it and build again",
+    ],
+    "dups": [
+        'Error: plugin "dups": live name "Live_Other" is defined twice, in dups/a.py:5 and '
+        "dups/c.py:4; live functions and types share one namespace, so rename one of them",
+        'Error: plugin "dups": live name "live_thing" is defined twice, in dups/a.py:1 and '
+        "dups/b.py:4; live functions and types share one namespace, so rename one of them",
+    ],
+    "livebad": [
+        'Error: plugin "livebad": live name "Live_Job" in livebad/jobs.py:6 is assigned, not '
+        'defined by a def or class of the plugin; define it with def or class, or drop the '
+        '"live_" prefix',
+        'Error: plugin "livebad": live name "Live_T" in livebad/jobs.py:7 is assigned, not '
+        'defined by a def or class of the plugin; define it with def or class, or drop the '
+        '"live_" prefix',
+        'Error: plugin "livebad": live name "live_join" in livebad/jobs.py:2 is imported from '
+        '"os.path", outside the plugin; live functions and types must be defined by a def or '
+        'class of the plugin, so import it under a name without the "live_" prefix',
+    ],
+    "siblings/alpha": [
+        'Error: plugin "alpha": alpha/uses.py:5 imports "beta", the package of plugin "beta"; '
+        "a plugin never imports another plugin's package: share types through a host-side "
+        "module and reach other plugins through export() and import_()",
+        'Error: plugin "alpha": alpha/uses.py:6 imports "beta", the package of plugin "beta"; '
+        "a plugin never imports another plugin's package: share types through a host-side "
+        "module and reach other plugins through export() and import_()",
+    ],
+    "imports": [
+        'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:3 reaches above '
+        "the plugin's root package; import host-side modules absolutely, and other plugins "
+        "through import_()",
+        'Error: plugin "imports": "import imports as me" in imports/mod.py:2 imports the '
+        "plugin's own root package by name, which cannot be made relative; import what you "
+        'need with "from . import name"',
+        'Error: plugin "imports": "import imports.sub.util" in imports/mod.py:1 cannot be made '
+        'relative: it binds the name "imports"; write "from .sub import util" (or "import '
+        'imports.sub.util as util") and use util.… instead',
+    ],
+    "selftest": [
+        'Error: plugin "selftest": self_test in selftest/__init__.py:10 cannot be called as '
+        "self_test(vault); give it the signature def self_test(vault)",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_broken_plugin_reports_every_problem(name: str, sample, tmp_path: Path) -> None:
+    """Each broken sample fails with exactly these messages, and writes nothing."""
+    if "/" in name:
+        plugin = sample(f"broken/{name.split('/')[0]}") / name.split("/")[1]
+    else:
+        plugin = sample(f"broken/{name}")
+    out = tmp_path / "bin"
+    result = run(str(plugin), str(out))
+    assert errors(result) == CASES[name]
+    assert not out.exists()
+
+
+def write_plugin(root: Path, name: str = "foo", init: str = HOOKS, **files: str) -> Path:
+    plugin = root / name
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(init)
+    for rel, text in files.items():
+        (plugin / rel).write_text(text)
+    return plugin
+
+
+def test_stamps_must_name_str_constants(tmp_path: Path) -> None:
+    """An unknown -X name and a non-str one are both reported; a good one alone is not."""
+    plugin = write_plugin(tmp_path, init=HOOKS + 'Number = 3\nText = "a"\nBytes = b"x"\n')
+    out = tmp_path / "bin"
+    result = run(str(plugin), str(out), "--", "-X", "Number=1", "-X", "Missing=2",
+                 "-XText=ok", "-X", "Bytes=3")
+    assert errors(result) == [
+        'Error: plugin "foo": -X Bytes: Bytes in foo/__init__.py:10 is not a str constant; '
+        'assign it a string literal (Bytes = "...") or drop -X Bytes',
+        'Error: plugin "foo": -X Missing: foo/__init__.py defines no module-level str constant '
+        '"Missing"; add Missing = "" there, or drop -X Missing',
+        'Error: plugin "foo": -X Number: Number in foo/__init__.py:8 is not a str constant; '
+        'assign it a string literal (Number = "...") or drop -X Number',
+    ]
+    assert not out.exists()
+
+
+def test_bad_options_are_all_reported(tmp_path: Path) -> None:
+    """An empty live prefix and bad regexes are reported together."""
+    plugin = write_plugin(tmp_path)
+    result = run("--livePrefix", "", "--include", "(", "--exclude", "[", str(plugin),
+                 str(tmp_path / "bin"))
+    assert errors(result) == [
+        'Error: --include "(" is not a valid regular expression (missing ), unterminated '
+        "subpattern at position 0); fix the pattern (it is matched with re.search on each "
+        "file's base name)",
+        'Error: --exclude "[" is not a valid regular expression (unterminated character set '
+        "at position 0); fix the pattern (it is matched with re.search on each file's base "
+        "name)",
+        "Error: --livePrefix is empty; give a prefix such as live_ (it is matched "
+        "case-insensitively)",
+    ]
+
+
+def test_plugin_folder_problems(tmp_path: Path) -> None:
+    """A missing folder, a folder that is no package, and a name that is no identifier."""
+    out = str(tmp_path / "bin")
+    missing = tmp_path / "nothere"
+    assert errors(run(str(missing), out)) == [
+        f'Error: plugin folder "{missing}" does not exist; check the <pluginDir> argument']
+    nopkg = tmp_path / "nopkg"
+    nopkg.mkdir()
+    assert errors(run(str(nopkg), out)) == [
+        f'Error: plugin folder "{nopkg}" is not a package: nopkg/__init__.py is missing; add it '
+        "(it defines the plugin's hooks)"]
+    dashed = write_plugin(tmp_path, "my-plugin")
+    assert errors(run(str(dashed), out)) == [
+        'Error: plugin name "my-plugin" (the folder\'s name) is not a Python identifier; rename '
+        'the folder, e.g. to "my_plugin"']
+    assert not (tmp_path / "bin").exists()
+
+
+def test_output_folder_problems(tmp_path: Path) -> None:
+    """Static linking needs an existing folder outside the plugin; an artifact needs no file."""
+    plugin = write_plugin(tmp_path)
+    (plugin / "sub").mkdir()
+    inside = plugin / "sub"
+    assert errors(run("--staticLinking", str(plugin), str(inside))) == [
+        f'Error: output folder "{inside}" is the plugin folder or inside it; write the static '
+        "glue elsewhere, e.g. beside the plugin"]
+    assert errors(run("--staticLinking", str(plugin), str(plugin))) == [
+        f'Error: output folder "{plugin}" is the plugin folder or inside it; write the static '
+        "glue elsewhere, e.g. beside the plugin"]
+    missing = tmp_path / "missing"
+    assert errors(run("--staticLinking", str(plugin), str(missing))) == [
+        f'Error: output folder "{missing}" does not exist or is not a folder; create it first '
+        "(static linking writes into an existing folder)"]
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert errors(run(str(plugin), str(afile))) == [
+        f'Error: output folder "{afile}" is a file; pass a folder']
+    assert errors(run("--clean", str(plugin), str(tmp_path))) == [
+        "Error: --clean only works with --staticLinking; add --staticLinking"]
+    assert sorted(p.name for p in plugin.iterdir()) == ["__init__.py", "sub"]
+
+
+def test_bad_build_flags(tmp_path: Path) -> None:
+    """Flags after -- other than -X NAME=VALUE, -O and -OO are refused."""
+    plugin = write_plugin(tmp_path)
+    result = run(str(plugin), str(tmp_path / "bin"), "--", "-X", "NoValue", "-Q", "-X")
+    assert errors(result) == [
+        'Error: -X "NoValue" is not NAME=VALUE; write e.g. -X CompileTimeString=abc',
+        'Error: unknown build flag "-Q" after --; the build flags are -X NAME=VALUE, -O and -OO',
+        "Error: -X needs NAME=VALUE after it, e.g. -X CompileTimeString=abc",
+    ]
+
+
+def test_reserved_registration_name(tmp_path: Path) -> None:
+    """A hand-written _hotswap_registration.py is refused rather than overwritten."""
+    plugin = write_plugin(tmp_path, _hotswap_registration__py="x = 1\n")
+    (plugin / "_hotswap_registration__py").rename(plugin / "_hotswap_registration.py")
+    assert errors(run(str(plugin), str(tmp_path / "bin"))) == [
+        "Error: foo/_hotswap_registration.py was not generated by hotswap, but the name is "
+        "reserved for the generated registration module; rename it"]
+
+
+def test_debug_shows_the_traceback(sample, tmp_path: Path) -> None:
+    """--debug adds the traceback; the Error: lines stay the same."""
+    plugin = sample("broken/selftest")
+    result = run("--debug", str(plugin), str(tmp_path / "bin"))
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+    assert result.stderr.splitlines()[-1] == CASES["selftest"][0]
+
+
+def test_unexpected_failure_without_debug(tmp_path: Path, monkeypatch) -> None:
+    """A failure of the build itself is one Error: line; --debug shows its traceback."""
+    plugin = write_plugin(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("hotswap_build.pack.write_artifact", boom)
+    result = run(str(plugin), str(tmp_path / "bin"))
+    assert errors(result) == [
+        "Error: the build failed unexpectedly (RuntimeError: disk on fire); rerun with --debug "
+        "for the traceback and report it"]
+    debug = run("--debug", str(plugin), str(tmp_path / "bin"))
+    assert debug.exit_code == 1
+    assert isinstance(debug.exception, RuntimeError)
+
+
+def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C while the artifact is written leaves neither a temporary nor the new folder."""
+    plugin = write_plugin(tmp_path)
+    out = tmp_path / "bin"
+
+    def interrupt(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hotswap_runtime.artifact.os.replace", interrupt)
+    result = run(str(plugin), str(out))
+    assert result.exit_code == 130
+    assert result.stderr.splitlines() == ["Error: interrupted; nothing was written"]
+    assert not out.exists()
+    out.mkdir()
+    assert run(str(plugin), str(out)).exit_code == 130
+    assert list(out.iterdir()) == []

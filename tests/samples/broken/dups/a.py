@@ -1,0 +1,6 @@
+def live_thing():
+    pass
+
+
+class Live_Other:
+    pass

@@ -1,0 +1,5 @@
+import os
+
+
+class live_thing:
+    pass

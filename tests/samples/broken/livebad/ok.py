@@ -1,0 +1,2 @@
+def live_fine():
+    pass

@@ -1,0 +1,11 @@
+def on_load(data): pass
+def on_init(vault): pass
+def on_free(): pass
+def export(): pass
+def import_(): pass
+def invoke_func(name, *params): pass
+def reloadable(): return True
+
+
+def self_test():
+    pass

@@ -1,0 +1,7 @@
+import json
+
+
+def f():
+    import beta.api
+    from beta import thing
+    return thing

@@ -1,0 +1,6 @@
+def live_task(n):
+    return n + 1
+
+
+class Live_Task:
+    pass
