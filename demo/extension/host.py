@@ -49,7 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("no plugins in %s: build them first with demo/extension/run.sh",
                       args.plugin_dir)
             return 1
-        log.info("loaded: %s", details)
 
         stop_reloading = reload_on_signal(swapper)
         try:

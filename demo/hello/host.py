@@ -20,10 +20,10 @@ from demo.hello.shared import Heartbeat
 log = logging.getLogger("demo.hello")
 
 
-def log_plugins(new_manager: PluginManager, old_manager: PluginManager | None) -> None:
-    """Reload callback: say which version of each plugin the new manager serves."""
-    served = ", ".join(f"{p.name} ({p.note})" for p in new_manager.plugins())
-    log.info("%s: %s", "start-up load" if old_manager is None else "reload", served)
+def log_versions(new_manager: PluginManager, old_manager: PluginManager | None) -> None:
+    """Reload callback, run before the swap: say which stamp of each plugin will serve."""
+    served = ", ".join(f"{p.name} {p.lookup('CompileTimeString')}" for p in new_manager.plugins())
+    log.info("%s: about to serve %s", "start-up" if old_manager is None else "reload", served)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = common.stop_event()
 
     # free_delay=1: a replaced version's on_free runs a second after the reload, so you see it
-    swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, reload_callback=log_plugins)
+    swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, reload_callback=log_versions)
     try:
         try:
             details = swapper.load_plugins({"host": "hello"})
@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not details:
             log.error("no plugins in %s: build them first with demo/hello/run.sh", args.plugin_dir)
             return 1
-        log.info("loaded: %s", details)
 
         # SIGUSR1 reloads in a background thread; a failed reload is logged and the old
         # version keeps serving

@@ -88,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not details:
             log.error("no plugins in %s: build them first with demo/livex/run.sh", args.plugin_dir)
             return 1
-        log.info("loaded: %s", details)
 
         worker = Worker(swapper, queue)
         worker.start()

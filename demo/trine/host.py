@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not details:
             log.error("no plugins in %s: build them first with demo/trine/run.sh", args.plugin_dir)
             return 1
-        log.info("loaded: %s", details)
 
         stop_reloading = reload_on_signal(swapper)
         try:

@@ -32,7 +32,7 @@ def on_init(vault):
 
 
 def on_free():
-    print(f"pages {CompileTimeString}: on_free (a newer version took over)", flush=True)
+    print(f"pages {CompileTimeString}: on_free", flush=True)
 
 
 def export():

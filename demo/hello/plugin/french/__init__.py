@@ -20,7 +20,7 @@ def on_init(vault):
 
 
 def on_free():
-    print(f"french {CompileTimeString}: on_free (a newer version took over)", flush=True)
+    print(f"french {CompileTimeString}: on_free", flush=True)
 
 
 def export():

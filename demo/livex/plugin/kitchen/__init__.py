@@ -35,7 +35,7 @@ def on_init(vault):
 
 
 def on_free():
-    print(f"kitchen {CompileTimeString}: on_free (a newer version took over)", flush=True)
+    print(f"kitchen {CompileTimeString}: on_free", flush=True)
 
 
 def export():
