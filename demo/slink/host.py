@@ -12,6 +12,7 @@ refusal, and keeps serving the code it started with; restart it to run changed c
 
 from __future__ import annotations
 
+import bdb
 import logging
 import sys
 import threading
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else:
                         try:
                             answer = fib.invoke_func("fib", tick)
+                        except bdb.BdbQuit:  # q at a (Pdb) prompt in the plugin: quit
+                            raise
                         except Exception:
                             log.exception("fib failed")
                         else:
