@@ -86,9 +86,9 @@ class Host:
                               cwd="/", env=self.env, capture_output=True, text=True, timeout=WAIT)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    def stop(self) -> int:
-        """SIGTERM the host; return its exit status once it and its session are gone."""
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the host to stop; return its exit status once it and its session are gone."""
+        self.proc.send_signal(signum)
         code = self.proc.wait(timeout=WAIT)
         while (line := self._lines.get(timeout=WAIT)) is not None:
             self.output.append(line)
@@ -161,14 +161,14 @@ def test_hello_keeps_serving_when_a_reload_fails(start, demo_env) -> None:
 
 
 def test_extension_serves_the_pages_of_the_new_version(start) -> None:
-    """extension's router is rebuilt per manager: after reload.sh its pages come from v2."""
+    """extension: after reload.sh the new manager's router serves v2's pages; Ctrl-C stops it."""
     host = start("extension")
     host.wait_for(r"^heartbeat \d+: GET /hello -> Hello from pages v1$")
     host.wait_for(r"^heartbeat \d+: GET /time -> .* served by pages v1$")
     host.reload("v2")
     host.wait_for(r"^heartbeat \d+: GET /hello -> Hello from pages v2$")
     host.wait_for(r"^heartbeat \d+: GET /time -> .* served by pages v2$")
-    assert host.stop() == 0
+    assert host.stop(signal.SIGINT) == 0     # Ctrl-C
 
 
 REPORT = (r"scheduled (?P<scheduled>\d+), done (?P<done>\d+) \(by version: (?P<per>[^)]*)\), "
