@@ -1,0 +1,381 @@
+"""Triggers: ready-made ways for a host to decide when to reload.
+
+Four helpers, each returning a function that stops it:
+
+- ``reload_on_signal(swapper, data=None, signum=signal.SIGUSR1)``: reload when the process
+  gets ``signum`` (``kill -USR1 <pid>``); a background thread does the reload.
+- ``watch_plugin_dir(swapper, data=None, debounce=0.2)``: reload when the ``*.hsp`` artifacts
+  in ``swapper.plugin_dir`` change; a background thread watches (needs ``hotswap[watch]``).
+- ``areload_on_signal(swapper, data=None, signum=signal.SIGUSR1)`` and
+  ``awatch_plugin_dir(swapper, data=None, debounce=0.2)``: the same for a host with a running
+  asyncio loop (call them from inside it); the loop does the work through ``swapper.areload``,
+  so it keeps serving during a reload. Their stop function returns the task, so
+  ``await stop()`` also waits for a reload in progress to end.
+
+Design. A reload never runs inside a signal handler: a handler may interrupt the main thread
+anywhere, even while it holds a lock the reload needs. The sync signal handler only writes a
+byte to a pipe (``os.write`` is safe there, unlike taking a lock); a daemon thread blocks
+reading that pipe and reloads. Bytes written while a reload runs are read at once afterwards,
+so a burst of signals gives one more reload, not one per signal. The asyncio form lets
+``loop.add_signal_handler`` run the callback in the loop, outside the handler. The watchers
+ignore every file but ``*.hsp`` (the build writes ``.<name>.hsp.<random>.tmp`` and renames it,
+so a half-written artifact is never seen) and wait until the folder has been quiet for
+``debounce`` seconds, then reload once for the whole burst.
+
+Every reload's Details (info) or error (with its traceback) goes to the swapper's logger, or
+``logging.getLogger("hotswap")``; nothing a reload raises reaches the host. A failed reload
+leaves the previous plugins serving (the swapper guarantees it); the trigger keeps listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import HotswapError
+
+if TYPE_CHECKING:
+    import asyncio   # imported where used: a host without asyncio need not pay for it
+
+__all__ = ["reload_on_signal", "watch_plugin_dir", "areload_on_signal", "awatch_plugin_dir"]
+
+
+class _Reloads(Protocol):
+    def reload(self, data: Any) -> Any: ...
+
+
+class _AReloads(Protocol):
+    def areload(self, data: Any) -> Awaitable[Any]: ...
+
+
+class _WatchReloads(_Reloads, Protocol):
+    @property
+    def plugin_dir(self) -> Any: ...
+
+
+class _WatchAReloads(_AReloads, Protocol):
+    @property
+    def plugin_dir(self) -> Any: ...
+
+
+def _logger(swapper: Any) -> logging.Logger:
+    logger = getattr(swapper, "logger", None)
+    return logger if isinstance(logger, logging.Logger) else logging.getLogger("hotswap")
+
+
+def _report(logger: logging.Logger, cause: str, details: Any) -> None:
+    logger.info("reload on %s: %s", cause, str(details) or "no plugins found")
+
+
+def _reload(swapper: Any, data: Any, cause: str, logger: logging.Logger) -> None:
+    try:
+        details = swapper.reload(data)
+    except Exception:
+        logger.exception("reload on %s failed; the previous plugins keep serving", cause)
+    else:
+        _report(logger, cause, details)
+
+
+async def _areload(swapper: Any, data: Any, cause: str, logger: logging.Logger) -> None:
+    try:
+        details = await swapper.areload(data)
+    except Exception:
+        logger.exception("reload on %s failed; the previous plugins keep serving", cause)
+    else:
+        _report(logger, cause, details)
+
+
+# None where the platform has no SIGUSR1 (Windows): the signal triggers then need signum=
+_SIGUSR1: int | None = getattr(signal, "SIGUSR1", None)
+
+
+def _require(signum: int | None, helper: str) -> int:
+    if signum is None:
+        raise ValueError(f"{helper}: this platform has no SIGUSR1; pass signum= "
+                         "(signal.SIGBREAK on Windows)")
+    return signum
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _install(signum: int, handler: Any, helper: str) -> Any:
+    try:
+        return signal.signal(signum, handler)
+    except ValueError as exc:   # not the main thread, or a signal that cannot be caught
+        raise ValueError(f"{helper}: cannot handle {_signal_name(signum)} ({exc}); call it from "
+                         "the main thread with a signal that can be caught") from exc
+
+
+def _restore(signum: int, ours: Any, previous: Any) -> None:
+    # leave alone a handler someone installed after ours; None means "not set from Python"
+    if signal.getsignal(signum) is ours:
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+
+def reload_on_signal(swapper: _Reloads, data: Any = None,
+                     signum: int | None = _SIGUSR1) -> Callable[[], None]:
+    """Reload ``swapper`` with ``data`` each time the process receives ``signum``.
+
+    Call it from the main thread. The signal handler only wakes a daemon thread, which calls
+    ``swapper.reload(data)`` and logs the Details or the error; signals arriving during a reload
+    are coalesced into one more reload.
+
+    Returns:
+        ``stop()``: restores the previous handler of ``signum``, then ends the thread (waiting
+        for a reload in progress). Calling it again does nothing. Call it from the main thread;
+        elsewhere (a reload callback, say) it ends the thread but can only make the handler
+        ignore the signal, and logs a warning.
+
+    Raises:
+        ValueError: not called from the main thread, or ``signum`` cannot be caught.
+    """
+    signum = _require(signum, "reload_on_signal")
+    logger = _logger(swapper)
+    cause = _signal_name(signum)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    stopped = threading.Event()
+
+    def handler(signo: int, frame: FrameType | None) -> None:
+        if stopped.is_set():   # a handler left behind by a stop() outside the main thread
+            return
+        try:
+            os.write(write_fd, b"\0")
+        except OSError:   # the pipe is full (wake-ups are pending anyway) or closed (stopping)
+            pass
+
+    stopped_from_inside = False   # stop() called by the reload itself (a callback)
+
+    def run() -> None:
+        try:
+            while True:
+                os.read(read_fd, 4096)   # every pending wake-up at once: one reload per burst
+                if stopped.is_set():
+                    return
+                _reload(swapper, data, cause, logger)
+        finally:
+            if stopped_from_inside:   # stop() could not wait for us, so we close the pipe
+                os.close(write_fd)
+                os.close(read_fd)
+
+    try:
+        previous = _install(signum, handler, "reload_on_signal")
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    thread = threading.Thread(target=run, name=f"hotswap-reload-on-{cause}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        nonlocal stopped_from_inside
+        if stopped.is_set():
+            return
+        stopped.set()
+        try:
+            if threading.current_thread() is threading.main_thread():
+                _restore(signum, handler, previous)
+            else:
+                logger.warning("reload_on_signal: stop() ran outside the main thread, so the "
+                               "previous %s handler could not be restored (ours now ignores the "
+                               "signal); call stop() from the main thread", cause)
+        finally:
+            try:
+                os.write(write_fd, b"\0")
+            except BlockingIOError:   # full: the thread has wake-ups to read anyway
+                pass
+            if thread is threading.current_thread():
+                stopped_from_inside = True
+            else:
+                # the pipe is closed only once nothing can write to or read from it again
+                thread.join()
+                os.close(write_fd)
+                os.close(read_fd)
+
+    return stop
+
+
+def areload_on_signal(swapper: _AReloads, data: Any = None,
+                      signum: int | None = _SIGUSR1) -> Callable[[], asyncio.Task[None]]:
+    """Reload ``swapper`` with ``data`` each time the process receives ``signum``, in the loop.
+
+    Call it from inside the running asyncio loop (in the main thread). The loop's signal
+    handler wakes a task that awaits ``swapper.areload(data)`` and logs the Details or the
+    error; signals arriving during a reload are coalesced into one more reload.
+
+    Returns:
+        ``stop()``: restores the previous handler of ``signum`` and ends the task after any
+        reload in progress; it returns that task, so ``await stop()`` waits for the end.
+
+    Raises:
+        RuntimeError: no running loop.
+        ValueError: not called from the main thread, or ``signum`` cannot be caught.
+    """
+    import asyncio
+    signum = _require(signum, "areload_on_signal")
+    loop = asyncio.get_running_loop()
+    logger = _logger(swapper)
+    cause = _signal_name(signum)
+    wake = asyncio.Event()
+    stopping = False
+    previous = signal.getsignal(signum)
+    try:
+        loop.add_signal_handler(signum, wake.set)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"areload_on_signal: cannot handle {cause} ({exc}); call it from the "
+                         "main thread with a signal that can be caught") from exc
+
+    async def run() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            if stopping:
+                return
+            await _areload(swapper, data, cause, logger)
+
+    task = loop.create_task(run(), name=f"hotswap-reload-on-{cause}")
+
+    def stop() -> asyncio.Task[None]:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            loop.remove_signal_handler(signum)
+            # remove_signal_handler installs SIG_DFL; put back what the host had
+            if previous is not None:
+                signal.signal(signum, previous)
+            wake.set()
+        return task
+
+    return stop
+
+
+# ---------------------------------------------------------------------------------- watchers
+
+def _watchfiles(helper: str) -> Any:
+    try:
+        import watchfiles
+    except ImportError as exc:
+        raise ImportError(f"{helper} needs the watchfiles package, an optional extra of "
+                          "hotswap; install it with: pip install 'hotswap[watch]'",
+                          name="watchfiles") from exc
+    return watchfiles
+
+
+def _is_artifact(change: Any, path: str) -> bool:
+    """Only ``<name>.hsp`` counts; never the build's ``.<name>.hsp.<random>.tmp``."""
+    name = os.path.basename(path)
+    return name.endswith(".hsp") and not name.startswith(".")
+
+
+def _watch_args(swapper: Any, debounce: float, helper: str) -> tuple[Path, dict[str, Any]]:
+    if debounce < 0:
+        raise ValueError(f"{helper}: debounce must be >= 0 seconds, got {debounce!r}")
+    folder = Path(swapper.plugin_dir)
+    if not folder.is_dir():
+        raise HotswapError(f"{helper}: cannot watch plugin folder {str(folder)!r}: it is not a "
+                           "folder; create it first")
+    quiet_ms = max(1, round(debounce * 1000))
+    # step: how long the folder must stay quiet; debounce: the longest burst grouped at once
+    return folder, {"watch_filter": _is_artifact, "step": quiet_ms,
+                    "debounce": max(1600, 10 * quiet_ms), "recursive": False}
+
+
+def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
+                     debounce: float = 0.2) -> Callable[[], None]:
+    """Reload ``swapper`` with ``data`` when the artifacts in its ``plugin_dir`` change.
+
+    A daemon thread watches the folder (not recursively) with watchfiles. Only ``*.hsp`` files
+    count, so the temporary file of an atomic write is ignored; once the folder has been quiet
+    for ``debounce`` seconds, one reload handles the whole burst. Added, rebuilt and deleted
+    artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one.
+
+    The watch starts in the background: changes made in the first moments after the call
+    may be missed.
+
+    Returns:
+        ``stop()``: ends the watch (waiting for a reload in progress). Calling it again does
+        nothing.
+
+    Raises:
+        ImportError: watchfiles is not installed (``pip install 'hotswap[watch]'``).
+        HotswapError: ``plugin_dir`` is not a folder.
+    """
+    watchfiles = _watchfiles("watch_plugin_dir")
+    folder, options = _watch_args(swapper, debounce, "watch_plugin_dir")
+    logger = _logger(swapper)
+    cause = f"change in {folder}"
+    stop_event = threading.Event()
+
+    def run() -> None:
+        try:
+            for _changes in watchfiles.watch(folder, stop_event=stop_event, **options):
+                if stop_event.is_set():
+                    return
+                _reload(swapper, data, cause, logger)
+        except Exception:
+            logger.exception("watching plugin folder %s failed; artifacts changed from now on "
+                             "do not reload until watch_plugin_dir is called again", folder)
+
+    thread = threading.Thread(target=run, name="hotswap-watch-plugin-dir", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stop_event.set()
+        if thread is not threading.current_thread():
+            thread.join()
+
+    return stop
+
+
+def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
+                      debounce: float = 0.2) -> Callable[[], asyncio.Task[None]]:
+    """Reload ``swapper`` with ``data`` when its artifacts change, from the running loop.
+
+    Like ``watch_plugin_dir``, but a task of the running loop watches (``watchfiles.awatch``)
+    and awaits ``swapper.areload(data)``. Call it from inside the loop.
+
+    Returns:
+        ``stop()``: ends the watch after any reload in progress; returns the task, so
+        ``await stop()`` waits for the end.
+
+    Raises:
+        ImportError: watchfiles is not installed (``pip install 'hotswap[watch]'``).
+        HotswapError: ``plugin_dir`` is not a folder.
+        RuntimeError: no running loop.
+    """
+    import asyncio
+    watchfiles = _watchfiles("awatch_plugin_dir")
+    folder, options = _watch_args(swapper, debounce, "awatch_plugin_dir")
+    loop = asyncio.get_running_loop()
+    logger = _logger(swapper)
+    cause = f"change in {folder}"
+    stop_event = asyncio.Event()
+
+    async def run() -> None:
+        try:
+            async for _changes in watchfiles.awatch(folder, stop_event=stop_event, **options):
+                if stop_event.is_set():
+                    return
+                await _areload(swapper, data, cause, logger)
+        except Exception:
+            logger.exception("watching plugin folder %s failed; artifacts changed from now on "
+                             "do not reload until awatch_plugin_dir is called again", folder)
+
+    task = loop.create_task(run(), name="hotswap-watch-plugin-dir")
+
+    def stop() -> asyncio.Task[None]:
+        stop_event.set()
+        return task
+
+    return stop
