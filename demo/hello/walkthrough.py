@@ -235,6 +235,9 @@ def main() -> int:
     except StepFailed as exc:
         print(f"\nmake demo FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print("\nmake demo interrupted; the host was stopped", file=sys.stderr, flush=True)
+        return 130
     print(
         "\nDone: you watched a running host switch from v1 to v2 of its plugins.\n"
         "Try it by hand, in two terminals:\n"
