@@ -155,7 +155,7 @@ def inflight_check(swapper: PluginManagerSwapper) -> None:
         out = []
         for _ in range(30):
             t = time.perf_counter()
-            inflight._read_tasks(asyncio.get_running_loop(), {version.root}, codes)
+            inflight._read_tasks(asyncio.get_running_loop(), inflight._matcher({version.root}), codes)
             out.append(time.perf_counter() - t)
         return out
 

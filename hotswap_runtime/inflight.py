@@ -138,16 +138,35 @@ def entry_codes(version: Version) -> set[CodeType]:
     return codes
 
 
-def _root(obj: Any) -> str | None:
+Match = Callable[[Any], "str | None"]
+
+
+def _matcher(roots: set[str]) -> Match:
+    """``match(module_name)``: the root of ``roots`` the module lies under, or None.
+
+    Mounted versions have dotless roots (one dict lookup); a statically linked plugin's root is
+    its real package name, which may be dotted (a prefix test then)."""
+    simple = {r for r in roots if "." not in r}
+    dotted = sorted((r for r in roots if "." in r), key=len, reverse=True)
+
+    def match(name: Any) -> str | None:
+        if not isinstance(name, str):
+            return None
+        head = name.partition(".")[0]
+        if head in simple:
+            return head
+        for root in dotted:
+            if name == root or name.startswith(root + "."):
+                return root
+        return None
+
+    return match
+
+
+def _root(obj: Any, match: Match) -> str | None:
     obj = getattr(obj, "func", obj)  # functools.partial
     obj = getattr(obj, "__func__", obj)  # bound method
-    name = getattr(obj, "__module__", None)
-    return name.partition(".")[0] if isinstance(name, str) else None
-
-
-def _frame_root(frame: Any) -> str | None:
-    name = frame.f_globals.get("__name__")
-    return name.partition(".")[0] if isinstance(name, str) else None
+    return match(getattr(obj, "__module__", None))
 
 
 def _code(fn: Any) -> Any:
@@ -156,7 +175,8 @@ def _code(fn: Any) -> Any:
     return getattr(fn, "__code__", None)
 
 
-def _thread_owner(thread: threading.Thread | None, codes: set[CodeType]) -> str | None:
+def _thread_owner(thread: threading.Thread | None, codes: set[CodeType],
+                  match: Match) -> str | None:
     """The root whose code is the thread's run target, unless that is an entry point."""
     if thread is None:
         return None
@@ -167,7 +187,7 @@ def _thread_owner(thread: threading.Thread | None, codes: set[CodeType]) -> str 
             return None
     if _code(target) in codes:
         return None  # a caller's thread that calls straight into the version
-    return _root(target)
+    return _root(target, match)
 
 
 def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
@@ -186,7 +206,7 @@ def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
         depth += 1
 
 
-def _read_tasks(loop: asyncio.AbstractEventLoop, roots: set[str],
+def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
                 codes: set[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
     """(task name, roots in its chain, owner root, ids of awaitables in the chain) per task."""
     out: list[tuple[str, set[str], str | None, set[int]]] = []
@@ -200,8 +220,8 @@ def _read_tasks(loop: asyncio.AbstractEventLoop, roots: set[str],
             if frame is None:
                 first = False
                 continue
-            root = _frame_root(frame)
-            if root in roots:
+            root = match(frame.f_globals.get("__name__"))
+            if root is not None:
                 hit.add(root)
                 if first and frame.f_code not in codes:
                     owner = root
@@ -211,13 +231,13 @@ def _read_tasks(loop: asyncio.AbstractEventLoop, roots: set[str],
     return out
 
 
-def _tasks_of(loop: asyncio.AbstractEventLoop, roots: set[str], codes: set[CodeType],
+def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: set[CodeType],
               timeout: float) -> list[tuple[str, set[str], str | None, set[int]]] | None:
     """The tasks of ``loop`` that run code under ``roots``; None when the loop did not answer."""
     if loop.is_closed():
         return []
     if not loop.is_running() or _get_running_loop() is loop:
-        return _read_tasks(loop, roots, codes)
+        return _read_tasks(loop, match, codes)
     future: concurrent.futures.Future[list[tuple[str, set[str], str | None, set[int]]]] = (
         concurrent.futures.Future())
 
@@ -225,7 +245,7 @@ def _tasks_of(loop: asyncio.AbstractEventLoop, roots: set[str], codes: set[CodeT
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(_read_tasks(loop, roots, codes))
+            future.set_result(_read_tasks(loop, match, codes))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             future.set_exception(exc)
 
@@ -263,7 +283,7 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
     found = {id(v): InFlight() for v in by_root.values()}
     if not by_root:
         return found
-    roots = set(by_root)
+    match = _matcher(set(by_root))
     codes: set[CodeType] = set()
     for version in by_root.values():
         codes |= entry_codes(version)
@@ -276,29 +296,29 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
         hit: set[str] = set()
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
-            root = _frame_root(frame)
-            if root in roots:
+            root = match(frame.f_globals.get("__name__"))
+            if root is not None:
                 hit.add(root)
             frame = frame.f_back
             depth += 1
         del frame
         if not hit:
             continue
-        owner = _thread_owner(thread, codes)
+        owner = _thread_owner(thread, codes, match)
         name = thread.name if thread is not None else f"thread {ident}"
         for root in hit:
             slot = found[id(by_root[root])]
             (slot.own_threads if root == owner else slot.threads).append(name)
     # threads whose run target is the version's code but that are not in its code right now
     for thread in threads.values():
-        owner = _thread_owner(thread, codes)
-        if owner in roots and thread.is_alive():
+        owner = _thread_owner(thread, codes, match)
+        if owner is not None and thread.is_alive():
             slot = found[id(by_root[owner])]
             if thread.name not in slot.own_threads:
                 slot.own_threads.append(thread.name)
     in_tasks: set[int] = set()
     for loop in list(_loops):
-        tasks = _tasks_of(loop, roots, codes, timeout)
+        tasks = _tasks_of(loop, match, codes, timeout)
         if tasks is None:
             for slot in found.values():
                 slot.tasks.append(f"<tasks of an event loop that did not answer in {timeout} s>")
