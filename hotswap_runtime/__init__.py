@@ -3,6 +3,7 @@
 from . import live
 from .errors import HotswapError
 from .manager import Details, Plugin, PluginManager, Vault
+from .staged import PreparedReload
 from .static import StaticPlugin
 from .swapper import PluginManagerSwapper, VersionStats
 
@@ -12,6 +13,7 @@ __all__ = [
     "Plugin",
     "PluginManager",
     "PluginManagerSwapper",
+    "PreparedReload",
     "StaticPlugin",
     "Vault",
     "VersionStats",

@@ -260,6 +260,12 @@ def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: set[CodeType
         return None
 
 
+def _members(weak: weakref.WeakSet[Any]) -> list[Any]:
+    """A WeakSet's live members, safe while other threads add to it (the copy of its
+    underlying set is one C call; iterating the WeakSet itself is not)."""
+    return [obj for ref in set(weak.data) if (obj := ref()) is not None]
+
+
 def _pending(awaitable: Any) -> bool:
     if inspect.iscoroutine(awaitable):
         return awaitable.cr_frame is not None
@@ -317,7 +323,7 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
             if thread.name not in slot.own_threads:
                 slot.own_threads.append(thread.name)
     in_tasks: set[int] = set()
-    for loop in list(_loops):
+    for loop in _members(_loops):
         tasks = _tasks_of(loop, match, codes, timeout)
         if tasks is None:
             for slot in found.values():
@@ -330,7 +336,7 @@ def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[
                 (slot.own_tasks if root == owner else slot.tasks).append(name)
     for version in by_root.values():
         count = 0
-        for awaitable in list(version.awaitables):
+        for awaitable in _members(version.awaitables):
             if id(awaitable) not in in_tasks and _pending(awaitable):
                 count += 1
         found[id(version)].awaitables = count

@@ -67,6 +67,12 @@ def live_block():
     _ev.gate.wait(10)
     return STAMP
 
+class Live_Blocker:
+    def block(self):
+        _ev.entered.set()
+        _ev.gate.wait(10)
+        return STAMP
+
 async def live_wait(event):
     _ev.entered.set()
     await event.wait()
@@ -301,7 +307,7 @@ def test_rollback_refused_before_a_reload_and_after_the_free(dirs, ev, build_plu
 
 
 # -- drain-aware freeing ------------------------------------------------------------------------
-@pytest.mark.parametrize("route", ["invoke_func", "live function"])
+@pytest.mark.parametrize("route", ["invoke_func", "live function", "method of its object"])
 def test_a_long_call_holds_the_free_until_it_returns(dirs, ev, build_plugin, make, route) -> None:
     """Version 1 stays (on_free not run) past free_delay while a call runs in it; then goes."""
     src, out = dirs
@@ -312,8 +318,10 @@ def test_a_long_call_holds_the_free_until_it_returns(dirs, ev, build_plugin, mak
     manager = swapper.current()
     if route == "invoke_func":
         call = functools.partial(manager.find_plugin("a").invoke_func, "block")
-    else:
+    elif route == "live function":
         call = manager.vault.live_funcs["live_block"]
+    else:
+        call = manager.vault.live_types["Live_Blocker"]().block
     del manager
     results: list[str] = []
     caller = threading.Thread(target=lambda: results.append(call()), name="long-caller")
