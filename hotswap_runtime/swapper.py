@@ -7,11 +7,18 @@ half-initialised manager. Bookkeeping shared with the freer thread (reference co
 frees, freed versions) sits under a second, short-held lock (``_state_lock``), so a free never
 waits for a reload to finish.
 
-Design note on freeing: a replaced manager is released ``free_delay`` seconds after the swap by
-the swapper's ``Freer`` thread (see ``freeing``). Releasing drops one reference from each of its
-versions; those that reach zero (not carried over into a newer manager) run ``on_free`` in
-reverse dependency order on that thread, then are pruned (see ``Version.prune``). Freed versions
-are watched through weak references only, for ``stats()``.
+Design note on freeing: a replaced manager is due ``free_delay`` seconds after the swap, on the
+swapper's ``Freer`` thread (see ``freeing``). Until then it is the rollback target; once due,
+the versions only it uses are searched for code in flight (``inflight.scan``: thread stacks,
+asyncio tasks, pending awaitables) and the check repeats, backing off to every 0.25 s, until
+none is left or ``free_timeout`` has passed (then a warning). Releasing drops one reference
+from each of its versions; those that reach zero (not carried over into a newer manager) run
+``on_free`` in reverse dependency order on that thread, their own threads and tasks still
+running get a warning, then they are pruned (see ``Version.prune``). Freed versions are watched
+through weak references only, for ``stats()``. ``close()`` frees at once, without the search.
+
+Design note on staging: every load is ``_prepare`` (lock, build the manager off to the side)
+then ``PreparedReload.commit`` (the swap) or ``abort``; see ``staged`` for the lock hand-over.
 
 Failure changes nothing: each step of a load may raise; the ``except`` clause of ``_load``
 runs ``on_free`` for the fresh versions whose ``on_load`` ran (reverse order), prunes every
