@@ -7,8 +7,9 @@ belongs to a version when its module globals' ``__name__`` lies under the versio
 
 - Threads: ``sys._current_frames()`` gives every thread's top frame; its ``f_back`` chain is
   walked. The calling thread is skipped.
-- Tasks: every event loop the host was seen running (``note_loop``, called by ``areload``,
-  ``ainvoke_each`` and by the tracking wrapper of an ``async def invoke_func``) is kept in a weak
+- Tasks: every event loop the host was seen running (``note_loop``, called by every load and
+  reload — ``areload`` included —, by ``ainvoke_each`` and by the tracking wrapper of an
+  ``async def invoke_func``) is kept in a weak
   set. A running loop's tasks are read on the loop's own thread (``call_soon_threadsafe`` and a
   concurrent future waited for at most ``LOOP_TIMEOUT`` seconds); a loop that does not answer
   counts as one task in flight, so a stuck loop holds the free (up to ``free_timeout``) rather

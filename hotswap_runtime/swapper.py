@@ -357,6 +357,7 @@ class PluginManagerSwapper:
         self._reload_lock.release()
 
     def _prepare(self, data: Any, extra: Callback | None, kind: str) -> PreparedReload:
+        note_loop()  # a load run from inside an event loop: its tasks get searched at free time
         self._lock()
         try:
             if kind == "load" and self._loaded:
