@@ -488,16 +488,18 @@ def test_workers_left_running_are_warned_about(dirs, ev, build_plugin, make, cap
                 assert any(name in w and "on_free" in w for w in warned), name
     finally:
         ev.stop.set()
-        for task in asyncio.run_coroutine_threadsafe(_all_tasks(), loop).result(5):
-            loop.call_soon_threadsafe(task.cancel)
+        asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         runner.join(5)
         loop.close()
 
 
-async def _all_tasks() -> list[asyncio.Task[Any]]:
+async def _cancel_all_tasks() -> None:
     me = asyncio.current_task()
-    return [t for t in asyncio.all_tasks() if t is not me]
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_close_frees_everything_even_with_calls_in_flight(dirs, ev, build_plugin, make) -> None:
