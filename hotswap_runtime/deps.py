@@ -1,0 +1,223 @@
+"""Dependencies declared by ``import_()``: reading them, checking them, ordering, wiring.
+
+A plugin's ``import_()`` returns ``None`` or an instance of a class whose public annotated
+attributes (inherited ones too, ``ClassVar`` and ``_private`` ones skipped) name the plugins it
+depends on. The checks run over the whole new manager, carried-over versions included, and
+each kind of problem is raised once with every instance of it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import typing
+from collections.abc import Iterable, Mapping
+from types import ModuleType, UnionType
+from typing import Any, ClassVar
+
+from .errors import HotswapError
+from .version import Version
+
+__all__ = ["declared", "check_and_order", "wire", "conforms"]
+
+_PROTOCOL_SKIP = frozenset({
+    "__abstractmethods__", "__annotations__", "__dict__", "__doc__", "__init__", "__module__",
+    "__new__", "__slots__", "__subclasshook__", "__weakref__", "__class_getitem__",
+    "__parameters__", "__orig_bases__", "__orig_class__", "__protocol_attrs__",
+    "__non_callable_proto_members__", "__type_params__", "__qualname__", "__firstlineno__",
+    "__static_attributes__", "_is_protocol", "_is_runtime_protocol", "_abc_impl",
+})
+
+
+def declared(version: Version) -> dict[str, Any]:
+    """The dependencies ``version.import_obj`` declares: attribute name -> annotation.
+
+    Raises:
+        HotswapError: ``import_()`` returned something that is not a declaring object, or its
+            annotations cannot be resolved.
+    """
+    obj = version.import_obj
+    if obj is None:
+        return {}
+    cls = type(obj)
+    if isinstance(obj, (type, ModuleType)) or cls.__module__ == "builtins":
+        what = "a class" if isinstance(obj, type) else (
+            "a module" if isinstance(obj, ModuleType) else f"a {cls.__name__}")
+        raise HotswapError(
+            f'plugin "{version.name}": import_ returned {what}; return None or an instance of a '
+            "class whose annotated attributes name the plugins it depends on",
+            plugin=version.name, step="import_",
+        )
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:
+        raise HotswapError(
+            f'plugin "{version.name}": the annotations of {cls.__qualname__}, returned by '
+            f"import_, cannot be resolved ({type(exc).__name__}: {exc}); import the types they "
+            "name at module level",
+            plugin=version.name, step="import_",
+        ) from exc
+    deps: dict[str, Any] = {}
+    for attr, hint in hints.items():
+        if attr.startswith("_") or hint is ClassVar or typing.get_origin(hint) is ClassVar:
+            continue
+        deps[attr] = hint
+    return deps
+
+
+def _protocol_members(protocol: type) -> set[str]:
+    members: set[str] = set()
+    for base in protocol.__mro__:
+        if base is object or base.__name__ in ("Protocol", "Generic"):
+            continue
+        members.update(name for name in vars(base) if name not in _PROTOCOL_SKIP)
+        members.update(name for name in getattr(base, "__annotations__", {})
+                       if name not in _PROTOCOL_SKIP)
+    return members
+
+
+def conforms(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` conforms to ``annotation`` as SPEC section 2 defines it.
+
+    Classes and runtime-checkable protocols: ``isinstance``; other protocols: every member is
+    present; unions: any arm; generic aliases: their origin class; ``Any``: always.
+    """
+    if annotation is Any or annotation is object:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is UnionType:
+        return any(conforms(value, arm) for arm in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return conforms(value, typing.get_args(annotation)[0])
+    if origin is not None:
+        return isinstance(origin, type) and isinstance(value, origin)
+    if isinstance(annotation, type):
+        if getattr(annotation, "_is_protocol", False) and not getattr(
+                annotation, "_is_runtime_protocol", False):
+            return all(hasattr(value, member) for member in _protocol_members(annotation))
+        return isinstance(value, annotation)
+    return True  # a string or special form we cannot check: trust it, as for Any
+
+
+def _name(annotation: Any) -> str:
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def check_and_order(versions: Mapping[str, Version],
+                    declared_by: Mapping[str, dict[str, Any]]) -> list[Version]:
+    """Check the dependency graph of a new manager and return its versions in dependency order.
+
+    Args:
+        versions: lower-case plugin name -> version, every plugin of the new manager.
+        declared_by: lower-case plugin name -> attribute -> annotation, for fresh versions
+            (carried-over versions keep ``version.deps``).
+
+    Raises:
+        HotswapError: unknown dependencies, a cycle, a pinned plugin depending on a reloadable
+            one, or an export that does not conform to its annotation; the message names both
+            plugins.
+    """
+    graph: dict[str, tuple[str, ...]] = {}
+    unknown: list[tuple[str, str]] = []
+    for key, version in versions.items():
+        if key in declared_by:
+            deps = tuple(sorted({attr.lower() for attr in declared_by[key]}))
+        else:
+            deps = version.deps
+        graph[key] = deps
+        unknown.extend((version.name, dep) for dep in deps if dep not in versions)
+    if unknown:
+        unknown.sort()
+        text = "; ".join(f'plugin "{a}" depends on "{b}", but no plugin "{b}" is loaded'
+                         for a, b in unknown)
+        raise HotswapError(f"{text}; build and deploy the missing plugin or fix the attribute "
+                           "name in import_'s class", plugin=unknown[0][0], step="dependencies")
+    cycle = _find_cycle(graph)
+    if cycle:
+        raise HotswapError(
+            f"cyclic dependency detected: {' -> '.join(versions[n].name for n in cycle)}; "
+            "move what they share into a host-side module",
+            plugin=versions[cycle[0]].name, step="dependencies",
+        )
+    pinned = sorted(
+        (versions[key].name, versions[dep].name)
+        for key, deps in graph.items() if not versions[key].reloadable
+        for dep in deps if versions[dep].reloadable
+    )
+    if pinned:
+        text = "; ".join(f'plugin "{a}" is not reloadable but depends on "{b}", which is'
+                         for a, b in pinned)
+        raise HotswapError(f"{text}; make the dependency not reloadable too, or the dependent "
+                           "reloadable", plugin=pinned[0][0], step="dependencies")
+    mismatched: list[str] = []
+    for key, annotations in sorted(declared_by.items()):
+        version = versions[key]
+        for attr, annotation in sorted(annotations.items()):
+            dep = versions[attr.lower()]
+            value = dep.export_value
+            if value is not None and not conforms(value, annotation):
+                mismatched.append(
+                    f'plugin "{version.name}" imports "{dep.name}" as {attr}: '
+                    f"{_name(annotation)}, but its export() returned a "
+                    f"{type(value).__qualname__}, which does not conform")
+    if mismatched:
+        raise HotswapError(f"{'; '.join(mismatched)}; make export() return what the "
+                           "annotation names, or fix the annotation",
+                           plugin=versions[sorted(declared_by)[0]].name, step="dependencies")
+    for key, deps in graph.items():
+        versions[key].deps = deps
+    return [versions[key] for key in _topological(graph)]
+
+
+def _find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
+    # try each start in name order, walking only through names >= start: the first cycle found
+    # starts at the smallest name it contains
+    for start in sorted(graph):
+        path = [start]
+        seen = {start}
+
+        def walk(node: str) -> list[str] | None:
+            for dep in sorted(graph[node]):
+                if dep == start:
+                    return [*path, start]
+                if dep > start and dep not in seen:
+                    seen.add(dep)
+                    path.append(dep)
+                    found = walk(dep)
+                    if found:
+                        return found
+                    path.pop()
+            return None
+
+        found = walk(start)
+        if found:
+            return found
+    return None
+
+
+def _topological(graph: Mapping[str, tuple[str, ...]]) -> list[str]:
+    waiting = {key: len(deps) for key, deps in graph.items()}
+    dependents: dict[str, list[str]] = {key: [] for key in graph}
+    for key, deps in graph.items():
+        for dep in deps:
+            dependents[dep].append(key)
+    ready = [key for key, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        key = heapq.heappop(ready)
+        order.append(key)
+        for dependent in dependents[key]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, dependent)
+    return order
+
+
+def wire(version: Version, annotations: Mapping[str, Any], versions: Mapping[str, Version]) -> None:
+    """Set each declared attribute of ``version.import_obj`` to its dependency's export."""
+    for attr in annotations:
+        value = versions[attr.lower()].export_value
+        if value is not None:
+            setattr(version.import_obj, attr, value)

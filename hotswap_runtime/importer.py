@@ -1,0 +1,270 @@
+"""Import one version of a plugin from its in-memory artifact snapshot.
+
+Design note: every loaded version is *mounted* under a top-level package name unique to that
+load (``_hotswap_<plugin>_<load>``) and served by its own ``VersionLoader`` from the bytes
+``read_artifact`` returned; the zip file is never opened again. One meta-path finder
+(``_FINDER``) is put at the front of ``sys.meta_path`` while at least one version is mounted; it
+answers only for names under a mounted root (one dict lookup), so the rest of the process'
+imports pay next to nothing, and it leaves ``sys.meta_path`` when the last version is unmounted.
+
+Each module's ``__file__`` (and every code object's ``co_filename``) is
+``<artifact path>#<load>/<member>``, e.g. ``/srv/plugins/world.hsp#3/world/jobs.py``: unique to
+the load, so ``linecache`` (fed lazily through ``get_source``) shows the lines of the version
+that ran, and a traceback names the artifact, the member and the load number. Bytecode shipped
+in the artifact is used when it was made for this interpreter (cache tag and magic number);
+otherwise the source is compiled.
+"""
+
+from __future__ import annotations
+
+import _imp
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import io
+import linecache
+import marshal
+import posixpath
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from importlib.resources.abc import Traversable, TraversableResources
+from types import CodeType, ModuleType
+from typing import Any
+
+__all__ = ["VersionLoader", "mount", "unmount", "module_root"]
+
+_PYC_HEADER = 16
+
+
+def module_root(name: str, load: int) -> str:
+    """The top-level module name under which load number ``load`` of plugin ``name`` lives."""
+    return f"_hotswap_{name}_{load}"
+
+
+class _MemoryTraversable(Traversable):
+    """A file or folder inside a version's snapshot, for ``importlib.resources``."""
+
+    def __init__(self, files: Mapping[str, bytes], member: str) -> None:
+        self._files = files
+        self._member = member.rstrip("/")
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self._member)
+
+    def is_file(self) -> bool:
+        return self._member in self._files
+
+    def is_dir(self) -> bool:
+        prefix = self._member + "/"
+        return any(path.startswith(prefix) for path in self._files)
+
+    def iterdir(self) -> Iterator[Traversable]:
+        prefix = self._member + "/"
+        children: set[str] = set()
+        for path in self._files:
+            if path.startswith(prefix):
+                children.add(path[len(prefix):].split("/", 1)[0])
+        if not children and not self.is_dir():
+            raise FileNotFoundError(self._member)
+        for child in sorted(children):
+            yield _MemoryTraversable(self._files, prefix + child)
+
+    def joinpath(self, *descendants: str) -> Traversable:
+        parts = [self._member]
+        for descendant in descendants:
+            parts.extend(part for part in str(descendant).split("/") if part not in ("", "."))
+        return _MemoryTraversable(self._files, "/".join(parts))
+
+    def __truediv__(self, child: str) -> Traversable:
+        return self.joinpath(child)
+
+    def open(self, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode not in ("r", "rb"):
+            raise ValueError(f"resource {self._member!r} can only be opened for reading, not {mode!r}")
+        try:
+            data = self._files[self._member]
+        except KeyError:
+            raise FileNotFoundError(self._member) from None
+        stream = io.BytesIO(data)
+        if mode == "rb":
+            return stream
+        return io.TextIOWrapper(stream, *args, **kwargs)
+
+    def read_bytes(self) -> bytes:
+        try:
+            return self._files[self._member]
+        except KeyError:
+            raise FileNotFoundError(self._member) from None
+
+    def __repr__(self) -> str:
+        return f"<hotswap resource {self._member!r}>"
+
+
+class _Resources(TraversableResources):
+    def __init__(self, files: Mapping[str, bytes], folder: str) -> None:
+        self._files = files
+        self._folder = folder
+
+    def files(self) -> Traversable:
+        return _MemoryTraversable(self._files, self._folder)
+
+
+class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
+    """Finder and loader of every module of one mounted version.
+
+    Args:
+        name: the plugin name (the package folder inside the artifact).
+        files: member path -> bytes, the artifact's package members.
+        root: the module name the package is mounted under.
+        origin: the artifact path and load number (``/srv/world.hsp#3``), prefix of filenames.
+        bytecode: the manifest's bytecode description, or None.
+    """
+
+    def __init__(self, name: str, files: Mapping[str, bytes], root: str, origin: str,
+                 bytecode: Mapping[str, Any] | None) -> None:
+        self.name = name
+        self.root = root
+        self.origin = origin
+        self._files = files
+        self._pyc_suffix: str | None = None
+        if (bytecode is not None and bytecode.get("cache_tag") == sys.implementation.cache_tag
+                and bytecode.get("magic") == importlib.util.MAGIC_NUMBER.hex()):
+            optimize = bytecode.get("optimize", 0)
+            opt = f".opt-{optimize}" if optimize else ""
+            self._pyc_suffix = f".{sys.implementation.cache_tag}{opt}.pyc"
+        self._optimize = bytecode.get("optimize", 0) if bytecode else 0
+        # module name -> (member path, is package)
+        self._index: dict[str, tuple[str, bool]] = {}
+        for member in files:
+            if not member.endswith(".py") or "/__pycache__/" in member:
+                continue
+            parts = member[:-3].split("/")
+            if parts[-1] == "__init__":
+                parts.pop()
+                is_package = True
+            else:
+                is_package = False
+            if not all(part.isidentifier() for part in parts):
+                continue
+            self._index[".".join([root, *parts[1:]])] = (member, is_package)
+
+    # -- finder ---------------------------------------------------------------------------
+    def find_spec(self, fullname: str) -> importlib.machinery.ModuleSpec | None:
+        entry = self._index.get(fullname)
+        if entry is None:
+            return None
+        member, is_package = entry
+        spec = importlib.machinery.ModuleSpec(fullname, self, origin=self._filename(member),
+                                              is_package=is_package)
+        spec.has_location = True
+        return spec
+
+    # -- loader ---------------------------------------------------------------------------
+    def _filename(self, member: str) -> str:
+        return f"{self.origin}/{member}"
+
+    def _entry(self, fullname: str) -> tuple[str, bool]:
+        try:
+            return self._index[fullname]
+        except KeyError:
+            raise ImportError(f"no module {fullname!r} in {self.origin}", name=fullname,
+                              path=self.origin) from None
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self.get_code(module.__name__)
+        linecache.lazycache(code.co_filename, module.__dict__)
+        exec(code, module.__dict__)
+
+    def get_filename(self, fullname: str) -> str:
+        return self._filename(self._entry(fullname)[0])
+
+    def is_package(self, fullname: str) -> bool:
+        return self._entry(fullname)[1]
+
+    def get_source(self, fullname: str) -> str:
+        member = self._entry(fullname)[0]
+        return importlib.util.decode_source(self._files[member])
+
+    def get_data(self, path: str) -> bytes:
+        prefix = self.origin + "/"
+        if path.startswith(prefix) and path[len(prefix):] in self._files:
+            return self._files[path[len(prefix):]]
+        raise OSError(f"{path!r} is not part of {self.origin}")
+
+    def get_code(self, fullname: str) -> CodeType:
+        member, _ = self._entry(fullname)
+        filename = self._filename(member)
+        if self._pyc_suffix is not None:
+            folder, base = posixpath.split(member)
+            pyc = self._files.get(f"{folder}/__pycache__/{base[:-3]}{self._pyc_suffix}")
+            if pyc is not None and pyc[:4] == importlib.util.MAGIC_NUMBER:
+                code = marshal.loads(memoryview(pyc)[_PYC_HEADER:])
+                _imp._fix_co_filename(code, filename)
+                return code
+        return compile(self._files[member], filename, "exec", dont_inherit=True,
+                       optimize=self._optimize)
+
+    def get_resource_reader(self, fullname: str) -> TraversableResources | None:
+        member, is_package = self._entry(fullname)
+        if not is_package:
+            return None
+        return _Resources(self._files, posixpath.dirname(member))
+
+    def filenames(self) -> list[str]:
+        """Every filename this version's modules may carry (for ``linecache`` pruning)."""
+        return [self._filename(member) for member, _ in self._index.values()]
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """The one meta-path finder: dispatches names under a mounted root to its loader."""
+
+    def __init__(self) -> None:
+        self.mounts: dict[str, VersionLoader] = {}
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        loader = self.mounts.get(fullname.partition(".")[0])
+        if loader is None:
+            return None
+        return loader.find_spec(fullname)
+
+    def invalidate_caches(self) -> None:
+        """Nothing is cached: the snapshots never change."""
+
+
+_FINDER = _Finder()
+_LOCK = threading.Lock()
+
+
+def mount(loader: VersionLoader) -> None:
+    """Make ``loader``'s modules importable under ``loader.root``."""
+    with _LOCK:
+        _FINDER.mounts[loader.root] = loader
+        if not any(finder is _FINDER for finder in sys.meta_path):
+            sys.meta_path.insert(0, _FINDER)
+
+
+def unmount(loader: VersionLoader) -> None:
+    """Remove ``loader``'s modules from ``sys.modules`` and the finder; drop the finder when idle.
+
+    Also forgets the ``linecache`` entries of its files.
+    """
+    root = loader.root
+    prefix = root + "."
+    for key in [k for k in list(sys.modules) if k == root or k.startswith(prefix)]:
+        sys.modules.pop(key, None)
+    for filename in loader.filenames():
+        linecache.cache.pop(filename, None)
+    with _LOCK:
+        if _FINDER.mounts.get(root) is loader:
+            del _FINDER.mounts[root]
+        if not _FINDER.mounts:
+            while _FINDER in sys.meta_path:
+                sys.meta_path.remove(_FINDER)
+
+
+def import_root(loader: VersionLoader) -> ModuleType:
+    """Import the mounted root package of ``loader`` (mount it first)."""
+    return importlib.import_module(loader.root)

@@ -1,0 +1,262 @@
+"""Reloads: the three Details words, carry-over, freeing for real, and failures that change nothing."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+import typing
+import weakref
+from pathlib import Path
+
+import pytest
+from handmade import hooks_source, pack_plugin, wait_for
+
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+
+
+def modules_of(root: str) -> list[str]:
+    return [k for k in sys.modules if k == root or k.startswith(root + ".")]
+
+
+def test_changed_unchanged_added_removed(plugin_dir: Path, events, make_swapper) -> None:
+    """A new stamp is ok, identical inputs are unchanged, added plugins load, removed ones go."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    first = swapper.current()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    (plugin_dir / "b.hsp").unlink()
+    pack_plugin(plugin_dir, "c", {"__init__.py": hooks_source("c")})
+    details = swapper.reload()
+    assert str(details) == "a: ok, c: ok"
+    manager = swapper.current()
+    assert manager is not first
+    assert manager.find_plugin("a").invoke_func("stamp") == "v2"
+    assert manager.find_plugin("b") is None
+    assert swapper.reload_counter == 1
+    events.log.clear()
+    assert str(swapper.reload()) == "a: unchanged, c: unchanged"
+    assert swapper.current().find_plugin("a").when == manager.find_plugin("a").when
+    assert swapper.current().find_plugin("a").note == "unchanged"
+    assert events.log == [("a", "on_init"), ("c", "on_init")]  # carried-over: only on_init
+    assert swapper.reload_counter == 2
+
+
+def test_pinned_plugin_keeps_serving(plugin_dir: Path, events, make_swapper, caplog) -> None:
+    """A plugin whose reloadable() is False keeps its old code even when rebuilt or deleted."""
+    pack_plugin(plugin_dir, "pin", {"__init__.py": hooks_source("pin", reloadable=False)})
+    pack_plugin(plugin_dir, "other", {"__init__.py": hooks_source("other")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "pin", {"__init__.py": hooks_source("pin", stamp="v2")})
+    with caplog.at_level(logging.WARNING, logger="hotswap"):
+        details = swapper.reload()
+    assert str(details) == "other: unchanged, pin: not reloadable"
+    assert swapper.current().find_plugin("pin").invoke_func("stamp") == "v1"
+    assert any("not reloadable" in r.getMessage() for r in caplog.records)
+    (plugin_dir / "pin.hsp").unlink()
+    assert str(swapper.reload()) == "other: unchanged, pin: not reloadable"
+
+
+def test_on_free_waits_for_free_delay_and_skips_carried_over(plugin_dir: Path, events, make_swapper) -> None:
+    """on_free runs only after free_delay, and never for a carried-over version."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b")})
+    swapper = make_swapper(free_delay=0.3)
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    swapper.reload()
+    assert events.hooks("on_free") == []
+    assert [s.state for s in swapper.stats()] == ["pending free", "current", "current", ]
+    wait_for(lambda: events.hooks("on_free") == ["a"])
+    expected = [("b", "current"), ("a", "current")]  # oldest first: b is from the first load
+    wait_for(lambda: (gc.collect(), [(s.plugin, s.state) for s in swapper.stats()] == expected)[1])
+
+
+def test_free_delay_zero_frees_at_once_and_really_unloads(plugin_dir: Path, events, make_swapper) -> None:
+    """A replaced version leaves sys.modules, logging and typing; a weakref to its function dies."""
+    extra = ("import logging, typing\nlog = logging.getLogger(__name__)\n"
+             "class Item:\n    pass\n"
+             "Items = typing.List[Item]\nMaybe = typing.Optional[Item]\n"
+             "def live_f():\n    log.info('hi')\n    return Item()\n")
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra=extra),
+                                  "sub.py": "import logging\nlogger = logging.getLogger(__name__)\n"})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    live_f = swapper.current().vault.live_funcs["live_f"]
+    root = live_f.__module__
+    __import__(f"{root}.sub")
+    live_f()
+    ref = weakref.ref(live_f)
+    del live_f
+    assert root in logging.Logger.manager.loggerDict
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2", extra=extra)})
+    swapper.reload()
+    wait_for(lambda: events.hooks("on_free") == ["a"])
+    wait_for(lambda: not modules_of(root))
+    wait_for(lambda: (gc.collect(), ref() is None)[1])
+    assert not [k for k in logging.Logger.manager.loggerDict if k.startswith(root)]
+    gc.collect()
+    assert [s.state for s in swapper.stats()] == ["current"]
+
+
+def test_version_shared_by_two_managers_freed_with_the_last(plugin_dir: Path, events, make_swapper) -> None:
+    """An unchanged version carried into a new manager is freed only when no manager uses it."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    swapper.reload()
+    wait_for(lambda: events.hooks("on_free") == ["a"])
+    root_b = swapper.current().find_plugin("b").lookup("__name__")
+    assert modules_of(root_b)
+    (plugin_dir / "b.hsp").unlink()
+    assert str(swapper.reload()) == "a: unchanged"
+    wait_for(lambda: events.hooks("on_free") == ["a", "b"])
+    wait_for(lambda: not modules_of(root_b))
+
+
+def test_on_free_raising_is_logged_and_others_still_freed(plugin_dir: Path, events, make_swapper, caplog) -> None:
+    """on_free raising is logged; the other versions are still freed."""
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    roots = [p.lookup("__name__") for p in swapper.current().plugins()]
+    events.fail.add(("b", "on_free"))
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, stamp="v2")})
+    with caplog.at_level(logging.ERROR, logger="hotswap"):
+        swapper.reload()
+        wait_for(lambda: len(events.hooks("on_free")) == 3)
+        wait_for(lambda: not any(modules_of(r) for r in roots))
+    assert events.hooks("on_free") == ["c", "b", "a"]
+    assert any('plugin "b": on_free failed' in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("hook", ["reloadable", "export", "import_", "on_load", "on_init"])
+def test_each_hook_raising_changes_nothing(plugin_dir: Path, events, make_swapper, hook: str) -> None:
+    """A hook raising fails the load naming plugin and step, later hooks do not run, versions
+    already loaded are freed in reverse order, and the old manager keeps serving."""
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    old = swapper.current()
+    before = set(sys.modules)
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, stamp="v2")})
+    events.log.clear()
+    events.fail.add(("b", hook))
+    with pytest.raises(HotswapError) as info:
+        swapper.reload()
+    assert info.value.plugin == "b" and info.value.step == hook
+    assert str(info.value).startswith(f'plugin "b": {hook} failed: RuntimeError: injected fault')
+    assert isinstance(info.value.__cause__, RuntimeError)
+    steps = ["reloadable", "export", "import_", "on_load", "on_init"]
+    later = steps[steps.index(hook) + 1:]
+    assert not [h for _, h in events.log if h in later]
+    if hook in ("on_load", "on_init"):
+        # the on_load of "b" raised: only versions whose on_load completed are freed
+        ran = [n for n in events.hooks("on_load") if (n, hook) != ("b", "on_load")]
+        assert events.hooks("on_free") == list(reversed(ran))
+    else:
+        assert events.hooks("on_free") == []
+    assert swapper.current() is old
+    assert set(sys.modules) == before
+    assert old.find_plugin("b").invoke_func("stamp") == "v1"
+    assert swapper.reload_counter == 0
+
+
+def test_callbacks_first_load_abort_and_extra_order(plugin_dir: Path, events, make_swapper) -> None:
+    """The callback runs on the first load with old None; raising aborts; extra runs after it."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    calls: list[tuple[str, object, object]] = []
+    fail = {"on": False}
+
+    def callback(new, old):
+        calls.append(("main", new, old))
+        if fail["on"]:
+            raise RuntimeError("callback says no")
+
+    swapper = make_swapper(reload_callback=callback)
+    swapper.load_plugins()
+    first = swapper.current()
+    assert calls == [("main", first, None)]
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    swapper.reload_with_callback(None, lambda new, old: calls.append(("extra", new, old)))
+    second = swapper.current()
+    assert [c[0] for c in calls] == ["main", "main", "extra"]
+    assert calls[1][1:] == (second, first) and calls[2][1:] == (second, first)
+    fail["on"] = True
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v3")})
+    events.log.clear()
+    with pytest.raises(HotswapError, match="reload_callback failed: RuntimeError: callback says no"):
+        swapper.reload()
+    assert swapper.current() is second
+    assert events.hooks("on_free") == ["a"]
+
+
+def test_missing_folder_and_load_twice(tmp_path: Path, events, make_swapper) -> None:
+    """A missing plugin folder fails naming it and current() stays None; load_plugins twice fails."""
+    swapper = make_swapper(tmp_path / "nowhere")
+    with pytest.raises(HotswapError, match="plugin folder .*nowhere cannot be read"):
+        swapper.load_plugins()
+    assert swapper.current() is None
+    swapper.reset_plugin_dir(tmp_path)
+    assert swapper.load_plugins() == {}
+    with pytest.raises(HotswapError, match="already loaded; call reload"):
+        swapper.load_plugins()
+
+
+def test_duplicate_names_and_whitelist(plugin_dir: Path, events, make_swapper) -> None:
+    """Names differing in case fail; the whitelist selects case-insensitively and names the missing."""
+    pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")})
+    pack_plugin(plugin_dir, "Foo", {"__init__.py": hooks_source("Foo")})
+    with pytest.raises(HotswapError, match="duplicate name: artifacts Foo.hsp and foo.hsp"):
+        make_swapper().load_plugins()
+    (plugin_dir / "Foo.hsp").unlink()
+    pack_plugin(plugin_dir, "bar", {"__init__.py": hooks_source("bar")})
+    with pytest.raises(HotswapError) as info:
+        make_swapper(whitelist=["FOO", "zed", "yak"]).load_plugins()
+    assert str(info.value).startswith(f'whitelisted plugins not found in {plugin_dir}: "yak", "zed"')
+    swapper = make_swapper(whitelist=["FOO", "foo"])
+    assert str(swapper.load_plugins()) == "foo: ok"
+
+
+def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, make_swapper) -> None:
+    """close() runs every pending free at once, then the current versions, and refuses later loads."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", import_="_Deps()", extra=(
+        "class _Deps:\n    a: object\n"))})
+    swapper = make_swapper(free_delay=3600)
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    swapper.reload()
+    assert events.hooks("on_free") == []
+    swapper.close()
+    assert events.hooks("on_free") == ["b", "a", "b", "a"]
+    assert swapper.current() is None
+    assert not [f for f in sys.meta_path if type(f).__name__ == "_Finder"]
+    with pytest.raises(HotswapError, match="closed"):
+        swapper.reload()
+    assert not [t for t in threading.enumerate() if t.name.startswith("hotswap-free")]
+
+
+def test_typing_overloads_pruned(plugin_dir: Path, events, make_swapper) -> None:
+    """typing's overload registry forgets a freed version's functions."""
+    extra = ("from typing import overload\n"
+             "@overload\ndef live_g(x: int) -> int: ...\n"
+             "@overload\ndef live_g(x: str) -> str: ...\n"
+             "def live_g(x):\n    return x\n")
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra=extra)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    g = swapper.current().vault.live_funcs["live_g"]
+    assert len(typing.get_overloads(g)) == 2
+    swapper.close()
+    assert typing.get_overloads(g) == []

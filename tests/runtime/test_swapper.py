@@ -1,0 +1,278 @@
+"""The swapper under load: static linking, concurrency, areload, logs, stats, extension, pickling."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import logging
+import pickle
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+from handmade import hooks_source, pack_plugin, wait_for
+
+from hotswap_runtime import HotswapError, PluginManagerSwapper, StaticPlugin, VersionStats
+from hotswap_runtime.artifact import REQUIRED_HOOKS
+
+
+@pytest.fixture
+def static_plugins(tmp_path: Path, events):
+    folder = tmp_path / "static"
+    names = ("s_one", "s_two", "s_three")
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(hooks_source(name, extra=(
+            f"def live_{name}():\n    return '{name}'\n")))
+    sys.path.insert(0, str(folder))
+    plugins = {}
+    for name in names:
+        package = importlib.import_module(name)
+        plugins[name] = StaticPlugin(name, package, {h: getattr(package, h) for h in REQUIRED_HOOKS},
+                                     {f"live_{name}": getattr(package, f"live_{name}")})
+    yield plugins
+    sys.path.remove(str(folder))
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def test_static_linking_mode(static_plugins, events, make_swapper) -> None:
+    """Three statically linked plugins load with the same lifecycle and vault; reload refuses."""
+    swapper = make_swapper(static_plugins=static_plugins)
+    assert swapper.static_linking_mode
+    details = swapper.load_plugins("D")
+    assert dict(details) == {"s_one": "ok", "s_three": "ok", "s_two": "ok"}
+    assert str(details) == "s_one: ok, s_three: ok, s_two: ok"
+    vault = swapper.current().vault
+    assert {name: fn() for name, fn in vault.live_funcs.items()} == {
+        "live_s_one": "s_one", "live_s_two": "s_two", "live_s_three": "s_three"}
+    assert events.data == [("s_one", "D"), ("s_three", "D"), ("s_two", "D")]
+    plugin = swapper.current().find_plugin("S_TWO")
+    assert plugin.sha256 is None and plugin.invoke_func("stamp") == "v1"
+    with pytest.raises(HotswapError, match="^running under static linking mode$"):
+        swapper.reload()
+    swapper.close()
+    assert events.hooks("on_free") == ["s_two", "s_three", "s_one"]
+    assert "s_one" in sys.modules  # the host's own modules stay
+
+
+def test_static_whitelist(static_plugins, events, make_swapper) -> None:
+    """The whitelist applies in static linking mode too."""
+    swapper = make_swapper(static_plugins=static_plugins, whitelist=["S_One"])
+    assert str(swapper.load_plugins()) == "s_one: ok"
+
+
+def test_invoke_each_logs_errors_and_runs_the_rest(plugin_dir: Path, events, make_swapper, caplog) -> None:
+    """invoke_func raising inside invoke_each/invoke_each_backward is logged; the rest still run."""
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, extra=(
+            "SEEN = []\n"
+            "def invoke_func(name, *params):\n"
+            "    SEEN.append(name)\n"
+            f"    if NAME == 'b':\n        raise ValueError('b fails')\n"
+            "    return params\n"))})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    manager = swapper.current()
+    with caplog.at_level(logging.ERROR, logger="hotswap"):
+        manager.invoke_each("tick", 1)
+        manager.invoke_each_backward("tock")
+        asyncio.run(manager.ainvoke_each("atick"))
+    assert [p.lookup("SEEN") for p in manager.plugins()] == [["tick", "tock", "atick"]] * 3
+    assert sum('plugin "b": invoke_func' in r.getMessage() for r in caplog.records) == 3
+    with pytest.raises(ValueError, match="b fails"):
+        manager.find_plugin("b").invoke_func("direct")
+
+
+def test_ainvoke_awaits_in_order(plugin_dir: Path, events, make_swapper) -> None:
+    """ainvoke_each awaits what invoke_func returns, in order; backward in reverse."""
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, extra=(
+            "async def _work(out):\n    out.append(NAME)\n"
+            "def invoke_func(name, *params):\n    return _work(params[0])\n"))})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    out: list[str] = []
+    asyncio.run(swapper.current().ainvoke_each("x", out))
+    asyncio.run(swapper.current().ainvoke_each_backward("x", out))
+    assert out == ["a", "b", "b", "a"]
+
+
+def test_in_flight_call_finishes_on_its_version(plugin_dir: Path, events, make_swapper) -> None:
+    """A call that began on version 1 finishes on version 1 while new calls reach version 2."""
+    body = ("import threading\nGATE = threading.Event()\nENTERED = threading.Event()\n"
+            "def live_slow():\n    ENTERED.set()\n    GATE.wait(5)\n    return STAMP\n")
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra=body)})
+    swapper = make_swapper(free_delay=3600)
+    swapper.load_plugins()
+    old_plugin = swapper.current().find_plugin("a")
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(swapper.current().vault.live_funcs["live_slow"]()))
+    worker.start()
+    assert old_plugin.lookup("ENTERED").wait(5)
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2", extra=body)})
+    swapper.reload()
+    assert swapper.current().find_plugin("a").invoke_func("stamp") == "v2"
+    old_plugin.lookup("GATE").set()
+    worker.join(5)
+    assert result == ["v1"]
+
+
+def test_stress_threads_call_during_reloads(plugin_dir: Path, events, make_swapper) -> None:
+    """Several threads calling into current() during dozens of reloads see zero errors."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="0")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="def live_b(x):\n    return x + 1\n")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    calls = [0]
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                manager = swapper.current()
+                int(manager.find_plugin("a").invoke_func("stamp"))
+                assert manager.vault.live_funcs["live_b"](1) == 2
+                manager.invoke_each("echo", 1)
+                calls[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - every error counts
+                errors.append(exc)
+            time.sleep(0.0002)  # let the reloading thread have the GIL now and then
+
+    builds = []
+    for n in range(1, 31):
+        path = pack_plugin(plugin_dir / "builds", "a", {"__init__.py": hooks_source("a", stamp=str(n))})
+        builds.append(path.read_bytes())
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for raw in builds:
+            (plugin_dir / "a.hsp").write_bytes(raw)
+            swapper.reload()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    assert errors == []
+    assert calls[0] > 0
+    assert swapper.reload_counter == 30
+    assert swapper.current().find_plugin("a").invoke_func("stamp") == "30"
+
+
+def test_concurrent_reloads_are_serialised(plugin_dir: Path, events, make_swapper) -> None:
+    """Reloads called from several threads at once all succeed, one after another."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    errors: list[BaseException] = []
+
+    def reload() -> None:
+        try:
+            swapper.reload()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reload) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == [] and swapper.reload_counter == 6
+
+
+def test_areload_keeps_the_loop_serving(plugin_dir: Path, events, make_swapper) -> None:
+    """While areload imports a slow plugin in a worker thread, the event loop keeps running tasks."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    slow = "import time\ntime.sleep(0.3)\n"
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2", extra=slow)})
+
+    async def main() -> tuple[int, str]:
+        ticks = 0
+        reload = asyncio.ensure_future(swapper.areload())
+        while not reload.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+        details = await reload
+        return ticks, str(details)
+
+    ticks, details = asyncio.run(main())
+    assert details == "a: ok"
+    assert ticks >= 5
+    assert swapper.current().find_plugin("a").invoke_func("stamp") == "v2"
+
+
+def test_logging_lines(plugin_dir: Path, events, make_swapper, caplog) -> None:
+    """One info line before a load, one with the Details after, one debug line per hook."""
+    pack_plugin(plugin_dir, "world", {"__init__.py": hooks_source("world")})
+    swapper = make_swapper()
+    with caplog.at_level(logging.DEBUG, logger="hotswap"):
+        swapper.load_plugins()
+    messages = [r.getMessage() for r in caplog.records if r.name == "hotswap"]
+    assert messages[0] == "loading plugins: not reloadable: -; unchanged: -; to load: world"
+    assert "invoking world.on_load" in messages
+    assert messages[-1] == "loaded plugins: world: ok"
+
+
+def test_extension_factory_per_manager(plugin_dir: Path, events, make_swapper) -> None:
+    """Each manager's vault gets its own extension; a carried-over version initialises the new one."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra=(
+        "def on_init(vault):\n    vault.extension.append(NAME)\n"))})
+    swapper = make_swapper(extension_factory=list)
+    swapper.load_plugins()
+    first = swapper.current().vault.extension
+    swapper.reload()
+    assert first == ["a"] and swapper.current().vault.extension == ["a"]
+    assert swapper.current().vault.extension is not first
+
+
+def test_stats_and_freed_but_referenced(plugin_dir: Path, events, make_swapper) -> None:
+    """stats() reports current and pending versions, and a freed version a caller still holds."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra="class Job:\n    pass\n")})
+    swapper = make_swapper(free_delay=3600)
+    swapper.load_plugins()
+    job = swapper.current().find_plugin("a").lookup("Job")()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2", extra="class Job:\n    pass\n")})
+    swapper.reload()
+    stats = swapper.stats()
+    assert [(s.plugin, s.state, s.managers) for s in stats] == [("a", "pending free", 1), ("a", "current", 1)]
+    assert isinstance(stats[0], VersionStats) and stats[0].load < stats[1].load
+    other = make_swapper(plugin_dir)
+    other.load_plugins()
+    swapper._release(swapper._pending[0])  # the free timer firing now
+    gc.collect()
+    assert [s.state for s in swapper.stats()] == ["freed", "current"]
+    ref = weakref.ref(type(job))
+    del job
+    gc.collect()
+    assert ref() is None
+    assert [s.state for s in swapper.stats()] == ["current"]
+
+
+def test_pickling_plugin_classes(plugin_dir: Path, events, make_swapper) -> None:
+    """Instances of a plugin's classes pickle and unpickle while their version lives."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a"),
+                                  "model.py": "import dataclasses\n@dataclasses.dataclass\nclass Job:\n    n: int\n"})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    root = swapper.current().find_plugin("a").lookup("__name__")
+    job_cls = importlib.import_module(f"{root}.model").Job
+    clone = pickle.loads(pickle.dumps(job_cls(3)))
+    assert type(clone) is job_cls and clone.n == 3
+
+
+def test_finder_removed_when_nothing_mounted(plugin_dir: Path, events) -> None:
+    """The meta-path finder is installed while versions are mounted and gone after close()."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = PluginManagerSwapper(plugin_dir, free_delay=0)
+    swapper.load_plugins()
+    assert any(type(f).__name__ == "_Finder" for f in sys.meta_path)
+    swapper.close()
+    wait_for(lambda: not any(type(f).__name__ == "_Finder" for f in sys.meta_path))
