@@ -1,0 +1,174 @@
+"""End to end: the web demo served by uvicorn, reloaded while a websocket stays open."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS = REPO / "demo" / "web" / "plugin"
+START_TIMEOUT = 30.0
+
+
+class Host:
+    """A running ``python -m demo.web.host`` and its base URL."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, pid_file: Path) -> None:
+        self.proc, self.port, self.pid_file = proc, port, pid_file
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+
+def _read_port(proc: subprocess.Popen[str]) -> int:
+    """Wait (bounded) for the host's ``listening on http://127.0.0.1:<port>`` line."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if line.startswith("listening on http://127.0.0.1:"):
+            return int(line.rsplit(":", 1)[1])
+    proc.kill()
+    _, err = proc.communicate(timeout=10)
+    raise AssertionError(f"the web host did not start (status {proc.returncode}):\n{err}")
+
+
+@pytest.fixture
+def build_web(build_plugin: Callable[..., object], tmp_path: Path) -> Callable[[str], Path]:
+    """``build_web(stamp)``: build both web demo plugins into tmp_path/bin with that stamp."""
+    out = tmp_path / "bin"
+
+    def run(stamp: str) -> Path:
+        for name in ("greeter", "stats"):
+            build_plugin(PLUGINS / name, out, stamps={"CompileTimeString": stamp})
+        return out
+
+    return run
+
+
+@pytest.fixture
+def host(build_web: Callable[[str], Path], tmp_path: Path) -> Iterator[Host]:
+    bin_dir = build_web("v1")
+    pid_file = tmp_path / "host.pid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo.web.host", "--port", "0", "--plugin-dir", str(bin_dir),
+         "--pid-file", str(pid_file), "--free-delay", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield Host(proc, _read_port(proc), pid_file)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_reload_keeps_websocket_and_counters(host: Host, build_web: Callable[[str], Path]) -> None:
+    """A reload through the admin route serves new code on the same websocket; state survives."""
+    with httpx.Client(base_url=host.url, timeout=10) as http, \
+            connect(f"{host.ws_url}/ws/greeter", open_timeout=10, close_timeout=5) as ws:
+        first = http.get("/p/greeter/hello", params={"name": "ann"})
+        assert first.status_code == 200
+        assert first.json() == {"message": "hello, ann", "version": "v1", "greetings": 1}
+        ws.send("hi")
+        assert json.loads(ws.recv(timeout=10)) == {
+            "echo": "hi", "version": "v1", "messages": 1}
+
+        build_web("v2")
+        reloaded = http.post("/admin/reload")
+        assert reloaded.status_code == 200
+        assert reloaded.json()["details"] == {"greeter.hsp": "ok", "stats.hsp": "ok"}
+        assert reloaded.json()["reloads"] == 1
+
+        ws.send("again")   # the same connection, now answered by the new version's code
+        assert json.loads(ws.recv(timeout=10)) == {
+            "echo": "again", "version": "v2", "messages": 2}
+        second = http.get("/p/greeter/hello", params={"name": "bob"})
+        assert second.json() == {"message": "hello, bob", "version": "v2", "greetings": 2}
+        summary = http.get("/p/stats/summary").json()
+        assert summary["version"] == "v2"
+        assert summary["reloads"] == 1
+        assert summary["counters"]["requests"] == 3
+        assert summary["counters"]["ws_messages"] == 2
+        assert summary["sessions"]["ws"] == 1
+        index = http.get("/").json()
+        assert [(p["name"], p["version"]) for p in index["plugins"]] == [
+            ("greeter", "v2"), ("stats", "v2")]
+
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.proc.wait(timeout=20) == 0
+    assert not host.pid_file.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(host.proc.pid, 0)
+
+
+def test_sigusr1_reloads_and_sigterm_closes_open_websocket(
+        host: Host, build_web: Callable[[str], Path]) -> None:
+    """SIGUSR1 reloads while serving; SIGTERM with a websocket open still exits 0."""
+    assert int(host.pid_file.read_text()) == host.proc.pid
+    with httpx.Client(base_url=host.url, timeout=10) as http, \
+            connect(f"{host.ws_url}/ws/stats", open_timeout=10, close_timeout=5) as ws:
+        build_web("v3")
+        host.proc.send_signal(signal.SIGUSR1)
+        _wait_for(lambda: http.get("/p/greeter/hello").json()["version"] == "v3",
+                  "the SIGUSR1 reload")
+        ws.send("status")
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["version"] == "v3"
+        assert reply["reloads"] == 1
+        host.proc.send_signal(signal.SIGTERM)
+        assert host.proc.wait(timeout=20) == 0
+    stderr = host.proc.stderr.read() if host.proc.stderr is not None else ""
+    assert "reload on SIGUSR1: greeter: ok, stats: ok" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_admin_reload_refuses_non_loopback_clients(host: Host,
+                                                   build_web: Callable[[str], Path]) -> None:
+    """A client forwarded from a non-loopback address gets 403 and nothing reloads."""
+    build_web("v4")
+    with httpx.Client(base_url=host.url, timeout=10) as http:
+        refused = http.post("/admin/reload", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert refused.status_code == 403
+        assert refused.json()["error"].startswith(
+            "reload refused for client 203.0.113.9: /admin/reload only accepts loopback clients")
+        assert http.get("/p/greeter/hello").json()["version"] == "v1"
+        assert http.get("/p/nope/hello").status_code == 404
+        assert http.get("/p/greeter/nope").json() == {
+            "error": 'plugin "greeter" has no action "nope"; try hello'}
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.proc.wait(timeout=20) == 0
