@@ -177,3 +177,87 @@ def emit(results: Mapping[str, float], as_json: bool, table: str = "") -> None:
         width = max(map(len, clean), default=0)
         for key, value in clean.items():
             print(f"{key:<{width}}  {value:g}")
+
+
+# ------------------------------------------------------------------------- the web demo host
+
+WEB_PLUGINS = ("greeter", "stats")
+
+
+def build_web(out: Path, stamp: str, extra: Sequence[Path] = ()) -> list[Path]:
+    """Build the web demo's plugins (plus ``extra`` plugin folders) into ``out``."""
+    plugins = [REPO / "demo" / "web" / "plugin" / name for name in WEB_PLUGINS] + list(extra)
+    return [build(plugin, out, stamp) for plugin in plugins]
+
+
+def swap_in(artifacts: Sequence[Path], folder: Path) -> None:
+    """Put copies of ``artifacts`` into ``folder`` atomically (temporary name, then rename)."""
+    import shutil
+    for artifact in artifacts:
+        tmp = folder / f".{artifact.name}.swap"
+        shutil.copyfile(artifact, tmp)
+        os.replace(tmp, folder / artifact.name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def host_command(plugin_dir: Path, port: int, free_delay: float = 1.0) -> list[str]:
+    """The command line starting the web demo's host."""
+    return [sys.executable, "-m", "demo.web.host", "--port", str(port), "--plugin-dir",
+            str(plugin_dir), "--pid-file", str(plugin_dir / "host.pid"),
+            "--free-delay", str(free_delay)]
+
+
+def uvicorn_reload_command(port: int, watch: Path) -> list[str]:
+    """The same app under ``uvicorn --reload`` (restarts its worker process on a change)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "demo.web.app:create_app_from_env",
+            "--host", "127.0.0.1", "--port", str(port), "--reload", "--reload-dir", str(watch),
+            "--log-level", "warning"]
+
+
+def wait_until_serving(url: str, proc: Any, timeout: float = 30.0) -> float:
+    """Poll ``url`` until it answers 200; the time it took (s) from now. Raises if it never does."""
+    import time
+
+    import httpx
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            try:
+                if client.get(url).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {proc.returncode} before "
+                                   f"serving {url}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} was not served within {timeout} s")
+            time.sleep(0.002)
+
+
+def stop(proc: Any, timeout: float = 20.0) -> int:
+    """SIGTERM ``proc`` (its whole process group when it leads one); kill it if it lingers."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, AttributeError):
+                proc.kill()
+            proc.wait(timeout=timeout)
+    return int(proc.returncode)

@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: plugin folder {args.plugin_dir} does not exist; build the plugins first "
               "(demo/web/run.sh does)", file=sys.stderr)
         return 2
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without
+    # it uvicorn's separate header and body writes meet delayed ACKs (~40 ms per response)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, args.port))
