@@ -149,6 +149,14 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
             if not all(part.isidentifier() for part in parts):
                 continue
             self._index[".".join([root, *parts[1:]])] = (member, is_package)
+        # folders holding modules but no __init__.py are namespace packages, as on disk
+        for fullname in list(self._index):
+            parts = fullname.split(".")
+            for depth in range(2, len(parts)):
+                parent = ".".join(parts[:depth])
+                if parent not in self._index:
+                    folder = "/".join([name, *parts[1:depth]])
+                    self._index[parent] = (folder + "/", True)
 
     # -- finder ---------------------------------------------------------------------------
     def find_spec(self, fullname: str) -> importlib.machinery.ModuleSpec | None:
@@ -156,6 +164,9 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         if entry is None:
             return None
         member, is_package = entry
+        if member.endswith("/"):
+            spec = importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            return spec
         spec = importlib.machinery.ModuleSpec(fullname, self, origin=self._filename(member),
                                               is_package=is_package)
         spec.has_location = True
@@ -173,18 +184,27 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
                               path=self.origin) from None
 
     def exec_module(self, module: ModuleType) -> None:
+        if self._entry(module.__name__)[0].endswith("/"):
+            return  # a namespace package: nothing to run
         code = self.get_code(module.__name__)
+        assert code is not None
         linecache.lazycache(code.co_filename, module.__dict__)
         exec(code, module.__dict__)
 
     def get_filename(self, fullname: str) -> str:
-        return self._filename(self._entry(fullname)[0])
+        member = self._entry(fullname)[0]
+        if member.endswith("/"):
+            raise ImportError(f"namespace package {fullname!r} has no file", name=fullname,
+                              path=self.origin)
+        return self._filename(member)
 
     def is_package(self, fullname: str) -> bool:
         return self._entry(fullname)[1]
 
-    def get_source(self, fullname: str) -> str:
+    def get_source(self, fullname: str) -> str | None:
         member = self._entry(fullname)[0]
+        if member.endswith("/"):
+            return None
         return importlib.util.decode_source(self._files[member])
 
     def get_data(self, path: str) -> bytes:
@@ -193,8 +213,10 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
             return self._files[path[len(prefix):]]
         raise OSError(f"{path!r} is not part of {self.origin}")
 
-    def get_code(self, fullname: str) -> CodeType:
+    def get_code(self, fullname: str) -> CodeType | None:
         member, _ = self._entry(fullname)
+        if member.endswith("/"):
+            return None
         filename = self._filename(member)
         if self._pyc_suffix is not None:
             folder, base = posixpath.split(member)
@@ -210,11 +232,13 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         member, is_package = self._entry(fullname)
         if not is_package:
             return None
-        return _Resources(self._files, posixpath.dirname(member))
+        folder = member[:-1] if member.endswith("/") else posixpath.dirname(member)
+        return _Resources(self._files, folder)
 
     def filenames(self) -> list[str]:
         """Every filename this version's modules may carry (for ``linecache`` pruning)."""
-        return [self._filename(member) for member, _ in self._index.values()]
+        return [self._filename(member) for member, _ in self._index.values()
+                if not member.endswith("/")]
 
 
 class _Finder(importlib.abc.MetaPathFinder):

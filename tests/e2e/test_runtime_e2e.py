@@ -6,6 +6,7 @@ import gc
 import subprocess
 import sys
 import textwrap
+import time
 import traceback
 import types
 import weakref
@@ -99,7 +100,7 @@ def test_build_load_reload_unchanged(dirs, events, build_plugin, swapper) -> Non
     deadline = 200
     while (gc.collect(), ref() is not None)[1] and deadline:
         deadline -= 1
-        __import__("time").sleep(0.01)
+        time.sleep(0.01)
     assert ref() is None
     assert not [m for m in sys.modules if m == root or m.startswith(root + ".")]
 
@@ -123,15 +124,21 @@ def test_trine_dependencies_and_rewiring(dirs, events, build_plugin, swapper) ->
     build_plugin(alpha, out, stamps={"CompileTimeString": "2"})
     assert str(swapper.reload()) == "alpha: ok, beta: ok, gamma: ok"
     assert swapper.current().find_plugin("gamma").lookup("DEPS").beta.alpha.hello() == "alpha 2"
+    for _ in range(500):  # the replaced versions are freed by the swapper's thread
+        if len([e for e in events if e[1] == "on_free"]) == 3:
+            break
+        time.sleep(0.01)
     events.clear()
     swapper.close()
     assert [e for e in events if e[1] == "on_free"] == [("gamma", "on_free"), ("beta", "on_free"),
                                                          ("alpha", "on_free")]
 
 
-def test_traceback_shows_the_lines_of_the_version_that_ran(dirs, events, build_plugin, swapper) -> None:
+def test_traceback_shows_the_lines_of_the_version_that_ran(dirs, events, build_plugin) -> None:
     """Version 1's traceback shows version 1's line even after version 2 changed the file."""
     src, out = dirs
+    out.mkdir(parents=True)
+    swapper = PluginManagerSwapper(out, free_delay=3600)  # version 1 stays alive meanwhile
     foo = write_plugin(src, "foo", "", {"work.py": "def live_fail():\n    raise ValueError('one')\n"})
     build_plugin(foo, out)
     swapper.load_plugins()
@@ -149,6 +156,7 @@ def test_traceback_shows_the_lines_of_the_version_that_ran(dirs, events, build_p
     assert "raise ValueError('one')" in texts[0] and "line 2" in texts[0]
     assert "raise ValueError('two')" in texts[1] and "line 4" in texts[1]
     assert "foo.hsp#" in texts[0] and "/foo/work.py" in texts[0]
+    swapper.close()
 
 
 def test_include_files_through_importlib_resources(dirs, events, build_plugin, swapper) -> None:
@@ -200,3 +208,13 @@ def test_static_linking_end_to_end(dirs, events, build_plugin, tmp_path: Path) -
         for name in [m for m in sys.modules if m.split(".")[0] in ("sa", "sb")
                      or m.startswith("hotswap_static_plugin")]:
             del sys.modules[name]
+
+
+def test_optimised_bytecode_from_the_artifact_runs(dirs, events, build_plugin, swapper) -> None:
+    """With -O the artifact's optimised bytecode runs (asserts stripped): nothing is recompiled."""
+    src, out = dirs
+    foo = write_plugin(src, "foo", "def live_check():\n    assert False, 'asserts are on'\n"
+                                   "    return 'optimised'\n")
+    build_plugin(foo, out, optimize=1)
+    swapper.load_plugins()
+    assert swapper.current().vault.live_funcs["live_check"]() == "optimised"

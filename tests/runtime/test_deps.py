@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from handmade import hooks_source, pack_plugin, wait_for
+from handmade import hooks_source, pack_plugin
 
 from hotswap_runtime import HotswapError
 
@@ -190,4 +190,3 @@ def test_failed_dependency_check_runs_no_on_load(plugin_dir: Path, events, make_
     pack_plugin(plugin_dir, "b", {"__init__.py": deps_plugin("b", "class Deps:\n    a: Any\nDEPS = Deps()\n")})
     _fails(plugin_dir, make_swapper)
     assert events.hooks("on_load") == [] and events.hooks("on_free") == []
-    wait_for(lambda: True)

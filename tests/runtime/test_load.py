@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from handmade import hooks_source, pack_plugin
 
-from hotswap_runtime import Details, HotswapError, Plugin, PluginManager, Vault
+from hotswap_runtime import Details, Plugin, PluginManager, Vault
 
 
 def test_one_plugin_export_invoke_live_names_and_data_bag(plugin_dir: Path, events, make_swapper) -> None:
@@ -129,3 +129,19 @@ def test_details_str_sorted_by_plugin_name() -> None:
     details = Details([("/p/zeta.hsp", "zeta", "ok"), ("/p/alpha.hsp", "alpha", "unchanged")])
     assert str(details) == "alpha: unchanged, zeta: ok"
     assert details == {"/p/zeta.hsp": "ok", "/p/alpha.hsp": "unchanged"}
+
+
+def test_namespace_folder_and_inspect_getsource(plugin_dir: Path, events, make_swapper) -> None:
+    """A folder without __init__.py imports as a namespace package; inspect.getsource works."""
+    import inspect
+
+    pack_plugin(plugin_dir, "foo", {
+        "__init__.py": hooks_source("foo", extra="from .tools.calc import live_add\n"),
+        "tools/calc.py": "def live_add(a, b):\n    return a + b\n",
+    })
+    swapper = make_swapper()
+    swapper.load_plugins()
+    live_add = swapper.current().vault.live_funcs["live_add"]
+    assert live_add(2, 3) == 5
+    assert inspect.getsource(live_add) == "def live_add(a, b):\n    return a + b\n"
+    assert live_add.__module__.endswith(".tools.calc")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from handmade import hooks_source, pack_plugin, wait_for
 
-from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime import HotswapError
 
 
 def modules_of(root: str) -> list[str]:
@@ -24,7 +24,7 @@ def test_changed_unchanged_added_removed(plugin_dir: Path, events, make_swapper)
     """A new stamp is ok, identical inputs are unchanged, added plugins load, removed ones go."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
     pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b")})
-    swapper = make_swapper()
+    swapper = make_swapper(free_delay=3600)  # frees are not the subject here
     swapper.load_plugins()
     first = swapper.current()
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
@@ -260,3 +260,78 @@ def test_typing_overloads_pruned(plugin_dir: Path, events, make_swapper) -> None
     assert len(typing.get_overloads(g)) == 2
     swapper.close()
     assert typing.get_overloads(g) == []
+
+
+@pytest.mark.parametrize("step", ["import", "dependencies", "vault", "extension_factory",
+                                  "self_test", "reload_callback"])
+def test_fault_at_each_step_frees_the_attempt(plugin_dir: Path, events, make_swapper, step: str) -> None:
+    """A fault at any step of a reload leaves sys.modules and current() exactly as they were."""
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    broken = {"a": {}, "b": {}}
+    if step == "import":
+        broken["b"] = {"extra": "raise RuntimeError('import fault')\n"}
+    elif step == "dependencies":
+        broken["b"] = {"import_": "_D()", "extra": "class _D:\n    zed: int\n"}
+    elif step == "vault":
+        broken["a"] = {"extra": "def live_same():\n    pass\n"}
+        broken["b"] = {"extra": "def live_same():\n    pass\n"}
+    elif step == "self_test":
+        broken["b"] = {"extra": "def self_test(vault):\n    raise RuntimeError('self test fault')\n"}
+    fail = {"on": False}
+
+    def factory() -> dict:
+        if fail["on"] and step == "extension_factory":
+            raise RuntimeError("factory fault")
+        return {}
+
+    def callback(new, old) -> None:
+        if fail["on"] and step == "reload_callback":
+            raise RuntimeError("callback fault")
+
+    swapper = make_swapper(extension_factory=factory, reload_callback=callback, free_delay=3600)
+    swapper.load_plugins()
+    old = swapper.current()
+    hooks = ["on_load", "on_init", "on_free", "export", "import_", "invoke_func", "reloadable"]
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, stamp="v2", **broken[name])},
+                    hooks=hooks + (["self_test"] if step == "self_test" and name == "b" else []))
+    before = set(sys.modules)
+    fail["on"] = True
+    events.log.clear()
+    with pytest.raises(HotswapError) as info:
+        swapper.reload()
+    assert info.value.step == step
+    assert info.value.__cause__ is not None or step in ("dependencies", "vault")
+    assert swapper.current() is old
+    assert set(sys.modules) == before
+    assert swapper.stats() == [s for s in swapper.stats() if s.state == "current"]
+    loaded = events.hooks("on_load")
+    assert events.hooks("on_free") == list(reversed(loaded))
+
+
+def test_one_rebuilt_while_the_others_are_removed(plugin_dir: Path, events, make_swapper) -> None:
+    """One plugin rebuilt while the other two are removed: it alone remains; the others are freed."""
+    for name in ("a", "b", "c"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", stamp="v2")})
+    (plugin_dir / "a.hsp").unlink()
+    (plugin_dir / "c.hsp").unlink()
+    assert str(swapper.reload()) == "b: ok"
+    assert [p.name for p in swapper.current().plugins()] == ["b"]
+    wait_for(lambda: sorted(events.hooks("on_free")) == ["a", "b", "c"])
+
+
+def test_reset_plugin_dir_applies_at_next_load(tmp_path: Path, events, make_swapper) -> None:
+    """reset_plugin_dir changes nothing until the next reload, which loads from the new folder."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    pack_plugin(first, "a", {"__init__.py": hooks_source("a")})
+    pack_plugin(second, "z", {"__init__.py": hooks_source("z")})
+    swapper = make_swapper(first)
+    swapper.load_plugins()
+    swapper.reset_plugin_dir(second)
+    assert [p.name for p in swapper.current().plugins()] == ["a"]
+    assert str(swapper.reload()) == "z: ok"
+    assert swapper.current().find_plugin("z").file == str(second / "z.hsp")
