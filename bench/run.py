@@ -47,6 +47,36 @@ def parse_build(text: str) -> dict[str, float]:
     return out
 
 
+def parse_reload(text: str) -> dict[str, float]:
+    """``bench/reload.py``'s table: modules, reload ms, floor ms, ratio."""
+    out: dict[str, float] = {}
+    row = re.compile(rf"^\s*(\d+)\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})x\s*$")
+    for line in text.splitlines():
+        match = row.match(line)
+        if match:
+            n = match.group(1)
+            out[f"reload_{n}_ms"] = float(match.group(2))
+            out[f"floor_{n}_ms"] = float(match.group(3))
+            out[f"reload_vs_floor_{n}"] = float(match.group(4))
+    return out
+
+
+def parse_dispatch(text: str) -> dict[str, float]:
+    """``bench/dispatch.py``'s lines: ``<statement>  <ns> ns  <ratio>x``, direct call first."""
+    out: dict[str, float] = {}
+    for match in re.finditer(rf"^(.*?)\s+({NUMBER}) ns\s+({NUMBER})x\s*$", text, re.MULTILINE):
+        label, ns, ratio = match.group(1), float(match.group(2)), float(match.group(3))
+        if label.startswith("direct"):
+            out["dispatch_direct_ns"] = ns
+        elif "live_funcs" in label:
+            out["dispatch_live_ns"] = ns
+            out["dispatch_live_ratio"] = ratio
+        elif "invoke_func" in label:
+            out["dispatch_invoke_ns"] = ns
+            out["dispatch_invoke_ratio"] = ratio
+    return out
+
+
 def parse_live(text: str) -> dict[str, float]:
     """``bench/live.py``'s lines: ``<name>  <value> µs (median)``."""
     out: dict[str, float] = {}
@@ -69,23 +99,23 @@ class Bench:
     name: str
     script: str
     owner: str
-    full: tuple[str, ...] = ()           # arguments of a full run
-    quick: tuple[str, ...] = ("--quick",)  # arguments of a quick run when it lacks --quick
+    full: tuple[str, ...] = ()    # arguments of a full run
+    quick: tuple[str, ...] = ()   # arguments of a quick run, for a script without --quick
     parse: Callable[[str], dict[str, float]] = parse_pairs
     timeout: float = 1800.0
 
 
 BENCHES = [
-    Bench("reload", "reload.py", "runtime"),
+    Bench("reload", "reload.py", "runtime", parse=parse_reload),
     Bench("restart", "restart.py", "web"),
     Bench("free", "free.py", "web"),
-    Bench("dispatch", "dispatch.py", "runtime"),
+    Bench("dispatch", "dispatch.py", "runtime", parse=parse_dispatch),
     Bench("under_load", "under_load.py", "web"),
     Bench("memory", "memory.py", "web"),
     Bench("loop_stall", "loop_stall.py", "web"),
     Bench("build", "build.py", "build", full=("--runs", "3"),
           quick=("--runs", "1", "--sizes", "10"), parse=parse_build),
-    Bench("live", "live.py", "live", quick=(), parse=parse_live),
+    Bench("live", "live.py", "live", parse=parse_live),
 ]
 
 # the goals of issue 6: key -> (comparison, bound)
@@ -113,13 +143,13 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _help(path: Path, env: dict[str, str]) -> str:
-    try:
-        done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True,
-                              text=True, timeout=60, cwd=REPO, env=env)
-    except subprocess.TimeoutExpired:
-        return ""
-    return done.stdout if done.returncode == 0 else ""
+def _accepts(bench: Bench, path: Path, option: str) -> bool:
+    """Whether the script takes ``option``: ours all do; the others' source is read, not run
+    with ``--help`` (a script without argparse would run its whole benchmark)."""
+    if bench.owner == "web":
+        return True
+    pattern = rf"""add_argument\(\s*['"]{re.escape(option)}['"]"""
+    return re.search(pattern, path.read_text(encoding="utf-8")) is not None
 
 
 def run_bench(bench: Bench, quick: bool) -> Outcome:
@@ -130,13 +160,12 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
                                                f"(the {bench.owner} part)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-    usage = _help(path, env)
     argv = [sys.executable, str(path)]
     if quick:
-        argv += ["--quick"] if "--quick" in usage else list(bench.quick)
+        argv += ["--quick"] if _accepts(bench, path, "--quick") else list(bench.quick)
     else:
         argv += list(bench.full)
-    as_json = "--json" in usage
+    as_json = _accepts(bench, path, "--json")
     if as_json:
         argv.append("--json")
     started = time.perf_counter()
