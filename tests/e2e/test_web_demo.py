@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,5 +171,27 @@ def test_admin_reload_refuses_non_loopback_clients(host: Host,
         assert http.get("/p/nope/hello").status_code == 404
         assert http.get("/p/greeter/nope").json() == {
             "error": 'plugin "greeter" has no action "nope"; try hello'}
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.proc.wait(timeout=20) == 0
+
+
+def test_failed_reload_keeps_the_old_version_serving(
+        host: Host, build_plugin: Callable[..., object], tmp_path: Path) -> None:
+    """A rebuilt plugin whose on_load raises: 500 with the cause, the old code keeps serving."""
+    broken = tmp_path / "broken" / "greeter"
+    shutil.copytree(PLUGINS / "greeter", broken, ignore=shutil.ignore_patterns("__pycache__"))
+    source = broken / "__init__.py"
+    source.write_text(source.read_text().replace(
+        'log.info("greeter %s loaded", CompileTimeString)',
+        'raise RuntimeError("no database")'))
+    build_plugin(broken, tmp_path / "bin", stamps={"CompileTimeString": "v5"})
+    with httpx.Client(base_url=host.url, timeout=10) as http:
+        failed = http.post("/admin/reload")
+        assert failed.status_code == 500
+        error = failed.json()["error"]
+        assert error.startswith("reload failed, the previous plugins keep serving: ")
+        assert "greeter" in error and "on_load" in error and "no database" in error
+        assert http.get("/p/greeter/hello").json()["version"] == "v1"
+        assert http.get("/").json()["reloads"] == 0
     host.proc.send_signal(signal.SIGTERM)
     assert host.proc.wait(timeout=20) == 0
