@@ -4,7 +4,8 @@ The bench plugin's modules use ``logging.getLogger(__name__)``, ``typing`` subsc
 ``typing.overload``: the ways a replaced version usually stays reachable. Each reload alternates
 between two builds (different stamps), so every reload loads a fresh version; ``free_delay`` is
 0, so each replaced version is freed right away. Each run is a fresh process; the figures are
-medians over runs.
+medians over runs. ``rss_growth_floor_mb_<n>``: the same cycles done with plain importlib and
+the same cleanup, in a fresh process: what CPython itself keeps (the floor).
 
     .venv/bin/python bench/memory.py [--runs 3] [--reloads 1000] [--quick] [--json]
 """
@@ -75,6 +76,44 @@ def one_run(reloads: int, baseline: int, modules: int) -> dict[str, float]:
             "py_blocks_growth": blocks_end - blocks_base}
 
 
+def floor_run(reloads: int, baseline: int, modules: int) -> dict[str, float]:
+    """The same cycles with plain importlib (warm ``__pycache__``, no framework): import the
+    plugin, call it, drop its modules with the cleanup the runtime does (loggers, typing caches,
+    overloads). What CPython itself keeps after that many imports of such modules."""
+    import compileall
+    import importlib
+    import typing
+    with tempfile.TemporaryDirectory(prefix="hotswap-bench-memory-floor-") as tmp:
+        root = Path(tmp)
+        _util.make_plugin(root, "leaky", modules)
+        compileall.compile_dir(str(root / "leaky"), quiet=1)
+        sys.path.insert(0, str(root))
+
+        def cycle(count: int) -> None:
+            for _ in range(count):
+                importlib.import_module("leaky").invoke_func("work", 3)
+                names = [k for k in sys.modules if k == "leaky" or k.startswith("leaky.")]
+                for name in names:
+                    del sys.modules[name]
+                loggers = logging.Logger.manager.loggerDict
+                for name in [k for k in loggers if k == "leaky" or k.startswith("leaky.")]:
+                    del loggers[name]
+                for cleanup in getattr(typing, "_cleanups", ()):
+                    cleanup()
+                registry = getattr(typing, "_overload_registry", {})
+                for name in names:
+                    registry.pop(name, None)
+
+        cycle(baseline)
+        gc.collect()
+        rss_base = _util.rss_bytes()
+        cycle(reloads - baseline)
+        gc.collect()
+        rss_end = _util.rss_bytes()
+        sys.path.remove(str(root))
+    return {"rss_growth_mb": (rss_end - rss_base) / 2**20}
+
+
 def _malloc_trim() -> bool:
     """Ask glibc to return free heap memory to the system; False where there is no glibc."""
     try:
@@ -91,20 +130,24 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=10)
     parser.add_argument("--modules", type=int, default=10)
     parser.add_argument("--one", action="store_true", help=argparse_hidden())
+    parser.add_argument("--floor", action="store_true", help=argparse_hidden())
     args = parser.parse_args()
     if args.quick:
         args.runs, args.reloads, args.baseline, args.modules = 1, 12, 2, 3
     if args.one:
-        print(json.dumps(one_run(args.reloads, args.baseline, args.modules)))
+        run_one = floor_run if args.floor else one_run
+        print(json.dumps(run_one(args.reloads, args.baseline, args.modules)))
         return
-    samples = []
+    samples, floors = [], []
     for run in range(args.runs):
         _util.log(f"memory: run {run + 1}/{args.runs}: {args.reloads} reloads of a "
-                  f"{args.modules}-module plugin")
-        out = subprocess.run([sys.executable, __file__, "--one", "--reloads", str(args.reloads),
-                              "--baseline", str(args.baseline), "--modules", str(args.modules)],
-                             check=True, capture_output=True, text=True)
-        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                  f"{args.modules}-module plugin, then as many plain imports")
+        for flags, into in (((), samples), (("--floor",), floors)):
+            out = subprocess.run([sys.executable, __file__, "--one", *flags,
+                                  "--reloads", str(args.reloads), "--baseline",
+                                  str(args.baseline), "--modules", str(args.modules)],
+                                 check=True, capture_output=True, text=True)
+            into.append(json.loads(out.stdout.strip().splitlines()[-1]))
     n = args.reloads
     results = {
         f"rss_growth_mb_{n}": _util.median([s["rss_growth_mb"] for s in samples]),
@@ -112,6 +155,7 @@ def main() -> None:
         f"rss_end_mb_{n}": _util.median([s["rss_end_mb"] for s in samples]),
         f"rss_growth_trimmed_mb_{n}": _util.median([s["rss_growth_trimmed_mb"] for s in samples]),
         f"py_blocks_growth_{n}": _util.median([s["py_blocks_growth"] for s in samples]),
+        f"rss_growth_floor_mb_{n}": _util.median([s["rss_growth_mb"] for s in floors]),
     }
     _util.emit(results, args.json)
 
