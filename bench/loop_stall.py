@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -98,7 +99,13 @@ def main() -> None:
     parser = _util.parser(__doc__)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--modules", type=int, default=100)
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval (s) for the run: how long the loop thread "
+                             "may wait for the GIL the reload thread holds [default: Python's, "
+                             "0.005]")
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.quick:
         args.runs, args.modules = 1, 3
     _util.log(f"loop_stall: {args.runs} runs, {args.modules}-module plugin")
