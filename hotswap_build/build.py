@@ -6,7 +6,7 @@ left in the output folder.
 
 Design note on speed: every file is read and hashed in this process; a per-file cache (keyed by
 the content hash and every option that shapes the result, kept outside the output folder) holds
-what the libcst pass and the compiler made of it, so a rebuild after a one-file change redoes
+what the scan, the rewrite and the compiler made of it, so a rebuild after a one-file change redoes
 one file. The rest go through ``_process_file``, in this process for small plugins and over
 forked worker processes for big ones (the jobs are inherited through fork, not pickled).
 """
@@ -16,29 +16,28 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hotswap_runtime.artifact import ARTIFACT_SUFFIX, REGISTRATION_MODULE, write_atomically
+from hotswap_runtime.artifact import (
+    ARTIFACT_SUFFIX,
+    REGISTRATION_MODULE,
+    Manifest,
+)
 
 from . import __version__
+from .cache import cache_dir, file_key, index_path, load_index, read_entry, store_index, write_entry
+from .check import analyse
 from .errors import BuildError
-from .scan import (
-    FileContext,
-    FileScan,
-    PluginLayout,
-    analyse,
-    collect_files,
-    is_generated,
-    locate_plugin,
-)
+from .layout import PluginLayout, collect_files, locate_plugin
+from .scan import FileContext, FileScan
 
 __all__ = ["BuildResult", "build", "cache_dir"]
 
@@ -46,8 +45,6 @@ logger = logging.getLogger("hotswap.build")
 
 #: below this many files to process, worker processes cost more than they save
 PARALLEL_THRESHOLD = 40
-STATIC_PLUGIN_PREFIX = "hotswap_static_plugin_"
-STATIC_PLUGINS_MODULE = "hotswap_static_plugins.py"
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,9 @@ class BuildResult:
         generated: every file written (the artifact, static glue, the kept build tree's files).
         tree: the kept temporary build tree (``leave_temps``/``package=False``), else None.
         timings: seconds per stage: scan, rewrite, compile, pack, total.
+        files: the source files built, relative to the plugin folder.
+        cached: how many of them came from the per-file cache.
+        removed: what ``clean`` removed.
     """
 
     artifact: Path | None
@@ -78,6 +78,8 @@ class BuildResult:
     import_name: str = ""
     tree: Path | None = None
     files: tuple[str, ...] = field(default=())
+    cached: int = 0
+    removed: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,50 +90,34 @@ class _Outcome:
     times: tuple[float, float, float]
 
 
-def cache_dir() -> Path:
-    """The per-file cache folder: ``$HOTSWAP_CACHE_DIR``, else ``~/.cache/hotswap/build``."""
-    configured = os.environ.get("HOTSWAP_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hotswap" / "build"
+def _render_registration(cache: Path, name: str, hooks: Sequence[str],
+                         live_funcs: Mapping[str, str], live_types: Mapping[str, str]) -> bytes:
+    """The registration module, from the cache when these names were rendered before (so a
+    rebuild does not even import jinja2)."""
+    from .render import templates_dir
 
+    template = (templates_dir() / "registration.py.j2").read_bytes()
+    key = hashlib.sha256(repr((__version__, template, name, sorted(hooks),
+                               sorted(live_funcs.items()),
+                               sorted(live_types.items()))).encode()).hexdigest()
+    path = cache / "render" / key[:2] / key
+    cached = read_entry(path)
+    if cached is not None:
+        return cached
+    from .render import registration_module
 
-def _cache_key(ctx: FileContext, source: bytes) -> str:
-    parts = (__version__, sys.implementation.cache_tag, sys.version, ctx.rel, ctx.module,
-             ctx.package_depth, ctx.is_root, ctx.layout.name, ctx.layout.import_name,
-             ctx.layout.siblings, ctx.live_prefix, ctx.stamps, ctx.optimize)
-    digest = hashlib.sha256(repr(parts).encode())
-    digest.update(source)
-    return digest.hexdigest()
-
-
-def _cache_load(folder: Path, key: str) -> _Outcome | None:
-    try:
-        with open(folder / key[:2] / key, "rb") as handle:
-            outcome = pickle.load(handle)
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError,
-            ValueError):
-        return None
-    return outcome if isinstance(outcome, _Outcome) else None
-
-
-def _cache_store(folder: Path, key: str, outcome: _Outcome) -> None:
-    target = folder / key[:2] / key
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError as exc:  # the cache only speeds things up; a build never fails for it
-        logger.debug("cannot write the build cache %s: %s", target, exc)
+    text = registration_module(name, hooks, live_funcs, live_types).encode("utf-8")
+    write_entry(path, text)
+    return text
 
 
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
-    """The libcst pass (when the text check asks for it), then the compiler."""
+    """Scan and rewrite one file (when the text check asks for it), then compile it."""
     from .pack import pyc_bytes
     from .rewrite import rewrite_source
 
     started = time.perf_counter()
-    scan, out, rewrite_time = rewrite_source(source, ctx)
+    scan, out, rewrite_time = rewrite_source(source, ctx, _STATEMENT_CACHE)
     scanned = time.perf_counter()
     pyc = None
     if not scan.problems:
@@ -144,23 +130,31 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
             problem = (f'plugin "{ctx.layout.name}": syntax error in '
                        f"{ctx.layout.display(ctx.rel)}:{exc.lineno}: {message}; fix it and "
                        "build again")
-            scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten)
+            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
         except ValueError as exc:
             problem = (f'plugin "{ctx.layout.name}": {ctx.layout.display(ctx.rel)} cannot be '
                        f"compiled ({exc}); fix the file and build again")
-            scan = FileScan(scan.rel, scan.module, scan.parsed, scan.bindings, scan.star_imports,
-                            scan.stamped, (*scan.problems, problem), scan.rewritten)
+            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
     done = time.perf_counter()
-    return _Outcome(scan, out, pyc, (scanned - started - rewrite_time, rewrite_time, done - scanned))
+    times = (scanned - started - rewrite_time, rewrite_time, done - scanned)
+    return _Outcome(scan, out, pyc, times)
 
 
 # Jobs handed to forked workers by inheritance: (context, source) pairs
 _JOBS: Sequence[tuple[FileContext, bytes]] = ()
+# the statement cache folder of the running build, inherited by forked workers too
+_STATEMENT_CACHE: Path | None = None
 
 
 def _process_chunk(indexes: range) -> list[_Outcome]:
     return [_process_file(*_JOBS[i]) for i in indexes]
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and cleans up."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _workers() -> int:
@@ -172,21 +166,29 @@ def _workers() -> int:
 
 def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]]) -> list[_Outcome]:
     workers = min(_workers(), 8)
-    if len(jobs) < PARALLEL_THRESHOLD or workers < 2 or sys.platform == "win32":
+    # forking a process that runs other threads can deadlock the children (a lock held by a
+    # thread that does not exist there); a host that builds in-process gets the serial path
+    if (len(jobs) < PARALLEL_THRESHOLD or workers < 2 or sys.platform == "win32"
+            or threading.active_count() > 1):
         return [_process_file(ctx, source) for ctx, source in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if any(ctx.needs_parse(source.decode("utf-8", "replace")) for ctx, source in jobs):
-        import libcst  # noqa: F401  (imported once here, inherited by every forked worker)
     global _JOBS
     _JOBS = jobs
     try:
         step = max(1, -(-len(jobs) // (workers * 4)))
         chunks = [range(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_ignore_interrupts)
+        try:
             return [outcome for part in pool.map(_process_chunk, chunks) for outcome in part]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finally:
         _JOBS = ()
 
@@ -208,8 +210,15 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
-                   stamps: Mapping[str, str], optimize: int, static_linking: bool, clean: bool,
-                   problems: list[str]) -> PluginLayout | None:
+                   stamps: Mapping[str, str], optimize: int,
+                   include: str | re.Pattern[str] | None, exclude: str | re.Pattern[str] | None,
+                   static_linking: bool, clean: bool, flag_problems: Sequence[str]
+                   ) -> tuple[PluginLayout, re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Check every option and the plugin folder; raise once with every problem (the caller's
+    ``flag_problems`` first)."""
+    problems: list[str] = []
+    include_re = _compile_regex("--include", include, problems)
+    exclude_re = _compile_regex("--exclude", exclude, problems)
     if not live_prefix:
         problems.append("--livePrefix is empty; give a prefix such as live_ (it is matched "
                         "case-insensitively)")
@@ -228,12 +237,14 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
         if not output_dir.is_dir():
             problems.append(f'output folder "{shown}" does not exist or is not a folder; '
                             "create it first (static linking writes into an existing folder)")
-        elif layout is not None and _inside(output_dir.resolve(), layout.root):
+        elif layout is not None and _inside(output_dir.resolve(), layout.root.resolve()):
             problems.append(f'output folder "{shown}" is the plugin folder or inside it; '
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():
         problems.append(f'output folder "{shown}" is a file; pass a folder')
-    return layout
+    if problems or layout is None or (clean and flag_problems):
+        raise BuildError([*flag_problems, *problems], plugin=layout.name if layout else None)
+    return layout, include_re, exclude_re
 
 
 def build(
@@ -250,6 +261,7 @@ def build(
     leave_temps: bool = False,
     package: bool = True,
     verbose: bool = False,
+    flag_problems: Sequence[str] = (),
 ) -> BuildResult:
     """Build the plugin in ``plugin_dir`` into ``output_dir`` (SPEC section 3).
 
@@ -267,98 +279,69 @@ def build(
         leave_temps: keep the generated build tree in a temporary folder.
         package: False stops after generating the tree (implies ``leave_temps``).
         verbose: log each stage at info level on the ``hotswap.build`` logger.
+        flag_problems: problems the caller found in its own arguments (the CLI's bad build
+            flags); the build goes on to find its other problems, then fails with all of them,
+            these first.
 
     Raises:
         BuildError: listing every problem found; nothing was written to ``output_dir``.
     """
     started = time.perf_counter()
-    plugin_path, out_path = Path(plugin_dir), Path(output_dir)
+    out_path = Path(output_dir)
     stamps = dict(stamps or {})
     log = logger.info if verbose else logger.debug
-    problems: list[str] = []
-    include_re = _compile_regex("--include", include, problems)
-    exclude_re = _compile_regex("--exclude", exclude, problems)
-    layout = _check_options(plugin_path, out_path, live_prefix, stamps, optimize,
-                            static_linking, clean, problems)
-    if problems or layout is None:
-        raise BuildError(problems, plugin=layout.name if layout else None)
+    layout, include_re, exclude_re = _check_options(
+        Path(plugin_dir), out_path, live_prefix, stamps, optimize, include, exclude,
+        static_linking, clean, flag_problems)
     if clean:
-        return _clean_static(layout, out_path, started)
+        from .static import clean_static
 
-    sources, data, found = collect_files(layout, include_re, exclude_re)
-    problems.extend(found)
+        generated, removed = clean_static(layout, out_path)
+        return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
+                           live_types={}, generated=generated, import_name=layout.import_name,
+                           timings={"total": time.perf_counter() - started}, removed=removed)
+
+    collected = _collect(layout, include_re, exclude_re)
     log("plugin %r (import name %s): %d source files, %d data files", layout.name,
-        layout.import_name, len(sources), len(data))
-    contents = {rel: (layout.root / rel).read_bytes() for rel in (*sources, *data)}
-    contexts = [FileContext.create(layout, rel, live_prefix, stamps, optimize) for rel in sources]
+        layout.import_name, len(collected.sources), len(collected.data))
+    processed = _process(layout, collected, live_prefix, stamps, optimize)
+    log("%d files from the cache, %d processed", processed.cached,
+        len(collected.sources) - processed.cached)
+    analysis = analyse(layout, [processed.outcomes[rel].scan for rel in collected.sources],
+                       live_prefix, stamps)
+    problems = sorted(set([*collected.problems, *analysis.problems]))
+    if problems or flag_problems:
+        raise BuildError([*flag_problems, *problems], plugin=layout.name)
+    registration = _render_registration(processed.cache, layout.name, analysis.hooks,
+                                        analysis.live_funcs, analysis.live_types)
 
-    cache = cache_dir()
-    outcomes: dict[str, _Outcome] = {}
-    misses: list[tuple[FileContext, bytes]] = []
-    keys: dict[str, str] = {}
-    for ctx in contexts:
-        keys[ctx.rel] = key = _cache_key(ctx, contents[ctx.rel])
-        cached = _cache_load(cache, key)
-        if cached is None:
-            misses.append((ctx, contents[ctx.rel]))
-        else:
-            outcomes[ctx.rel] = cached
-    for (ctx, _), outcome in zip(misses, _run_jobs(misses)):
-        outcomes[ctx.rel] = outcome
-        if not outcome.scan.problems:
-            _cache_store(cache, keys[ctx.rel], outcome)
-    log("%d files from the cache, %d processed", len(contexts) - len(misses), len(misses))
-    timings = {
-        "scan": sum(outcomes[c.rel].times[0] for c, _ in misses),
-        "rewrite": sum(outcomes[c.rel].times[1] for c, _ in misses),
-        "compile": sum(outcomes[c.rel].times[2] for c, _ in misses),
-    }
-
-    scans = [outcomes[rel].scan for rel in sources]
-    analysis = analyse(layout, scans, live_prefix, stamps)
-    problems.extend(analysis.problems)
-    if problems:
-        raise BuildError(sorted(set(problems)), plugin=layout.name)
-
-    from .render import registration_module
-
-    registration = registration_module(layout.name, analysis.hooks, analysis.live_funcs,
-                                       analysis.live_types).encode("utf-8")
+    timings = dict(processed.timings)
+    pack_started = time.perf_counter()
     result = dict(
         name=layout.name,
+        files=collected.sources,
+        cached=processed.cached,
         live_funcs=dict(analysis.live_funcs),
         live_types=dict(analysis.live_types),
         hooks=tuple(sorted(analysis.hooks)),
         import_name=layout.import_name,
     )
-    pack_started = time.perf_counter()
     if static_linking:
-        generated = _write_static(layout, out_path, registration)
+        from .static import write_static
+
+        generated = write_static(layout, out_path, registration)
         timings["pack"] = time.perf_counter() - pack_started
         timings["total"] = time.perf_counter() - started
         return BuildResult(artifact=None, build_id=None, generated=generated, timings=timings,
-                           files=tuple(sources), **result)
+                           **result)
 
     from .pack import build_id as compute_build_id
-    from .pack import git_commit, make_manifest, pyc_bytes, pyc_path, write_artifact
+    from .pack import git_commit, make_manifest
 
-    name = layout.name
-    members: dict[str, bytes] = {}
-    for rel in sources:
-        outcome = outcomes[rel]
-        members[f"{name}/{rel}"] = outcome.source
-        assert outcome.pyc is not None
-        members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
-    for rel in data:
-        members[f"{name}/{rel}"] = contents[rel]
-    reg_member = f"{name}/{REGISTRATION_MODULE}.py"
-    members[reg_member] = registration
-    code = compile(registration, reg_member, "exec", dont_inherit=True, optimize=optimize)
-    members[pyc_path(reg_member, optimize)] = pyc_bytes(code, registration)
-    the_id = compute_build_id(((rel, contents[rel]) for rel in (*sources, *data)), live_prefix,
-                              stamps, optimize)
+    members = _members(layout, collected, processed, registration, optimize)
+    the_id = compute_build_id(collected.contents.items(), live_prefix, stamps, optimize)
     manifest = make_manifest(
-        name=name, build_id_=the_id, live_prefix=live_prefix,
+        name=layout.name, build_id_=the_id, live_prefix=live_prefix,
         live_funcs=analysis.live_funcs, live_types=analysis.live_types, hooks=analysis.hooks,
         optimize=optimize, import_name=layout.import_name, stamps=stamps,
         git=git_commit(layout.root),
@@ -366,90 +349,124 @@ def build(
     generated: list[Path] = []
     tree = None
     if leave_temps or not package:
-        tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
-        for member, body in sorted(members.items()):
-            target = tree / member
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(body)
-        (tree / "MANIFEST.json").write_bytes(manifest.to_json())
-        generated.append(tree / reg_member)
+        tree = _write_tree(layout.name, members, manifest)
+        generated.append(tree / layout.name / f"{REGISTRATION_MODULE}.py")
         log("build tree kept at %s", tree)
     artifact = None
     if package:
-        artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
-        created = not out_path.exists()
-        out_path.mkdir(parents=True, exist_ok=True)
-        try:
-            write_artifact(artifact, name, members, manifest)
-        except BaseException:
-            if created:
-                shutil.rmtree(out_path, ignore_errors=True)
-            raise
+        artifact = _write_artifact(out_path, layout.name, members, manifest)
         generated.append(artifact)
         log("wrote %s (build id %s)", artifact, the_id)
     timings["pack"] = time.perf_counter() - pack_started
     timings["total"] = time.perf_counter() - started
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
-                       generated=tuple(generated), timings=timings, tree=tree,
-                       files=tuple(sources), **result)
+                       generated=tuple(generated), timings=timings, tree=tree, **result)
 
 
-def _static_names(out_path: Path) -> list[str]:
-    names = []
-    for path in sorted(out_path.glob(f"{STATIC_PLUGIN_PREFIX}*.py")):
-        if is_generated(path):
-            names.append(path.stem[len(STATIC_PLUGIN_PREFIX):])
-    return names
+@dataclass(frozen=True)
+class _Collected:
+    """The files of a plugin: sources and data files (relative paths) and their contents."""
+
+    sources: tuple[str, ...]
+    data: tuple[str, ...]
+    contents: Mapping[str, bytes]
+    problems: tuple[str, ...]
 
 
-def _write_static(layout: PluginLayout, out_path: Path, registration: bytes) -> tuple[Path, ...]:
-    """Write the registration module, the plugin's glue module and the aggregate module."""
-    from .render import static_plugin_module, static_plugins_module
+@dataclass(frozen=True)
+class _Processed:
+    """What scanning, rewriting and compiling made of every source file."""
 
-    reg_path = layout.root / f"{REGISTRATION_MODULE}.py"
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
-    all_path = out_path / STATIC_PLUGINS_MODULE
-    glue = static_plugin_module(layout.name, layout.import_name).encode("utf-8")
-    names = sorted({*_static_names(out_path), layout.name})
-    aggregate = static_plugins_module(names).encode("utf-8")
-    written: list[tuple[Path, bytes | None]] = []
+    outcomes: Mapping[str, _Outcome]
+    cached: int
+    timings: Mapping[str, float]
+    cache: Path
+
+
+def _collect(layout: PluginLayout, include: re.Pattern[str] | None,
+             exclude: re.Pattern[str] | None) -> _Collected:
+    sources, data, problems = collect_files(layout, include, exclude)
+    contents = {rel: (layout.root / rel).read_bytes() for rel in (*sources, *data)}
+    return _Collected(tuple(sources), tuple(data), contents, tuple(problems))
+
+
+def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
+             stamps: Mapping[str, str], optimize: int) -> _Processed:
+    """Every source file from the cache, or scanned, rewritten and compiled (then cached)."""
+    cache = cache_dir()
+    index_file = index_path(cache, layout)
+    index = load_index(index_file)
+    outcomes: dict[str, _Outcome] = {}
+    misses: list[tuple[FileContext, bytes]] = []
+    keys: dict[str, str] = {}
+    for rel in collected.sources:
+        ctx = FileContext.create(layout, rel, live_prefix, stamps, optimize)
+        keys[rel] = key = file_key(ctx, collected.contents[rel])
+        cached = index.get(key)
+        if isinstance(cached, _Outcome):
+            outcomes[rel] = cached
+        else:
+            misses.append((ctx, collected.contents[rel]))
+    global _STATEMENT_CACHE
+    _STATEMENT_CACHE = cache
     try:
-        for path, body in ((reg_path, registration), (glue_path, glue), (all_path, aggregate)):
-            written.append((path, path.read_bytes() if path.exists() else None))
-            write_atomically(path, body)
+        done = _run_jobs(misses)
+    finally:
+        _STATEMENT_CACHE = None
+    for (ctx, _), outcome in zip(misses, done, strict=True):
+        outcomes[ctx.rel] = outcome
+    if misses:
+        store_index(index_file, {keys[rel]: outcome for rel, outcome in outcomes.items()
+                                 if not outcome.scan.problems})
+    timings = {stage: sum(outcome.times[i] for outcome in done)
+               for i, stage in enumerate(("scan", "rewrite", "compile"))}
+    return _Processed(outcomes, len(collected.sources) - len(misses), timings, cache)
+
+
+def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
+             registration: bytes, optimize: int) -> dict[str, bytes]:
+    """Every member of the artifact's package: sources, bytecode, data, registration."""
+    from .pack import pyc_bytes, pyc_path
+
+    name = layout.name
+    members: dict[str, bytes] = {}
+    for rel in collected.sources:
+        outcome = processed.outcomes[rel]
+        assert outcome.pyc is not None, rel  # files with problems never get this far
+        members[f"{name}/{rel}"] = outcome.source
+        members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
+    for rel in collected.data:
+        members[f"{name}/{rel}"] = collected.contents[rel]
+    reg_member = f"{name}/{REGISTRATION_MODULE}.py"
+    members[reg_member] = registration
+    code = compile(registration, reg_member, "exec", dont_inherit=True, optimize=optimize)
+    members[pyc_path(reg_member, optimize)] = pyc_bytes(code, registration)
+    return members
+
+
+def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:
+    """The generated tree in a fresh temporary folder (``--leaveTemps``, ``--no-package``)."""
+    tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
+    for member, body in sorted(members.items()):
+        target = tree / member
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    return tree
+
+
+def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
+                    manifest: Manifest) -> Path:
+    """Write ``<out>/<name>.hsp`` atomically; a folder created for it goes again on failure."""
+    from .pack import write_artifact
+
+    artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
+    created = not out_path.exists()
+    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        write_artifact(artifact, name, members, manifest)
     except BaseException:
-        for path, previous in reversed(written):  # put back what was there before
-            if previous is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_atomically(path, previous)
+        if created:
+            shutil.rmtree(out_path, ignore_errors=True)
         raise
-    return (reg_path, glue_path, all_path)
-
-
-def _clean_static(layout: PluginLayout, out_path: Path, started: float) -> BuildResult:
-    """Remove what static linking generated for the plugin; regenerate the aggregate."""
-    from .render import static_plugins_module
-
-    removed: list[Path] = []
-    reg_path = layout.root / f"{REGISTRATION_MODULE}.py"
-    if reg_path.exists() and is_generated(reg_path):
-        reg_path.unlink()
-        removed.append(reg_path)
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
-    if glue_path.exists() and is_generated(glue_path):
-        glue_path.unlink()
-        removed.append(glue_path)
-    all_path = out_path / STATIC_PLUGINS_MODULE
-    names = _static_names(out_path)
-    generated: tuple[Path, ...] = ()
-    if names:
-        write_atomically(all_path, static_plugins_module(names).encode("utf-8"))
-        generated = (all_path,)
-    elif all_path.exists() and is_generated(all_path):
-        all_path.unlink()
-        removed.append(all_path)
-    return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
-                       live_types={}, generated=generated, import_name=layout.import_name,
-                       timings={"total": time.perf_counter() - started},
-                       files=tuple(os.fspath(p) for p in removed))
+    return artifact

@@ -110,9 +110,8 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
       hotswap build -v plugin/foo bin -- -X CompileTimeString=abc
       hotswap build --staticLinking plugin/foo plugin
     """
-    stamps, optimize, problems = parse_build_flags(build_flags)
-    if problems:
-        _fail(problems)
+    # bad flags are reported with the build's other problems, after it has looked for them
+    stamps, optimize, flag_problems = parse_build_flags(build_flags)
     name = os.path.basename(os.path.normpath(os.path.abspath(plugin_dir)))
     if static_linking:
         verb = "Removing" if clean else "Generating"
@@ -126,7 +125,8 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
         result = build(plugin_dir, output_dir, live_prefix=live_prefix, stamps=stamps,
                        optimize=optimize, include=include, exclude=exclude,
                        static_linking=static_linking, clean=clean,
-                       leave_temps=leave_temps or not package, package=package, verbose=verbose)
+                       leave_temps=leave_temps or not package, package=package, verbose=verbose,
+                       flag_problems=flag_problems)
     except BuildError as exc:
         if debug:
             traceback.print_exc()
@@ -143,7 +143,7 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
     if result.tree is not None:
         click.echo(f"Build tree kept at {result.tree}")
     if clean:
-        for removed in result.files:
+        for removed in result.removed:
             click.echo(f"Removed {removed}")
         click.echo(os.fspath(result.generated[-1] if result.generated else output_dir))
     elif static_linking:
@@ -161,6 +161,7 @@ def _print_verbose(result: Any) -> None:
         for name, module in sorted(names.items()):
             click.echo(f"  {name.ljust(width)}  {module}")
 
+    click.echo(f"Sources: {len(result.files)} files, {result.cached} from the cache")
     table("Live functions", dict(result.live_funcs))
     table("Live types", dict(result.live_types))
     click.echo(f"Generated files ({len(result.generated)}):")

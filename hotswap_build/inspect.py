@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import os
 
-from hotswap_runtime.artifact import Artifact, read_artifact
+from hotswap_runtime.artifact import REQUIRED_HOOKS, Artifact, read_artifact
+from hotswap_runtime.errors import ArtifactError
 
 __all__ = ["describe", "describe_json"]
 
 
 def _load(path: str | os.PathLike[str]) -> Artifact:
-    return read_artifact(path)
+    """Read and verify, and check the manifest lists the seven functions the runtime needs."""
+    artifact = read_artifact(path)
+    missing = sorted(set(REQUIRED_HOOKS) - set(artifact.manifest.hooks))
+    if missing:
+        problem = f"missing functions: {', '.join(missing)}"
+        raise ArtifactError(f"artifact {artifact.path} does not verify: {problem}; rebuild it "
+                            "with hotswap build", path=artifact.path, plugin=artifact.name,
+                            problems=(problem,))
+    return artifact
 
 
 def describe(path: str | os.PathLike[str]) -> str:
@@ -26,7 +35,7 @@ def describe(path: str | os.PathLike[str]) -> str:
         f"Import name:     {m.import_name}",
         f"Built by:        hotswap {m.hotswap_version}, Python {m.python}",
         f"Git commit:      {m.git_commit or '-'}",
-        f"Bytecode:        " + (f"{m.bytecode['cache_tag']}, optimize={m.bytecode['optimize']}"
+        "Bytecode:        " + (f"{m.bytecode['cache_tag']}, optimize={m.bytecode['optimize']}"
                                 if m.bytecode else "none (sources only)"),
         f"Live prefix:     {m.live_prefix}",
         f"Hooks:           {', '.join(m.hooks)}",
@@ -37,7 +46,8 @@ def describe(path: str | os.PathLike[str]) -> str:
         lines.extend(f"  {k} = {v!r}" if title == "Stamps" else f"  {k}  ({v})"
                      for k, v in sorted(names.items()))
     lines.append(f"Files:           {len(artifact.files)}")
-    lines.extend(f"  {member}  {len(data)} bytes" for member, data in sorted(artifact.files.items()))
+    lines.extend(f"  {member}  {len(data)} bytes"
+                 for member, data in sorted(artifact.files.items()))
     lines.append("Verified:        ok")
     return "\n".join(lines)
 

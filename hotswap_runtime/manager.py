@@ -84,10 +84,10 @@ class Plugin:
         deps: lower-case names of the plugins it imports.
     """
 
-    def __init__(self, version: Version, note: str) -> None:
+    def __init__(self, version: Version, note: str, file: str) -> None:
         self._version = version
         self.name = version.name
-        self.file = version.file
+        self.file = file
         self.sha256 = version.sha256
         self.build_id = version.build_id
         self.when: datetime = version.when
@@ -138,10 +138,10 @@ class PluginManager:
 
     def find_plugin(self, name: str) -> Plugin | None:
         """The plugin called ``name`` (case-insensitive), or None."""
-        plugin = self._by_name.get(name)
-        if plugin is None:
-            plugin = self._by_name.get(name.lower())
-        return plugin
+        try:
+            return self._by_name[name]  # the exact-name fast path: one specialised subscript
+        except KeyError:
+            return self._by_name.get(name.lower())
 
     def plugins(self) -> list[Plugin]:
         """The plugins, in dependency order (dependencies first, ties by name)."""

@@ -8,11 +8,10 @@ frees, freed versions) sits under a second, short-held lock (``_state_lock``), s
 waits for a reload to finish.
 
 Design note on freeing: a replaced manager is released ``free_delay`` seconds after the swap by
-the swapper's one daemon "freer" thread (it never keeps the process alive; one long-lived thread
-rather than a ``threading.Timer`` per reload, because starting a thread costs a reload a few
-milliseconds of GIL hand-over). Releasing drops one reference from each of its versions; those
-that reach zero (not carried over into a newer manager) run ``on_free`` in reverse dependency
-order on that thread, then are pruned (see ``Version.prune``). Freed versions are watched through weak references only, for ``stats()``.
+the swapper's ``Freer`` thread (see ``freeing``). Releasing drops one reference from each of its
+versions; those that reach zero (not carried over into a newer manager) run ``on_free`` in
+reverse dependency order on that thread, then are pruned (see ``Version.prune``). Freed versions
+are watched through weak references only, for ``stats()``.
 
 Failure changes nothing: each step of a load may raise; the ``except`` clause of ``_load``
 runs ``on_free`` for the fresh versions whose ``on_load`` ran (reverse order), prunes every
@@ -22,19 +21,18 @@ fresh version of the attempt, and re-raises before anything was published.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import contextlib
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
-from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
 from .deps import check_and_order, declared, wire
 from .errors import HotswapError
+from .freeing import Freer, Pending
+from .listing import list_artifacts
 from .manager import Details, Plugin, PluginManager, Vault
 from .static import StaticPlugin
 from .version import Version, next_load_number
@@ -64,65 +62,6 @@ class VersionStats:
     load: int
     state: str
     managers: int
-
-
-class _Pending:
-    """A replaced manager waiting for its free."""
-
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-        self.done = False
-
-
-class _Freer:
-    """One daemon thread that runs ``release(entry)`` once each entry's delay has passed."""
-
-    def __init__(self, release: Callable[[_Pending], None], logger: logging.Logger) -> None:
-        self._release = release
-        self._logger = logger
-        self._cond = threading.Condition()
-        self._queue: list[tuple[float, int, _Pending]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def schedule(self, entry: _Pending, delay: float) -> None:
-        with self._cond:
-            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), entry))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hotswap-free", daemon=True)
-                self._thread.start()
-            else:
-                self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopped:
-                        return
-                    timeout = None
-                    if self._queue:
-                        timeout = self._queue[0][0] - time.monotonic()
-                        if timeout <= 0:
-                            entry = heapq.heappop(self._queue)[2]
-                            break
-                    self._cond.wait(timeout)
-            try:
-                self._release(entry)
-            except Exception:  # the freer must survive whatever a release does
-                self._logger.exception("freeing plugin versions failed")
-            del entry
-
-    def stop(self) -> None:
-        """Forget what is queued, let the thread finish the release it runs, and end it."""
-        with self._cond:
-            self._stopped = True
-            self._queue.clear()
-            self._cond.notify()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
 
 @final
@@ -164,10 +103,11 @@ class PluginManagerSwapper:
             self._whitelist = list(dict.fromkeys(whitelist))
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
+        self._owner: int | None = None  # thread id holding the reload lock
         self._state_lock = threading.Lock()
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._freed: list[Version] = []
-        self._freer = _Freer(self._release, self._logger)
+        self._freer = Freer(self._release, self._logger)
         self._loaded = False
         self._closed = False
         self.reload_counter = 0
@@ -179,6 +119,11 @@ class PluginManagerSwapper:
         """True when the swapper was given ``static_plugins``."""
         return self._static is not None
 
+    @property
+    def plugin_dir(self) -> str:
+        """The folder the next load reads artifacts from (see ``reset_plugin_dir``)."""
+        return self._plugin_dir
+
     def current(self) -> PluginManager | None:
         """The current manager, or None before the first load; never blocks."""
         return self._current
@@ -189,7 +134,7 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: already loaded (use ``reload``), or the load failed (nothing changed).
         """
-        with self._reload_lock:
+        with self._locked():
             if self._loaded:
                 raise HotswapError("plugins are already loaded; call reload() to load them again",
                                    step="load")
@@ -209,7 +154,7 @@ class PluginManagerSwapper:
         Raises:
             HotswapError: static linking mode, or the reload failed (nothing changed).
         """
-        with self._reload_lock:
+        with self._locked():
             if self._static is not None:
                 raise HotswapError("running under static linking mode", step="reload")
             return self._load(data, extra)
@@ -228,9 +173,10 @@ class PluginManagerSwapper:
     def close(self) -> None:
         """Free everything now: every pending free, then the current manager; later loads refuse.
 
-        Runs every ``on_free`` (reverse dependency order) in the calling thread.
+        Runs every ``on_free`` (reverse dependency order) in the calling thread; afterwards
+        ``current()`` returns None and ``load_plugins``/``reload`` raise ``HotswapError``.
         """
-        with self._reload_lock:
+        with self._locked():
             if self._closed:
                 return
             self._closed = True
@@ -242,7 +188,7 @@ class PluginManagerSwapper:
             current = self._current
             self._current = None
             if current is not None:
-                final_entry = _Pending(current)
+                final_entry = Pending(current)
                 self._release(final_entry)
 
     def stats(self) -> list[VersionStats]:
@@ -275,63 +221,21 @@ class PluginManagerSwapper:
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
         return out
 
-    # -- loading ----------------------------------------------------------------------------
-    def _list_artifacts(self) -> dict[str, Artifact]:
-        folder = self._plugin_dir
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError as exc:
-            raise HotswapError(
-                f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
-                "folder given to PluginManagerSwapper",
-                step="list",
-            ) from exc
-        paths: dict[str, str] = {}
-        duplicates: list[str] = []
-        for entry in entries:
-            if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
-                continue
-            path = os.path.join(folder, entry)
-            if not os.path.isfile(path):
-                continue
-            key = entry[: -len(ARTIFACT_SUFFIX)].lower()
-            if key in paths:
-                duplicates.append(f"{os.path.basename(paths[key])} and {entry}")
-            else:
-                paths[key] = path
-        if duplicates:
-            raise HotswapError(
-                f"duplicate name: artifacts {'; '.join(duplicates)} in {folder} differ only in "
-                "case; remove all but one",
-                step="list",
-            )
-        if not paths:
-            return {}
-        if self._whitelist is not None:
-            wanted = {name.lower(): name for name in self._whitelist}
-            missing = sorted(name for key, name in wanted.items() if key not in paths)
-            if missing:
-                quoted = ", ".join(f'"{name}"' for name in missing)
-                raise HotswapError(
-                    f"whitelisted plugins not found in {folder}: {quoted}; build them into it "
-                    "or remove them from the whitelist",
-                    plugin=missing[0], step="list",
-                )
-            paths = {key: path for key, path in paths.items() if key in wanted}
-        artifacts: dict[str, Artifact] = {}
-        errors: list[HotswapError] = []
-        for key, path in sorted(paths.items()):
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the reload lock; refuse (rather than deadlock) when called from inside a load."""
+        if self._owner == threading.get_ident():
+            raise HotswapError("a load is running in this thread: a hook or reload callback "
+                               "cannot load, reload or close the swapper; do it after the load "
+                               "returns", step="load")
+        with self._reload_lock:
+            self._owner = threading.get_ident()
             try:
-                artifacts[key] = read_artifact(path)
-            except HotswapError as exc:
-                errors.append(exc)
-        if errors:
-            if len(errors) == 1:
-                raise errors[0]
-            raise HotswapError("; ".join(str(e) for e in errors), plugin=errors[0].plugin,
-                               step="verify") from errors[0]
-        return artifacts
+                yield
+            finally:
+                self._owner = None
 
+    # -- loading ----------------------------------------------------------------------------
     def _load(self, data: Any, extra: Callback | None) -> Details:
         if self._closed:
             raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
@@ -341,6 +245,10 @@ class PluginManagerSwapper:
         except HotswapError as exc:
             self._logger.error("loading plugins failed: %s", exc, exc_info=True)
             raise
+        except Exception as exc:  # a failure outside any hook: still a HotswapError for callers
+            self._logger.error("loading plugins failed: %s", exc, exc_info=True)
+            raise HotswapError(f"loading plugins failed: {type(exc).__name__}: {exc}",
+                               step="load") from exc
 
     def _load_unlogged(self, data: Any, extra: Callback | None) -> Details:
         old = self._current
@@ -348,6 +256,7 @@ class PluginManagerSwapper:
         load = next_load_number()
         fresh: dict[str, Version] = {}
         carried: dict[str, tuple[Version, str]] = {}
+        paths: dict[str, str] = {}  # lower-case name -> path of its artifact in this load
         if self._static is not None:
             wanted = None
             if self._whitelist is not None:
@@ -370,7 +279,8 @@ class PluginManagerSwapper:
                 if wanted is None or key in wanted:
                     fresh[key] = Version(static.name, load, static=static)
         else:
-            artifacts = self._list_artifacts()
+            artifacts = list_artifacts(self._plugin_dir, self._whitelist)
+            paths = {key: artifact.path for key, artifact in artifacts.items()}
             if not artifacts:
                 self._logger.info("no plugins found in %s; keeping the current plugins",
                                   self._plugin_dir)
@@ -413,13 +323,12 @@ class PluginManagerSwapper:
                           names("not reloadable"), names("unchanged"),
                           ", ".join(sorted(v.name for v in fresh.values())) or "-")
         try:
-            manager, notes = self._build(data, old, fresh, carried, extra)
+            manager = self._build(data, old, fresh, carried, extra, paths)
         except BaseException:
             self._discard(fresh)
             raise
         details = Details(
-            (v.name if v.static is not None else v.file, v.name, notes[id(v)])
-            for v in manager._versions()
+            (plugin.file, plugin.name, plugin.note) for plugin in manager.plugins()
         )
         with self._state_lock:
             for version in manager._versions():
@@ -427,7 +336,7 @@ class PluginManagerSwapper:
                 version.state = "current"
             self._current = manager
             if old is not None:
-                entry = _Pending(old)
+                entry = Pending(old)
                 self._pending.append(entry)
         if old is not None:
             self._freer.schedule(entry, self._free_delay)
@@ -438,8 +347,8 @@ class PluginManagerSwapper:
         return details
 
     def _build(self, data: Any, old: PluginManager | None, fresh: dict[str, Version],
-               carried: dict[str, tuple[Version, str]],
-               extra: Callback | None) -> tuple[PluginManager, dict[int, str]]:
+               carried: dict[str, tuple[Version, str]], extra: Callback | None,
+               paths: Mapping[str, str]) -> PluginManager:
         logger = self._logger
         ordered_fresh = [fresh[key] for key in sorted(fresh)]
         for version in ordered_fresh:
@@ -492,7 +401,13 @@ class PluginManagerSwapper:
                 version.call("self_test", logger, vault)
         notes = {id(v): "ok" for v in ordered_fresh}
         notes.update({id(v): word for v, word in carried.values()})
-        manager = PluginManager([Plugin(v, notes[id(v)]) for v in order], vault, logger)
+        # a carried-over version is reported under its artifact's current path (the folder may
+        # have been reset), or its old one when the artifact has gone
+        files = {id(v): v.name if v.static is not None else v.file for v in order}
+        files.update({id(v): paths[v.name.lower()] for v, _ in carried.values()
+                      if v.name.lower() in paths})
+        manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
+                                logger)
         for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
             if callback is None:
                 continue
@@ -501,7 +416,7 @@ class PluginManagerSwapper:
             except Exception as exc:
                 raise HotswapError(f"{name} failed: {type(exc).__name__}: {exc}",
                                    step="reload_callback") from exc
-        return manager, notes
+        return manager
 
     def _discard(self, fresh: Mapping[str, Version]) -> None:
         """Undo a failed attempt: ``on_free`` where ``on_load`` ran, then prune every version."""
@@ -520,7 +435,7 @@ class PluginManagerSwapper:
         except HotswapError as exc:
             self._logger.error("%s", exc, exc_info=exc)
 
-    def _release(self, entry: _Pending) -> None:
+    def _release(self, entry: Pending) -> None:
         """Drop one manager's hold on its versions and free those nobody uses any more."""
         with self._state_lock:
             if entry.done:

@@ -24,7 +24,8 @@ _mounts = itertools.count()
 
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Builds never touch the user's cache: each test gets its own."""
     monkeypatch.setenv("HOTSWAP_CACHE_DIR", str(tmp_path_factory.mktemp("hotswap-cache")))
 

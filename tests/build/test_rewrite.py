@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hotswap_build.layout import PluginLayout
 from hotswap_build.rewrite import rewrite_source
-from hotswap_build.scan import FileContext, PluginLayout
+from hotswap_build.scan import FileContext
 
 LAYOUT = PluginLayout(root=Path("/src/foo"), name="foo", import_name="foo", siblings=("bar",))
 NESTED = PluginLayout(root=Path("/src/app/foo"), name="foo", import_name="app.foo",
@@ -40,9 +41,55 @@ CASES = [
      "import importlib\nm = importlib.import_module('..a.b', __package__)\n"),
     ("from importlib import import_module\ndef f():\n    return import_module('foo')\n", "mod.py",
      "from importlib import import_module\ndef f():\n    return import_module('.', __package__)\n"),
+    ("from importlib.resources import files\nt = files('foo').joinpath('a.txt')\n", "mod.py",
+     "from importlib.resources import files\nt = files(__package__).joinpath('a.txt')\n"),
+    ("import importlib.resources as r\nt = r.read_text('foo.data', 'a.txt')\n", "sub/mod.py",
+     "import importlib.resources as r\n"
+     "t = r.read_text(__package__.rsplit(\".\", 1)[0] + \".data\", 'a.txt')\n"),
+    ("import pkgutil\nd = pkgutil.get_data('foo', 'a.bin')\n", "sub/__init__.py",
+     "import pkgutil\nd = pkgutil.get_data(__package__.rsplit(\".\", 1)[0], 'a.bin')\n"),
+    ("import importlib.resources\nimportlib.resources.files('foodstuff')\n", "mod.py",
+     "import importlib.resources\nimportlib.resources.files('foodstuff')\n"),
     ("import foodstuff\nfrom food import x\nimport os.path as foo\n", "mod.py",
      "import foodstuff\nfrom food import x\nimport os.path as foo\n"),
 ]
+
+
+LOAD = "__import__('importlib').import_module"
+
+# the real import name is one identifier, so "import foo" binds the plugin's own root package:
+# it binds the mounted one instead, at any depth and in any scope
+ROOT_CASES = [
+    ("import foo\n", "mod.py", f"foo = {LOAD}('.', __package__)\n"),
+    ("import foo\n", "__init__.py", f"foo = {LOAD}('.', __package__)\n"),
+    ("import foo as md\n", "sub/deep/mod.py", f"md = {LOAD}('...', __package__)\n"),
+    ("import foo.util\n", "sub/__init__.py",
+     f"{LOAD}('..util', __package__); foo = {LOAD}('..', __package__)\n"),
+    ("import foo.a.b as u\n", "mod.py", "from .a import b as u\n"),
+    ("import foo, os\n", "mod.py", f"import os; foo = {LOAD}('.', __package__)\n"),
+    ("x = 1; import foo.a; y = foo.a.z  # c\n", "mod.py",
+     f"x = 1; {LOAD}('.a', __package__); foo = {LOAD}('.', __package__); y = foo.a.z  # c\n"),
+    ("def main():\n    import foo.cli\n    foo.cli.run()\n", "__main__.py",
+     f"def main():\n    {LOAD}('.cli', __package__); foo = {LOAD}('.', __package__)\n"
+     "    foo.cli.run()\n"),
+    ("if TYPE_CHECKING:\n    import foo\n", "mod.py",
+     f"if TYPE_CHECKING:\n    foo = {LOAD}('.', __package__)\n"),
+    ("class A:\n    import foo as pkg\n", "mod.py",
+     f"class A:\n    pkg = {LOAD}('.', __package__)\n"),
+    ("m = __import__('foo')\n", "mod.py", f"m = {LOAD}('.', __package__)\n"),
+    ("v = __import__('foo.a.b').a\n", "sub/mod.py",
+     f"v = ({LOAD}('..a.b', __package__), {LOAD}('..', __package__))[1].a\n"),
+    ("m = __import__('food')\n", "mod.py", "m = __import__('food')\n"),
+]
+
+
+@pytest.mark.parametrize(("before", "rel", "after"), ROOT_CASES)
+def test_own_root_package_binds_the_mounted_one(before: str, rel: str, after: str) -> None:
+    """import foo, import foo.x, their aliases and __import__("foo.x") keep their meaning."""
+    scan, out = rewrite(before, rel)
+    assert out == after
+    assert not scan.problems
+    compile(out, rel, "exec")
 
 
 @pytest.mark.parametrize(("before", "rel", "after"), CASES)
@@ -69,12 +116,36 @@ def test_untouched_file_is_not_parsed() -> None:
 
 
 @pytest.mark.parametrize(("source", "layout", "message"), [
-    ("import os\nimport foo.a\n", LAYOUT,
-     'plugin "foo": "import foo.a" in foo/mod.py:2 cannot be made relative: it binds the name '
-     '"foo"; write "from . import a" (or "import foo.a as a") and use a.… instead'),
-    ("import foo\n", LAYOUT,
-     'plugin "foo": "import foo" in foo/mod.py:1 imports the plugin\'s own root package by '
+    ("import os\nimport app.foo.a\n", NESTED,
+     'plugin "foo": "import app.foo.a" in foo/mod.py:2 cannot be made relative: it binds the '
+     'name "app"; write "from . import a" (or "import app.foo.a as a") and use a.… instead'),
+    ("import app.foo\n", NESTED,
+     'plugin "foo": "import app.foo" in foo/mod.py:1 imports the plugin\'s own root package by '
      'name, which cannot be made relative; import what you need with "from . import name"'),
+    ("x = __import__('app.foo.a')\n", NESTED,
+     'plugin "foo": __import__("app.foo.a") in foo/mod.py:1 names the plugin\'s own package, '
+     "which the runtime mounts under another name, and cannot be rewritten (it returns the "
+     'host package "app"); write importlib.import_module(".a", __package__) instead'),
+    ("\nm = __import__('foo.a', globals(), None, ['b'])\n", LAYOUT,
+     'plugin "foo": __import__("foo.a") in foo/mod.py:2 names the plugin\'s own package, which '
+     "the runtime mounts under another name, and cannot be rewritten (it passes more than the "
+     'module name); write importlib.import_module(".a", __package__) instead'),
+    ("__import__(f'foo.{x}')\n", LAYOUT,
+     'plugin "foo": __import__() in foo/mod.py:1 builds a name inside the plugin\'s own '
+     'package "foo", which cannot be made relative; pass a relative name and the package: '
+     'import_module("." + name, __package__)'),
+    ("if x:\n    def live_f():\n        pass\n", LAYOUT,
+     'plugin "foo": live function "live_f" in foo/mod.py:2 is defined inside a module-level if '
+     "block, so the registration module could not import it reliably; define it "
+     'unconditionally at module level, or drop the "live_" prefix'),
+    ("try:\n    import fast\nexcept ImportError:\n    class Live_Job:\n        pass\n", LAYOUT,
+     'plugin "foo": live type "Live_Job" in foo/mod.py:4 is defined inside a module-level try '
+     "block, so the registration module could not import it reliably; define it "
+     'unconditionally at module level, or drop the "live_" prefix'),
+    ("with ctx():\n    async def live_run():\n        pass\n", LAYOUT,
+     'plugin "foo": live function "live_run" in foo/mod.py:2 is defined inside a module-level '
+     "with block, so the registration module could not import it reliably; define it "
+     'unconditionally at module level, or drop the "live_" prefix'),
     ("from app import foo\n", NESTED,
      'plugin "foo": "from app import foo" in foo/mod.py:1 imports the plugin\'s own root '
      'package by name, which cannot be made relative; import what you need with '
@@ -117,3 +188,22 @@ def test_stamps_apply_to_the_root_package_only() -> None:
     scan, out = rewrite('NAME = "dev"\n', "mod.py", stamps={"NAME": "x"})
     assert out == 'NAME = "dev"\n'
     assert scan.stamped == ()
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (b"from foo.a \\\n    import x\nimport foo.b \\\n  as b\n",
+     b"from .a \\\n    import x\nfrom . import b \\\n  as b\n"),
+    (b"x = 1\r\nfrom foo.a import x  # c\r\nif x: import foo.q as q; import os\r\n",
+     b"x = 1\r\nfrom .a import x  # c\r\nif x: from . import q as q; import os\r\n"),
+    ('# -*- coding: latin-1 -*-\ns = "\xe9"; from foo import y\n'.encode("latin-1"),
+     '# -*- coding: latin-1 -*-\ns = "\xe9"; from . import y\n'.encode("latin-1")),
+    ('s = "\u00e9\u00e9"; from foo import y\n'.encode(),
+     's = "\u00e9\u00e9"; from . import y\n'.encode()),
+    (b"\xef\xbb\xbffrom foo import y\n", b"\xef\xbb\xbffrom . import y\n"),
+])
+def test_rewrite_keeps_bytes_encodings_and_line_ends(before: bytes, after: bytes) -> None:
+    """Backslash continuations, CRLF, source encodings, non-ASCII columns and BOMs survive."""
+    ctx = FileContext.create(LAYOUT, "mod.py")
+    scan, out, _ = rewrite_source(before, ctx)
+    assert out == after
+    assert scan.problems == ()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from hotswap_build.check import analyse
+from hotswap_build.layout import collect_files, locate_plugin
 from hotswap_build.rewrite import rewrite_source
-from hotswap_build.scan import FileContext, Params, analyse, collect_files, locate_plugin
+from hotswap_build.scan import FileContext, Params
 
 
 def make(root: Path, files: dict[str, str]) -> None:
@@ -25,6 +27,15 @@ def test_import_name_walks_up_the_init_chain(tmp_path: Path) -> None:
     assert problems == []
     assert layout.import_name == "app.plugins.foo"
     assert layout.siblings == ("app.plugins.bar",)
+
+
+def test_a_symlinked_plugin_keeps_the_link_name(tmp_path: Path) -> None:
+    """The plugin name is the base name of the folder as given, even through a symlink."""
+    make(tmp_path, {"store/foo_v2/__init__.py": "", "plugins/__init__.py": ""})
+    (tmp_path / "plugins" / "foo").symlink_to(tmp_path / "store" / "foo_v2")
+    layout, problems = locate_plugin(tmp_path / "plugins" / "foo")
+    assert problems == []
+    assert (layout.name, layout.import_name) == ("foo", "plugins.foo")
 
 
 def test_collect_skips_tests_caches_and_generated_files(tmp_path: Path) -> None:

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
 
 import hotswap_build
 from hotswap_build.cli import main
-from hotswap_runtime.artifact import read_artifact
+from hotswap_runtime.artifact import Manifest, pack, read_artifact
 
 
 def test_build_then_import_the_artifact(sample, tmp_path: Path, load_artifact) -> None:
@@ -58,8 +59,9 @@ def test_verbose_lists_names_files_and_timings(sample, tmp_path: Path) -> None:
     result = invoke("build", "-v", str(plugin), str(out), "--", "-X", "CompileTimeString=abc")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[:7] == [
+    assert lines[:8] == [
         'Building plugin "hello"...',
+        "Sources: 4 files, 0 from the cache",
         "Live functions (1):",
         "  live_run  hello.jobs",
         "Live types (1):",
@@ -67,7 +69,8 @@ def test_verbose_lists_names_files_and_timings(sample, tmp_path: Path) -> None:
         "Generated files (1):",
         f"  {out / 'hello.hsp'}",
     ]
-    stages = [line.split()[0] for line in lines[8:-1]]
+    assert lines[8] == "Timings (scan, rewrite and compile summed over worker processes):"
+    stages = [line.split()[0] for line in lines[9:-1]]
     assert stages == ["scan", "rewrite", "compile", "pack", "total"]
     assert lines[-1] == str(out / "hello.hsp")
 
@@ -116,6 +119,8 @@ def test_include_and_exclude_pick_data_files(sample, tmp_path: Path) -> None:
     assert files["hello/sub/notes.txt"] == b"notes"
     assert "hello/sub/skip.txt" not in files
     assert "hello/test_hello.py" not in files
+    # the runtime mounts the package under another name: resources follow __package__
+    assert b'resources.files(__package__).joinpath("greeting.txt")' in files["hello/__init__.py"]
     plain = invoke("build", str(plugin), str(tmp_path / "plain"))
     assert plain.exit_code == 0
     assert not [m for m in read_artifact(tmp_path / "plain" / "hello.hsp").files
@@ -308,6 +313,18 @@ def test_inspect_refuses_corrupt_and_foreign_files(sample, tmp_path: Path) -> No
         f"Error: artifact {foreign} does not verify: not a hotswap artifact (File is not a zip "
         "file); rebuild it with hotswap build"]
     assert "Traceback" not in result.stderr
+    manifest = Manifest(name="bare", build_id="0", hotswap_version="0", python="3", live_prefix="x",
+                        live_funcs={}, live_types={}, hooks=("on_load", "on_init"))
+    (tmp_path / "bare.hsp").write_bytes(pack("bare", {"bare/__init__.py": b""}, manifest))
+    bare = invoke("inspect", str(tmp_path / "bare.hsp"))
+    assert bare.stderr.splitlines() == [
+        f"Error: artifact {tmp_path / 'bare.hsp'} does not verify: missing functions: export, "
+        "import_, invoke_func, on_free, reloadable; rebuild it with hotswap build"]
+    missing = invoke("inspect", str(tmp_path / "gone.hsp"))
+    assert missing.exit_code == 1
+    assert missing.stderr.splitlines() == [
+        f"Error: artifact {tmp_path / 'gone.hsp'} cannot be read (No such file or directory); "
+        "check that it exists and is readable"]
 
 
 def test_the_real_command_line(sample, tmp_path: Path) -> None:
@@ -322,8 +339,47 @@ def test_the_real_command_line(sample, tmp_path: Path) -> None:
     relative = subprocess.run([str(script), "build", "plugins/hello", "rel"], capture_output=True,
                               text=True, check=False, cwd=tmp_path)
     assert relative.stdout.splitlines()[-1] == "rel/hello.hsp"
+    static = subprocess.run([str(script), "build", "--staticLinking", "plugins/hello", "plugins"],
+                            capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert static.returncode == 0, static.stderr
+    assert static.stdout.splitlines() == ['Generating static code for plugin "hello"...',
+                                          "plugins/hotswap_static_plugin_hello.py"]
+    assert (tmp_path / "plugins" / "hotswap_static_plugins.py").is_file()
     failed = subprocess.run([str(script), "build", "plugins/nothere", "bin"],
                             capture_output=True, text=True, check=False, cwd=tmp_path)
     assert failed.returncode == 1
     assert failed.stderr == ('Error: plugin folder "plugins/nothere" does not exist; check the '
                              "<pluginDir> argument\n")
+
+
+def test_own_root_package_imported_by_name(tmp_path: Path, load_artifact, monkeypatch) -> None:
+    """import md, import md.util, their aliases and __import__("md.x"), at any depth and in any
+    scope, bind the mounted version's modules, never a host package of the same name."""
+    plugin = sample_plugin(tmp_path, "md")
+    with (plugin / "__init__.py").open("a") as handle:
+        handle.write("import md\nitself = md\n")
+    (plugin / "util.py").write_text("VALUE = 'mounted'\n")
+    (plugin / "cli.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import md\n"
+        "def run():\n    import md.util\n    return md, md.util.VALUE\n")
+    (plugin / "sub").mkdir()
+    (plugin / "sub" / "__init__.py").write_text("")
+    (plugin / "sub" / "deep.py").write_text(
+        "import os, md.util as u; import md as root\n"
+        "class Holder:\n    import md.cli\n"
+        "dunder = __import__('md.util')\n")
+    decoy = ModuleType("md")
+    monkeypatch.setitem(sys.modules, "md", decoy)  # the host's own "md", which must stay unused
+    out = tmp_path / "bin"
+    result = invoke("build", str(plugin), str(out))
+    assert result.exit_code == 0, result.output
+    package = load_artifact(out / "md.hsp")
+    mount = package.__name__
+    assert package.itself is package
+    deep = importlib.import_module(f"{mount}.sub.deep")
+    util = sys.modules[f"{mount}.util"]
+    assert deep.u is util and deep.root is package and deep.dunder is package
+    assert deep.Holder.md is package and package.cli is sys.modules[f"{mount}.cli"]
+    assert package.cli.run() == (package, "mounted")
+    assert sys.modules["md"] is decoy and not hasattr(decoy, "util")

@@ -37,10 +37,12 @@ def broken(sample, name: str) -> Path:
 
 CASES = {
     "hooks": [
+        'Error: plugin "hooks": import_ in hooks/__init__.py:20 is a coroutine function (async '
+        "def), but the runtime calls it synchronously; define it as def import_()",
         'Error: plugin "hooks": invoke_func in hooks/__init__.py:12 cannot be called as '
         "invoke_func(name, *params); give it the signature def invoke_func(name, *params)",
-        'Error: plugin "hooks": missing functions: import_, on_free; define them in '
-        "hooks/__init__.py or import them there",
+        'Error: plugin "hooks": missing functions: on_free; define them in hooks/__init__.py or '
+        "import them there",
         'Error: plugin "hooks": on_init in hooks/__init__.py:8 cannot be called as on_init(vault); '
         "give it the signature def on_init(vault)",
         'Error: plugin "hooks": on_load in hooks/__init__.py:4 cannot be called as on_load(data); '
@@ -52,6 +54,10 @@ CASES = {
         'Error: plugin "syntax": syntax error in syntax/hooks.py:6: invalid syntax; fix it and '
         "build again",
         "Error: plugin \"syntax\": syntax error in syntax/other.py:5: 'return' outside function; "
+        "fix it and build again",
+    ],
+    "rootsyntax": [
+        'Error: plugin "rootsyntax": syntax error in rootsyntax/__init__.py:4: expected \':\'; '
         "fix it and build again",
     ],
     "dups": [
@@ -80,15 +86,16 @@ CASES = {
         "module and reach other plugins through export() and import_()",
     ],
     "imports": [
-        'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:3 reaches above '
+        'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:2 reaches above '
         "the plugin's root package; import host-side modules absolutely, and other plugins "
         "through import_()",
-        'Error: plugin "imports": "import imports as me" in imports/mod.py:2 imports the '
-        "plugin's own root package by name, which cannot be made relative; import what you "
-        'need with "from . import name"',
-        'Error: plugin "imports": "import imports.sub.util" in imports/mod.py:1 cannot be made '
-        'relative: it binds the name "imports"; write "from .sub import util" (or "import '
-        'imports.sub.util as util") and use util.… instead',
+        'Error: plugin "imports": __import__("imports.sub") in imports/mod.py:1 names the '
+        "plugin's own package, which the runtime mounts under another name, and cannot be "
+        "rewritten (it passes more than the module name); write "
+        'importlib.import_module(".sub", __package__) instead',
+        'Error: plugin "imports": live function "live_check" in imports/mod.py:4 is defined '
+        "inside a module-level if block, so the registration module could not import it "
+        'reliably; define it unconditionally at module level, or drop the "live_" prefix',
     ],
     "selftest": [
         'Error: plugin "selftest": self_test in selftest/__init__.py:10 cannot be called as '
@@ -196,14 +203,35 @@ def test_output_folder_problems(tmp_path: Path) -> None:
 
 
 def test_bad_build_flags(tmp_path: Path) -> None:
-    """Flags after -- other than -X NAME=VALUE, -O and -OO are refused."""
+    """Flags after -- other than -X NAME=VALUE, -O and -OO are refused, and nothing is built."""
     plugin = write_plugin(tmp_path)
-    result = run(str(plugin), str(tmp_path / "bin"), "--", "-X", "NoValue", "-Q", "-X")
+    result = run(str(plugin), str(tmp_path / "bin"), "--", "-X", "NoValue", "-Q", "-OOO", "-X")
     assert errors(result) == [
         'Error: -X "NoValue" is not NAME=VALUE; write e.g. -X CompileTimeString=abc',
         'Error: unknown build flag "-Q" after --; the build flags are -X NAME=VALUE, -O and -OO',
+        'Error: unknown build flag "-OOO" after --; the build flags are -X NAME=VALUE, -O and '
+        "-OO",
         "Error: -X needs NAME=VALUE after it, e.g. -X CompileTimeString=abc",
     ]
+    assert not (tmp_path / "bin").exists()
+
+
+def test_bad_build_flags_come_with_the_other_problems(tmp_path: Path) -> None:
+    """One run reports the bad flags and what the build found, one Error: line each."""
+    plugin = write_plugin(tmp_path)
+    (plugin / "mod.py").write_text("x = 1\nlive_x = 2\n")
+    result = run(str(plugin), str(tmp_path / "bin"), "--", "-Q", "-X", "Missing=1")
+    assert errors(result) == [
+        'Error: unknown build flag "-Q" after --; the build flags are -X NAME=VALUE, -O and -OO',
+        'Error: plugin "foo": -X Missing: foo/__init__.py defines no module-level str constant '
+        '"Missing"; add Missing = "" there, or drop -X Missing',
+        'Error: plugin "foo": live name "live_x" in foo/mod.py:2 is assigned, not defined by a '
+        'def or class of the plugin; define it with def or class, or drop the "live_" prefix',
+    ]
+    options = run("--include", "(", str(plugin), str(tmp_path / "bin"), "--", "-Q")
+    assert errors(options)[0].startswith('Error: unknown build flag "-Q"')
+    assert errors(options)[1].startswith('Error: --include "(" is not a valid regular expression')
+    assert not (tmp_path / "bin").exists()
 
 
 def test_reserved_registration_name(tmp_path: Path) -> None:

@@ -218,3 +218,34 @@ def test_optimised_bytecode_from_the_artifact_runs(dirs, events, build_plugin, s
     build_plugin(foo, out, optimize=1)
     swapper.load_plugins()
     assert swapper.current().vault.live_funcs["live_check"]() == "optimised"
+
+
+def test_own_package_references_work_when_mounted(dirs, events, build_plugin, swapper) -> None:
+    """Absolute imports of the plugin's own package, importlib.resources.files("foo") and
+    pkgutil.get_data("foo", ...) all reach the mounted version after the build's rewrite."""
+    src, out = dirs
+    foo = write_plugin(src, "foo", '''
+        import importlib
+        import importlib.resources
+        import pkgutil
+        import foo
+        import foo.sub as sub_alias
+        from foo import sub
+        from foo.sub import VALUE
+
+        def live_probe():
+            return (
+                foo.NAME,
+                sub_alias.VALUE,
+                sub.VALUE,
+                VALUE,
+                importlib.import_module("foo.sub").VALUE,
+                importlib.resources.files("foo").joinpath("data/msg.txt").read_text(),
+                pkgutil.get_data("foo", "data/msg.txt"),
+            )
+        ''', {"sub.py": "VALUE = 'sub'\n", "data/msg.txt": "hi\n"})
+    build_plugin(foo, out, include=r"\.txt$")
+    swapper.load_plugins()
+    probe = swapper.current().vault.live_funcs["live_probe"]
+    assert probe() == ("foo", "sub", "sub", "sub", "sub", "hi\n", b"hi\n")
+    assert probe.__module__.startswith("_hotswap_foo_")

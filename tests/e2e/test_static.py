@@ -27,6 +27,7 @@ for key, plugin in HOTSWAP_STATIC_PLUGINS.items():
         "live_funcs": {{k: v.__module__ for k, v in plugin.live_funcs.items()}},
         "live_types": {{k: v.__module__ for k, v in plugin.live_types.items()}},
         "greet": plugin.hooks["invoke_func"]("greet", "x") if key == "hello" else None,
+        "data": plugin.hooks["invoke_func"]("data") if key == "hello" else None,
     }}
 print(json.dumps(out))
 """
@@ -64,6 +65,7 @@ def test_static_glue_imports_the_plugin_from_source(sample, tmp_path: Path) -> N
         "live_funcs": {"live_run": "hello.jobs"},
         "live_types": {"Live_Job": "hello.jobs"},
         "greet": "HELLO X (DEV)",
+        "data": "hi from a data file\n",
     }}
     assert not list(tmp_path.rglob("*.hsp"))
 
@@ -99,6 +101,13 @@ def test_clean_removes_what_static_linking_generated(sample, tmp_path: Path, bui
     assert result.exit_code == 0, result.output
     assert not (hello / "_hotswap_registration.py").exists()
     assert sorted(p.name for p in glue.iterdir()) == []
+    assert result.stdout.splitlines() == [
+        'Removing static code for plugin "hello"...',
+        f"Removed {hello / '_hotswap_registration.py'}",
+        f"Removed {glue / 'hotswap_static_plugin_hello.py'}",
+        f"Removed {glue / 'hotswap_static_plugins.py'}",
+        str(glue),
+    ]
     assert "--clean" not in CliRunner().invoke(main, ["build", "-h"]).output
 
 

@@ -152,7 +152,7 @@ def test_carried_over_dependency_gone(plugin_dir: Path, events, make_swapper) ->
     assert swapper.current() is old
 
 
-@pytest.mark.parametrize("value, what", [("3", "a int"), ("{'alpha': 1}", "a dict"),
+@pytest.mark.parametrize("value, what", [("3", "an int"), ("{'alpha': 1}", "a dict"),
                                          ("AlphaApi", "a class"), ("_ev", "a module")])
 def test_import_returning_a_non_declaring_object(plugin_dir: Path, events, make_swapper, value: str, what: str) -> None:
     """import_() returning a number, a dict, a class or a module fails naming the plugin."""
@@ -190,3 +190,17 @@ def test_failed_dependency_check_runs_no_on_load(plugin_dir: Path, events, make_
     pack_plugin(plugin_dir, "b", {"__init__.py": deps_plugin("b", "class Deps:\n    a: Any\nDEPS = Deps()\n")})
     _fails(plugin_dir, make_swapper)
     assert events.hooks("on_load") == [] and events.hooks("on_free") == []
+
+
+def test_pinned_may_depend_on_pinned(plugin_dir: Path, events, make_swapper) -> None:
+    """Two pinned plugins may depend on each other's exports and stay across reloads."""
+    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin(
+        "alpha", "", export=ALPHA_EXPORT, import_="None", reloadable=False)})
+    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin(
+        "beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n", reloadable=False)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin(
+        "alpha", "", stamp="v2", export=ALPHA_EXPORT, import_="None", reloadable=False)})
+    assert str(swapper.reload()) == "alpha: not reloadable, beta: not reloadable"
+    assert swapper.current().find_plugin("beta").lookup("DEPS").alpha.stamp == "v1"

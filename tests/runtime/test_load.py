@@ -62,6 +62,10 @@ def test_hook_order_and_data_reaches_every_on_load(plugin_dir: Path, events, mak
     ]
     assert events.data == [("alpha", {"k": 1}), ("beta", {"k": 1})]
     assert [p.name for p in swapper.current().plugins()] == ["alpha", "beta"]
+    for name in ("beta", "alpha"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name, stamp="v2")})
+    swapper.reload("again")
+    assert events.data[2:] == [("alpha", "again"), ("beta", "again")]
 
 
 def test_module_names_unique_per_load_and_show_the_plugin(plugin_dir: Path, events, make_swapper) -> None:

@@ -183,7 +183,7 @@ def test_callbacks_first_load_abort_and_extra_order(plugin_dir: Path, events, ma
         if fail["on"]:
             raise RuntimeError("callback says no")
 
-    swapper = make_swapper(reload_callback=callback)
+    swapper = make_swapper(reload_callback=callback, free_delay=3600)  # only the abort frees
     swapper.load_plugins()
     first = swapper.current()
     assert calls == [("main", first, None)]
@@ -335,3 +335,80 @@ def test_reset_plugin_dir_applies_at_next_load(tmp_path: Path, events, make_swap
     assert [p.name for p in swapper.current().plugins()] == ["a"]
     assert str(swapper.reload()) == "z: ok"
     assert swapper.current().find_plugin("z").file == str(second / "z.hsp")
+
+
+def test_unchanged_reported_under_the_current_path(tmp_path: Path, events, make_swapper) -> None:
+    """After reset_plugin_dir, an identical artifact is unchanged and keyed by its new path."""
+    first = pack_plugin(tmp_path / "one", "a", {"__init__.py": hooks_source("a")})
+    second = tmp_path / "two"
+    second.mkdir()
+    (second / "a.hsp").write_bytes(first.read_bytes())
+    swapper = make_swapper(first.parent)
+    swapper.load_plugins()
+    swapper.reset_plugin_dir(second)
+    assert swapper.reload() == {str(second / "a.hsp"): "unchanged"}
+    assert swapper.current().find_plugin("a").file == str(second / "a.hsp")
+
+
+LEAKY_BUT_CLEAN = '''
+import abc, collections.abc, dataclasses, enum, functools, logging, typing, warnings
+from hotswap_test_shared import Greeter
+
+log = logging.getLogger(__name__)
+
+class Color(enum.Enum):
+    RED = 1
+
+@dataclasses.dataclass
+class Job:
+    name: str
+    tags: typing.List[str] = dataclasses.field(default_factory=list)
+
+class Bag(collections.abc.Sized):
+    def __len__(self):
+        return 0
+
+class Hello:
+    def greet(self):
+        return "hi"
+
+@functools.lru_cache(maxsize=None)
+def cached(x: int) -> int:
+    return x * 2
+
+Pair = typing.Tuple[Job, typing.Optional[Color]]
+
+def live_work():
+    log.info("working %s", Color.RED)
+    warnings.warn("careful", UserWarning)
+    try:
+        raise KeyError("inside")
+    except KeyError:
+        pass
+    assert isinstance(Hello(), Greeter) and isinstance(Bag(), collections.abc.Sized)
+    assert typing.get_type_hints(Job)["tags"] == typing.List[str]
+    return cached(3), Job("x"), Pair
+'''
+
+
+def test_twenty_reloads_leave_one_version_alive(plugin_dir: Path, events, make_swapper) -> None:
+    """After 20 reloads of a plugin using logging, typing, enum, dataclasses, ABCs, protocols,
+    lru_cache and warnings, only the current version survives gc, in sys.modules and memory."""
+    import warnings
+
+    swapper = make_swapper()
+    for n in range(20):
+        pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp=str(n), extra=LEAKY_BUT_CLEAN)})
+        swapper.reload()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            swapper.current().vault.live_funcs["live_work"]()
+    wait_for(lambda: len(events.hooks("on_free")) == 19)
+
+    def clean() -> bool:
+        gc.collect()
+        return [(s.plugin, s.state) for s in swapper.stats()] == [("a", "current")]
+
+    wait_for(clean)
+    current_root = swapper.current().find_plugin("a").lookup("__name__")
+    assert {m.split(".")[0] for m in sys.modules if m.startswith("_hotswap_a_")} == {current_root}

@@ -123,7 +123,8 @@ def test_in_flight_call_finishes_on_its_version(plugin_dir: Path, events, make_s
 
 
 def test_stress_threads_call_during_reloads(plugin_dir: Path, events, make_swapper) -> None:
-    """Several threads calling into current() during dozens of reloads see zero errors."""
+    """Several threads calling into current() during dozens of reloads, some failing, see zero
+    errors."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="0")})
     pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="def live_b(x):\n    return x + 1\n")})
     swapper = make_swapper()
@@ -148,11 +149,16 @@ def test_stress_threads_call_during_reloads(plugin_dir: Path, events, make_swapp
     for n in range(1, 31):
         path = pack_plugin(plugin_dir / "builds", "a", {"__init__.py": hooks_source("a", stamp=str(n))})
         builds.append(path.read_bytes())
+    broken = pack_plugin(plugin_dir / "builds", "a", {"__init__.py": hooks_source("a") + "1 / 0\n"}).read_bytes()
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
         thread.start()
     try:
-        for raw in builds:
+        for n, raw in enumerate(builds):
+            if n % 5 == 4:  # a failed reload now and then: the callers must not notice either
+                (plugin_dir / "a.hsp").write_bytes(broken)
+                with pytest.raises(HotswapError, match="ZeroDivisionError"):
+                    swapper.reload()
             (plugin_dir / "a.hsp").write_bytes(raw)
             swapper.reload()
     finally:
@@ -276,3 +282,85 @@ def test_finder_removed_when_nothing_mounted(plugin_dir: Path, events) -> None:
     assert any(type(f).__name__ == "_Finder" for f in sys.meta_path)
     swapper.close()
     wait_for(lambda: not any(type(f).__name__ == "_Finder" for f in sys.meta_path))
+
+
+def test_pending_free_never_keeps_the_process_alive(plugin_dir: Path, tmp_path: Path) -> None:
+    """A host that exits with a free pending (free_delay=3600) exits at once."""
+    import subprocess
+
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a").replace(
+        "import hotswap_test_events as _ev", "class _ev:\n    hook = staticmethod(lambda *a: None)")})
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import sys\n"
+        "from hotswap_runtime import PluginManagerSwapper\n"
+        f"swapper = PluginManagerSwapper({str(plugin_dir)!r}, free_delay=3600)\n"
+        "swapper.load_plugins()\n"
+        "swapper.reload()\n"
+        "assert [s.state for s in swapper.stats()] == ['current']\n"
+        "print('done')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+
+
+def test_reload_from_inside_a_load_is_refused(plugin_dir: Path, events, make_swapper) -> None:
+    """A reload callback that reloads gets an error instead of a deadlock; the load then fails."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    inner: list[BaseException] = []
+
+    def callback(new, old) -> None:
+        try:
+            swapper.reload()
+        except HotswapError as exc:
+            inner.append(exc)
+            raise
+
+    swapper = make_swapper(reload_callback=callback)
+    with pytest.raises(HotswapError, match="reload_callback failed"):
+        swapper.load_plugins()
+    assert "a load is running in this thread" in str(inner[0])
+    assert swapper.current() is None
+
+
+def test_triggers_drive_a_real_swapper(plugin_dir: Path, events, make_swapper) -> None:
+    """watch_plugin_dir and reload_on_signal reload a real swapper; the new stamp serves."""
+    import os
+    import signal
+
+    from hotswap_runtime import triggers
+
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    assert swapper.plugin_dir == str(plugin_dir)
+    stop = triggers.reload_on_signal(swapper)
+    try:
+        pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="signal")})
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_for(lambda: swapper.current().find_plugin("a").invoke_func("stamp") == "signal")
+    finally:
+        stop()
+    stop = triggers.watch_plugin_dir(swapper, debounce=0.05)
+    try:
+        counter = swapper.reload_counter
+        deadline = time.monotonic() + 10
+        # the watcher starts asynchronously: rewrite until it notices
+        while swapper.current().find_plugin("a").invoke_func("stamp") != "watched":
+            assert time.monotonic() < deadline, "the watcher never reloaded"
+            pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="watched")})
+            time.sleep(0.2)
+        assert swapper.reload_counter > counter
+    finally:
+        stop()
+
+
+def test_static_plugin_checked_like_an_artifact(static_plugins, events, make_swapper) -> None:
+    """A static plugin lacking a hook is refused with the same 'missing functions' error."""
+    one = static_plugins["s_one"]
+    hooks = {k: v for k, v in one.hooks.items() if k != "on_free"}
+    broken = StaticPlugin(one.name, one.package, hooks, one.live_funcs)
+    swapper = make_swapper(static_plugins={"s_one": broken})
+    with pytest.raises(HotswapError, match='^plugin "s_one": missing functions: on_free;'):
+        swapper.load_plugins()
+    assert swapper.current() is None

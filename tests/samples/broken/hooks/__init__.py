@@ -15,3 +15,7 @@ def invoke_func(name):
 
 class reloadable:
     pass
+
+
+async def import_():
+    pass

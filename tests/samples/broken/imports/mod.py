@@ -1,7 +1,5 @@
-import imports.sub.util
-import imports as me
+sub = __import__("imports.sub", fromlist=["util"])
 from .. import elsewhere
-
-
-def f():
-    return imports.sub.util.x
+if sub:
+    def live_check():
+        return sub.util.x

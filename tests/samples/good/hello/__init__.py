@@ -1,5 +1,7 @@
 """A small good plugin: the seven hooks, a live function and type, self-imports."""
 
+from importlib import resources
+
 from hello import jobs
 from hello.sub.util import shout
 import hello.sub.util as util
@@ -40,6 +42,8 @@ def invoke_func(name, *params):
         return lazy.shout("lazy")
     if name == "util":
         return util.shout("util")
+    if name == "data":
+        return resources.files("hello").joinpath("greeting.txt").read_text()
     raise KeyError(name)
 
 

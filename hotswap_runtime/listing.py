@@ -1,0 +1,74 @@
+"""Listing a plugin folder: artifact names, the whitelist, and reading each artifact once."""
+
+from __future__ import annotations
+
+import os
+
+from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
+from .errors import HotswapError
+
+__all__ = ["list_artifacts"]
+
+
+def list_artifacts(folder: str, whitelist: list[str] | None) -> dict[str, Artifact]:
+    """Read and verify the artifacts of ``folder`` that ``whitelist`` (None: all) selects.
+
+    Returns lower-case plugin name -> ``Artifact``; an empty dict when there is none.
+
+    Raises:
+        HotswapError: the folder cannot be read, two names differ only in case, whitelisted
+            names are missing, or artifacts do not verify (every one is reported).
+    """
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise HotswapError(
+            f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
+            "folder given to PluginManagerSwapper",
+            step="list",
+        ) from exc
+    paths: dict[str, str] = {}
+    duplicates: list[str] = []
+    for entry in entries:
+        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
+            continue
+        path = os.path.join(folder, entry)
+        if not os.path.isfile(path):
+            continue
+        key = entry[: -len(ARTIFACT_SUFFIX)].lower()
+        if key in paths:
+            duplicates.append(f"{os.path.basename(paths[key])} and {entry}")
+        else:
+            paths[key] = path
+    if duplicates:
+        raise HotswapError(
+            f"duplicate name: artifacts {'; '.join(duplicates)} in {folder} differ only in "
+            "case; remove all but one",
+            step="list",
+        )
+    if not paths:
+        return {}
+    if whitelist is not None:
+        wanted = {name.lower(): name for name in whitelist}
+        missing = sorted(name for key, name in wanted.items() if key not in paths)
+        if missing:
+            quoted = ", ".join(f'"{name}"' for name in missing)
+            raise HotswapError(
+                f"whitelisted plugins not found in {folder}: {quoted}; build them into it "
+                "or remove them from the whitelist",
+                plugin=missing[0], step="list",
+            )
+        paths = {key: path for key, path in paths.items() if key in wanted}
+    artifacts: dict[str, Artifact] = {}
+    errors: list[HotswapError] = []
+    for key, path in sorted(paths.items()):
+        try:
+            artifacts[key] = read_artifact(path)
+        except HotswapError as exc:
+            errors.append(exc)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise HotswapError("; ".join(str(e) for e in errors), plugin=errors[0].plugin,
+                           step="verify") from errors[0]
+    return artifacts

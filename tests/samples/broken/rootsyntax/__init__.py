@@ -1,0 +1,5 @@
+def on_load(data):
+    pass
+
+def on_init(vault)
+    pass
