@@ -1,5 +1,6 @@
 """hotswap_runtime: load, swap, isolate and free plugin versions inside a running host."""
 
+from . import live
 from .errors import HotswapError
 from .manager import Details, Plugin, PluginManager, Vault
 from .static import StaticPlugin
@@ -14,4 +15,5 @@ __all__ = [
     "StaticPlugin",
     "Vault",
     "VersionStats",
+    "live",
 ]
