@@ -13,7 +13,9 @@ Routes:
 Design: the host owns everything that must outlive a reload — the ``HostState`` (counters,
 sessions), the swapper, the open connections — and plugins only ever receive it as an argument.
 Each request reads ``swapper.current()`` once, so it runs entirely on one version even when a
-reload swaps the manager meanwhile. ``SIGUSR1`` reloads too (``areload_on_signal``).
+reload swaps the manager meanwhile. ``SIGUSR1`` reloads too (``areload_on_signal``). Every
+``$HOTSWAP_DEMO_INTERVAL`` seconds (default 2) a heartbeat logs each plugin's stamp, so a
+reload shows in the log as in the other demos.
 
 ``create_app_from_env`` is the factory for ``uvicorn --factory`` (used by the benchmark to
 compare a hot swap with ``uvicorn --reload``); ``python -m demo.web.host`` is the usual way in.
@@ -21,6 +23,7 @@ compare a hot swap with ``uvicorn --reload``); ``python -m demo.web.host`` is th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import ipaddress
@@ -43,10 +46,13 @@ from hotswap_runtime.triggers import areload_on_signal
 
 from .shared import Call, HostState
 
-__all__ = ["PLUGIN_DIR_ENV", "create_app", "create_app_from_env"]
+__all__ = ["INTERVAL_ENV", "PLUGIN_DIR_ENV", "create_app", "create_app_from_env",
+           "heartbeat_interval"]
 
 #: the plugin folder ``create_app_from_env`` serves
 PLUGIN_DIR_ENV = "HOTSWAP_WEB_PLUGIN_DIR"
+#: seconds between heartbeats (the same variable as the other demos)
+INTERVAL_ENV = "HOTSWAP_DEMO_INTERVAL"
 
 logger = logging.getLogger("demo.web")
 
@@ -58,6 +64,23 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:   # not an address (a unix socket path, a test client's name)
         return False
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: ``$HOTSWAP_DEMO_INTERVAL`` or 2.
+
+    Raises:
+        SystemExit: the variable is set to something other than a positive number.
+    """
+    raw = os.environ.get(INTERVAL_ENV, "").strip()
+    try:
+        value = float(raw) if raw else 2.0
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SystemExit(f"error: {INTERVAL_ENV}={raw!r} is not a positive number of seconds; "
+                         f"unset it or give e.g. {INTERVAL_ENV}=0.5")
+    return value
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -80,6 +103,7 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
         on_ready: called once the plugins are loaded and the reload trigger installed.
     """
     host_state = state if state is not None else HostState()
+    interval = heartbeat_interval()
     swapper = PluginManagerSwapper(plugin_dir, logger=logging.getLogger("hotswap"),
                                    free_delay=free_delay)
 
@@ -178,6 +202,22 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                              "reloads": swapper.reload_counter,
                              "reload_ms": round(elapsed * 1000, 3)})
 
+    async def heartbeat(interval: float) -> None:
+        # every few seconds, each plugin's stamp as its current version reports it
+        while True:
+            await asyncio.sleep(interval)
+            manager = swapper.current()
+            stamps = []
+            for plugin in manager.plugins() if manager is not None else []:
+                try:
+                    stamps.append(f"{plugin.name} {plugin.invoke_func('version')}")
+                except Exception as exc:
+                    stamps.append(f"{plugin.name} ({type(exc).__name__}: {exc})")
+            counters = host_state.snapshot()["counters"]
+            logger.info("heartbeat: %s; %d requests, %d websocket messages, %d reloads",
+                        ", ".join(stamps) or "no plugins", counters.get("requests", 0),
+                        counters.get("ws_messages", 0), swapper.reload_counter)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         details = swapper.load_plugins(host_state)
@@ -185,11 +225,15 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
         stop_signal = None
         if reload_signal and hasattr(signal, "SIGUSR1"):
             stop_signal = areload_on_signal(swapper, host_state)
+        beat = asyncio.create_task(heartbeat(interval), name="demo-web-heartbeat")
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
             if stop_signal is not None:
                 await stop_signal()
             swapper.close()

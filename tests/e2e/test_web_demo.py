@@ -78,7 +78,7 @@ def host(build_web: Callable[[str], Path], tmp_path: Path) -> Iterator[Host]:
         [sys.executable, "-m", "demo.web.host", "--port", "0", "--plugin-dir", str(bin_dir),
          "--pid-file", str(pid_file), "--free-delay", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "HOTSWAP_DEMO_INTERVAL": "0.1"})
     try:
         yield Host(proc, _read_port(proc), pid_file)
     finally:
@@ -139,7 +139,8 @@ def test_reload_keeps_websocket_and_counters(host: Host, build_web: Callable[[st
 
 def test_sigusr1_reloads_and_sigterm_closes_open_websocket(
         host: Host, build_web: Callable[[str], Path]) -> None:
-    """SIGUSR1 reloads while serving; SIGTERM with a websocket open still exits 0."""
+    """SIGUSR1 reloads while serving (the heartbeat shows the new stamp); SIGTERM with a
+    websocket open still exits 0."""
     assert int(host.pid_file.read_text()) == host.proc.pid
     with httpx.Client(base_url=host.url, timeout=10) as http, \
             connect(f"{host.ws_url}/ws/stats", open_timeout=10, close_timeout=5) as ws:
@@ -151,10 +152,12 @@ def test_sigusr1_reloads_and_sigterm_closes_open_websocket(
         reply = json.loads(ws.recv(timeout=10))
         assert reply["version"] == "v3"
         assert reply["reloads"] == 1
+        time.sleep(0.5)   # a few heartbeats (every 0.1 s) of the new version
         host.proc.send_signal(signal.SIGTERM)
         assert host.proc.wait(timeout=20) == 0
     stderr = host.proc.stderr.read() if host.proc.stderr is not None else ""
     assert "reload on SIGUSR1: greeter: ok, stats: ok" in stderr
+    assert "heartbeat: greeter v3, stats v3; " in stderr
     assert "Traceback" not in stderr
 
 
