@@ -18,9 +18,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+clean:
+	rm -rf $(VENV) build dist .pytest_cache
+
 # every benchmark in its own subprocess, one table, figures in bench/results.json (minutes)
 bench: $(STAMP)
 	$(PY) bench/run.py
-
-clean:
-	rm -rf $(VENV) build dist .pytest_cache
