@@ -198,3 +198,37 @@ def test_failed_reload_keeps_the_old_version_serving(
         assert http.get("/").json()["reloads"] == 0
     host.proc.send_signal(signal.SIGTERM)
     assert host.proc.wait(timeout=20) == 0
+
+
+def test_run_sh_and_reload_sh_from_any_directory(tmp_path: Path) -> None:
+    """run.sh builds and serves (port 0 printed), reload.sh rebuilds with a stamp and reloads."""
+    bin_dir = tmp_path / "bin"
+    env = {**os.environ, "HOTSWAP_DEMO_BIN": str(bin_dir), "HOTSWAP_WEB_PORT": "0",
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(["bash", str(REPO / "demo" / "web" / "run.sh"), "first"], cwd="/",
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = _read_port(proc)
+        assert int((bin_dir / "host.pid").read_text()) == proc.pid
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/p/greeter/hello").json()["version"] == "first"
+            reloaded = subprocess.run(["bash", str(REPO / "demo" / "web" / "reload.sh"), "second"],
+                                      cwd="/", env=env, capture_output=True, text=True, timeout=120)
+            assert reloaded.returncode == 0, reloaded.stderr
+            assert reloaded.stdout.splitlines()[-1].startswith("sent SIGUSR1 to the web host")
+            _wait_for(lambda: http.get("/p/greeter/hello").json()["version"] == "second",
+                      "the reload.sh reload")
+            assert http.get("/p/stats/summary").json()["version"] == "second"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert not (bin_dir / "host.pid").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    missing = subprocess.run(["bash", str(REPO / "demo" / "web" / "reload.sh")], cwd="/", env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "host.pid not found: is the host running? start it with demo/web/run.sh" in missing.stderr
