@@ -9,6 +9,9 @@ Routes:
   message, so an open websocket is served by the newest version right after a reload;
 - ``POST /admin/reload``: reloads the plugins (``swapper.areload``: the loop keeps serving)
   and returns the Details; refused (403) unless the client is on a loopback address.
+- ``GET /admin/plan``: the dry run (``swapper.plan()``: nothing imported, no hook run), and
+  ``POST /admin/rollback``: back to the plugins the last reload replaced (``swapper.rollback()``,
+  409 when there is nothing to roll back to); both loopback-only like the reload route.
 
 Design: the host owns everything that must outlive a reload — the ``HostState`` (counters,
 sessions), the swapper, the open connections — and plugins only ever receive it as an argument.
@@ -202,6 +205,40 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                              "reloads": swapper.reload_counter,
                              "reload_ms": round(elapsed * 1000, 3)})
 
+    def refuse(request: Request, route: str) -> Response | None:
+        """403 unless the client is on a loopback address (every /admin route)."""
+        client = request.client.host if request.client is not None else None
+        if _is_loopback(client):
+            return None
+        logger.warning("refused %s %s from %s: not a loopback address", request.method, route,
+                       client)
+        return _error(403, f"{route} refused for client {client}: it only accepts loopback "
+                           f"clients; call it from the host itself (http://127.0.0.1:<port>{route})")
+
+    async def admin_plan(request: Request) -> Response:
+        refused = refuse(request, "/admin/plan")
+        if refused is not None:
+            return refused
+        try:  # reads and verifies every artifact: off the loop
+            plan = await asyncio.to_thread(swapper.plan)
+        except HotswapError as exc:
+            return _error(500, f"plan failed: {exc}")
+        return JSONResponse({"plan": {Path(k).name if k.endswith(".hsp") else k: v
+                                      for k, v in plan.items()}})
+
+    async def admin_rollback(request: Request) -> Response:
+        refused = refuse(request, "/admin/rollback")
+        if refused is not None:
+            return refused
+        try:  # waits for a reload in progress, if any: off the loop
+            details = await asyncio.to_thread(swapper.rollback)
+        except HotswapError as exc:
+            logger.error("rollback on POST /admin/rollback refused: %s", exc)
+            return _error(409, f"rollback refused, the current plugins keep serving: {exc}")
+        host_state.count("reloads")
+        return JSONResponse({"details": {Path(k).name: v for k, v in details.items()},
+                             "reloads": swapper.reload_counter})
+
     async def heartbeat(interval: float) -> None:
         # every few seconds, each plugin's stamp as its current version reports it
         while True:
@@ -243,6 +280,8 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
         Route("/p/{plugin}/{action}", call_plugin),
         WebSocketRoute("/ws/{plugin}", websocket),
         Route("/admin/reload", admin_reload, methods=["POST"]),
+        Route("/admin/plan", admin_plan),
+        Route("/admin/rollback", admin_rollback, methods=["POST"]),
     ], lifespan=lifespan)
     app.state.swapper = swapper
     app.state.host_state = host_state
