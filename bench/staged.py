@@ -12,11 +12,13 @@ Run: ``.venv/bin/python bench/staged.py``. Prints:
   and the part of it that runs on the event loop's thread;
 - ``rollback()``.
 
-Measures only; asserts nothing.
+It ends with one ``key value`` line per figure for ``bench/run.py``. ``--quick`` runs tiny
+sizes (for the smoke test; its numbers mean nothing). Measures only; asserts nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import statistics
@@ -37,6 +39,8 @@ NUMBER = 100_000
 REPEAT = 21
 THREADS = 50
 TASKS = 1000
+ROLLBACKS = 2001
+FIGURES: dict[str, float] = {}
 
 EXTRA = '''
 import threading as _threading
@@ -105,8 +109,9 @@ def dispatch(swapper: PluginManagerSwapper) -> None:
     print("dispatch (median of", REPEAT, "x", NUMBER, "calls)")
     for label, ns in results:
         print(f"  {label:<62} {ns:>8.1f} ns {ns / direct:>6.2f}x")
-    print(f"  dispatch_live_ratio   {results[1][1] / direct:.2f}")
-    print(f"  dispatch_invoke_ratio {results[2][1] / direct:.2f}")
+    FIGURES["staged_dispatch_live_ratio"] = results[1][1] / direct
+    FIGURES["staged_dispatch_invoke_ratio"] = results[2][1] / direct
+    FIGURES["staged_dispatch_invoke_plain_ratio"] = results[3][1] / direct
     print(f"  plugin.invoke_func is the version's own invoke_func: {plugin.invoke_func is raw}")
 
 
@@ -149,6 +154,7 @@ def inflight_check(swapper: PluginManagerSwapper) -> None:
         times.append(time.perf_counter() - start_t)
     print(f"  whole check (freer thread):   median {statistics.median(times) * 1e3:.2f} ms, "
           f"max {max(times) * 1e3:.2f} ms")
+    FIGURES["inflight_check_ms"] = statistics.median(times) * 1e3
     codes = inflight.entry_codes(version)
 
     async def on_loop() -> list[float]:
@@ -162,6 +168,7 @@ def inflight_check(swapper: PluginManagerSwapper) -> None:
     loop_times = asyncio.run_coroutine_threadsafe(on_loop(), loop).result(30)
     print(f"  part on the loop's thread:    median {statistics.median(loop_times) * 1e3:.2f} ms, "
           f"max {max(loop_times) * 1e3:.2f} ms")
+    FIGURES["inflight_loop_ms"] = statistics.median(loop_times) * 1e3
     loop.call_soon_threadsafe(event.set)
     stop.set()
     for thread in threads:
@@ -176,15 +183,22 @@ def rollback(swapper: PluginManagerSwapper, plugins: Path, src: Path, out: Path)
     (plugins / "disp.hsp").write_bytes(build_stamped(src, out, "b"))
     swapper.reload()
     times = []
-    for _ in range(2001):
+    for _ in range(ROLLBACKS):
         t = time.perf_counter()
         swapper.rollback()
         times.append(time.perf_counter() - t)
     print(f"rollback(): median {statistics.median(times) * 1e6:.1f} us, "
-          f"p99 {sorted(times)[len(times) * 99 // 100] * 1e6:.1f} us (2001 rollbacks, one plugin)")
+          f"p99 {sorted(times)[len(times) * 99 // 100] * 1e6:.1f} us ({ROLLBACKS} rollbacks, "
+          "one plugin)")
+    FIGURES["rollback_us"] = statistics.median(times) * 1e6
 
 
 def main() -> None:
+    global NUMBER, REPEAT, THREADS, TASKS, ROLLBACKS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    if parser.parse_args().quick:
+        NUMBER, REPEAT, THREADS, TASKS, ROLLBACKS = 1000, 3, 4, 20, 21
     logger = logging.getLogger("bench-staged")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False
@@ -204,6 +218,9 @@ def main() -> None:
             rollback(swapper, plugins, src, root / "b")
         finally:
             swapper.close()
+    print()
+    for key, value in FIGURES.items():
+        print(f"{key} {value:.3f}")
 
 
 if __name__ == "__main__":
