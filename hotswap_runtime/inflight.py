@@ -123,9 +123,12 @@ def entry_codes(version: Version) -> set[CodeType]:
     codes: set[CodeType] = set()
 
     def add(fn: Any) -> None:
-        fn = getattr(fn, "__func__", fn)
-        fn = getattr(fn, "__wrapped__", fn)
-        code = getattr(fn, "__code__", None)
+        try:
+            fn = getattr(fn, "__func__", fn)
+            fn = getattr(fn, "__wrapped__", fn)
+            code = getattr(fn, "__code__", None)
+        except Exception:  # noqa: BLE001 - an odd class attribute: not a way in
+            return
         if isinstance(code, CodeType):
             codes.add(code)
 
@@ -134,8 +137,9 @@ def entry_codes(version: Version) -> set[CodeType]:
         add(fn)
     for cls in version.live_types.values():
         for klass in getattr(cls, "__mro__", (cls,)):
-            for value in vars(klass).values():
-                add(value)
+            if klass is not object:
+                for value in list(vars(klass).values()):
+                    add(value)
     return codes
 
 
