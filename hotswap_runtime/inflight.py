@@ -231,6 +231,9 @@ def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
                 if first and frame.f_code not in codes:
                     owner = root
             first = False
+        if owner is not None and task.cancelling():
+            hit.discard(owner)  # the version's own task, already told to stop: it is ending
+            owner = None
         if hit:
             out.append((task.get_name(), hit, owner, ids))
     return out
