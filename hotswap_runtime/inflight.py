@@ -12,9 +12,10 @@ belongs to a version when its module globals' ``__name__`` lies under the versio
   ``async def invoke_func``) is kept in a weak
   set. A running loop's tasks are read on the loop's own thread (``call_soon_threadsafe`` and a
   concurrent future waited for at most ``LOOP_TIMEOUT`` seconds); a loop that does not answer
-  counts as one task in flight, so a stuck loop holds the free (up to ``free_timeout``) rather
-  than risk freeing code a task is suspended in. Each task's coroutine chain (``cr_await`` /
-  ``gi_yieldfrom``) is walked.
+  in time is blocked (its tasks are not moving), so its tasks are then read from the calling
+  thread; should that fail too it counts as one task in flight, holding the free (up to
+  ``free_timeout``) rather than risk freeing code a task is suspended in. Each task's coroutine
+  chain (``cr_await`` / ``gi_yieldfrom`` / ``ag_await``) is walked.
 - Awaitables: an ``async def invoke_func`` is wrapped once, at load, by a function that puts
   each returned awaitable into the version's ``WeakSet``; one that is still pending (a coroutine
   not finished, a future not done) and is not already seen in a task counts. A synchronous
@@ -264,8 +265,16 @@ def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: set[CodeType
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
-        future.cancel()
-        return None
+        if not future.cancel():  # it started meanwhile: its answer is on the way
+            return future.result()
+    # the loop has run no callback for ``timeout`` seconds (blocked, or stopped without being
+    # marked so): its tasks are not moving, so read them from here
+    for _ in range(3):
+        try:
+            return _read_tasks(loop, match, codes)
+        except RuntimeError:  # a task was added meanwhile: the loop moves again; retry
+            continue
+    return None
 
 
 def _members(weak: weakref.WeakSet[Any]) -> list[Any]:
@@ -288,11 +297,14 @@ def _pending(awaitable: Any) -> bool:
     return True
 
 
-def scan(versions: Iterable[Version], *, timeout: float = LOOP_TIMEOUT) -> dict[int, InFlight]:
+def scan(versions: Iterable[Version], *, timeout: float | None = None) -> dict[int, InFlight]:
     """What of each version (keyed by ``id(version)``) is in flight right now.
 
-    Safe to call from any thread; a running loop's tasks are read on its own thread.
+    Safe to call from any thread; a running loop's tasks are read on its own thread, waiting
+    for it at most ``timeout`` seconds (default ``LOOP_TIMEOUT``).
     """
+    if timeout is None:
+        timeout = LOOP_TIMEOUT
     by_root = {v.root: v for v in versions}
     found = {id(v): InFlight() for v in by_root.values()}
     if not by_root:

@@ -302,8 +302,8 @@ class PluginManagerSwapper:
         Oldest first. Freed versions are followed through weak references, without running
         ``gc``; a version shows as ``freed`` until its last module, class and function are gone.
         ``in_flight``, ``threads`` and ``tasks`` come from one in-flight search (thread stacks,
-        the tasks of every event loop seen, read on each loop's thread — a loop that does not
-        answer within a second shows as a placeholder task) and cost a few milliseconds.
+        the tasks of every event loop seen, read on each loop's thread, or from here when that
+        loop has not answered within a second) and cost a few milliseconds.
         """
         current = self._current
         in_current = {id(v) for v in current._versions()} if current is not None else set()

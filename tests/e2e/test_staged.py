@@ -521,3 +521,46 @@ def test_close_frees_everything_even_with_calls_in_flight(dirs, ev, build_plugin
     assert swapper.current() is None and modules_of("_hotswap_a_") == []
     ev.gate.set()
     caller.join(5)
+
+
+def test_a_blocked_loop_still_shows_its_suspended_task(dirs, ev, build_plugin, make,
+                                                       monkeypatch) -> None:
+    """A loop that cannot answer (its thread is stuck elsewhere) still has its task found."""
+    from hotswap_runtime import inflight
+
+    monkeypatch.setattr(inflight, "LOOP_TIMEOUT", 0.1)
+    src, out = dirs
+    a = write(src, "a", live=True)
+    build_plugin(a, out, stamps={"STAMP": "v1"})
+    swapper = make(free_delay=0)
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    stuck = threading.Event()
+    try:
+        asyncio.run_coroutine_threadsafe(swapper.areload(), loop).result(10)
+        release = asyncio.Event()
+        live_wait = swapper.current().vault.live_funcs["live_wait"]
+
+        async def start() -> None:
+            asyncio.get_running_loop().create_task(live_wait(release), name="parked")
+
+        asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+        del live_wait
+        assert ev.entered.wait(5)
+        loop.call_soon_threadsafe(stuck.wait, 10)  # the loop's thread blocks in host code
+        build_plugin(a, out, stamps={"STAMP": "v2"})
+        swapper.reload()
+        time.sleep(0.4)
+        assert hooks_run(ev, "on_free") == []
+        old = [s for s in swapper.stats() if s.state == "pending free"]
+        assert [(s.in_flight, s.tasks) for s in old] == [(1, ("parked",))]
+        stuck.set()
+        loop.call_soon_threadsafe(release.set)
+        wait_for(lambda: hooks_run(ev, "on_free") == [("a", "v1")])
+    finally:
+        stuck.set()
+        asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
