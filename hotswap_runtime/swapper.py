@@ -226,6 +226,7 @@ class PluginManagerSwapper:
                 entry.done = True  # the freer's queue may still hold it: make that a no-op
                 entry.manager = None  # type: ignore[assignment]
                 self._pending.remove(entry)
+                self.reload_counter += 1
                 self._current = target
                 replaced = Pending(old)
                 self._pending.append(replaced)
@@ -233,7 +234,6 @@ class PluginManagerSwapper:
                 for version in target._versions():
                     version.state = "current"
             self._freer.schedule(replaced, self._free_delay)
-            self.reload_counter += 1
             before = {id(v) for v in old._versions()}
             details = Details(
                 (plugin.file, plugin.name,
@@ -478,6 +478,8 @@ class PluginManagerSwapper:
             for version in manager._versions():
                 version.managers += 1
                 version.state = "current"
+            if self._loaded:  # counted before the swap: whoever sees the new manager sees it
+                self.reload_counter += 1
             self._current = manager
             if old is not None:
                 entry = Pending(old)
@@ -485,8 +487,6 @@ class PluginManagerSwapper:
                 self._last_replaced = entry
         if old is not None:
             self._freer.schedule(entry, self._free_delay)
-        if self._loaded:
-            self.reload_counter += 1
         self._loaded = True
         self._logger.info("loaded plugins: %s", staged.details)
         return staged.details
