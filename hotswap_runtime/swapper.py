@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gc
 import logging
 import os
 import threading
@@ -29,9 +31,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
+from . import doctor
 from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import Freer, Pending
+from .guard import GuardMode, check_guard_mode, install_guard
 from .listing import list_artifacts
 from .manager import Details, Plugin, PluginManager, Vault
 from .static import StaticPlugin
@@ -55,6 +59,9 @@ class VersionStats:
             managers whose free is pending) or ``freed`` (freed, yet some of its modules,
             classes or functions are still referenced).
         managers: how many managers use it.
+        referrers: with ``stats(explain=True)``, for a freed version still alive, up to 5
+            chains from a module-level global of the host down to what holds it, such as
+            ``host_app.cache['job'] -> <Job of world#3>``; otherwise empty.
     """
 
     plugin: str
@@ -62,6 +69,7 @@ class VersionStats:
     load: int
     state: str
     managers: int
+    referrers: tuple[str, ...] = ()
 
 
 @final
@@ -78,6 +86,10 @@ class PluginManagerSwapper:
         static_plugins: ``HOTSWAP_STATIC_PLUGINS`` from static linking; turns on static
             linking mode (``reload`` refuses).
         whitelist: names of the plugins to load (case-insensitive); all others are ignored.
+        guard: a debug aid: True logs a warning for each argument of ``invoke_func`` /
+            ``invoke_each`` (and each item of a top-level list, tuple, set or dict value) whose
+            class comes from another version of the callee's plugin; ``"strict"`` raises
+            ``HotswapError`` instead and calls nothing. False (the default) costs nothing.
     """
 
     def __init__(
@@ -89,12 +101,14 @@ class PluginManagerSwapper:
         extension_factory: Callable[[], Any] | None = None,
         static_plugins: Mapping[str, StaticPlugin] | None = None,
         whitelist: Iterable[str] | None = None,
+        guard: GuardMode = False,
     ) -> None:
         if free_delay < 0:
             raise ValueError(f"free_delay must be >= 0, not {free_delay!r}")
         self._plugin_dir = os.fspath(plugin_dir)
         self._logger = logger if logger is not None else logging.getLogger("hotswap")
         self._free_delay = float(free_delay)
+        self._guard = check_guard_mode(guard)
         self._reload_callback = reload_callback
         self._extension_factory = extension_factory
         self._static = dict(static_plugins) if static_plugins is not None else None
@@ -191,12 +205,19 @@ class PluginManagerSwapper:
                 final_entry = Pending(current)
                 self._release(final_entry)
 
-    def stats(self) -> list[VersionStats]:
+    def stats(self, explain: bool = False) -> list[VersionStats]:
         """Every version alive: current, pending free, and freed but still referenced.
 
         Oldest first. Freed versions are followed through weak references, without running
         ``gc``; a version shows as ``freed`` until its last module, class and function are gone.
+
+        Args:
+            explain: first collect garbage, then fill each freed version's ``referrers`` with
+                the chains that keep it alive (a walk of the heap: for debugging, not for
+                every request).
         """
+        if explain:
+            gc.collect()
         current = self._current
         in_current = {id(v) for v in current._versions()} if current is not None else set()
         seen: dict[int, Version] = {}
@@ -218,6 +239,11 @@ class PluginManagerSwapper:
             else:
                 state = "pending free"
             out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers))
+        if explain and freed:
+            chains = dict(zip(map(id, freed), doctor.explain(freed)))
+            versions = [*seen.values(), *freed]
+            out = [dataclasses.replace(stat, referrers=chains[id(v)]) if id(v) in chains else stat
+                   for stat, v in zip(out, versions)]
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
         return out
 
@@ -408,6 +434,8 @@ class PluginManagerSwapper:
                       if v.name.lower() in paths})
         manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
                                 logger)
+        if self._guard:
+            install_guard(manager, self._guard, logger)
         for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
             if callback is None:
                 continue
