@@ -18,5 +18,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# a guided, unattended hot swap with demo/hello (build, serve, rebuild, reload, stop)
+demo: $(STAMP)
+	$(PY) -m demo.hello.walkthrough
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -1,0 +1,117 @@
+"""What every demo host shares: arguments, logging, the heartbeat interval, pid file, shutdown.
+
+Kept apart so each ``host.py`` reads as the hotswap calls it makes and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+__all__ = [
+    "DEMO_ROOT",
+    "HostArgs",
+    "configure_logging",
+    "heartbeat_interval",
+    "parse_args",
+    "pid_file",
+    "stop_event",
+]
+
+#: the ``demo/`` folder of the checkout
+DEMO_ROOT = Path(__file__).resolve().parent
+
+_INTERVAL_ENV = "HOTSWAP_DEMO_INTERVAL"
+_BIN_ENV = "HOTSWAP_DEMO_BIN"
+
+
+class HostArgs(argparse.Namespace):
+    """The command line of a demo host."""
+
+    plugin_dir: Path
+    pid_file: Path
+
+
+def parse_args(demo: str, argv: Sequence[str] | None = None) -> HostArgs:
+    """Parse a demo host's command line.
+
+    The plugin folder defaults to ``$HOTSWAP_DEMO_BIN`` or ``demo/<demo>/bin``, where ``run.sh``
+    builds the artifacts; the pid file defaults to ``host.pid`` inside it.
+    """
+    default_bin = Path(os.environ.get(_BIN_ENV) or DEMO_ROOT / demo / "bin")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m demo.{demo}.host",
+        description=f"the host of the {demo} demo: serves its plugins and reloads them on demand",
+    )
+    parser.add_argument("--plugin-dir", type=Path, default=default_bin,
+                        help="folder of the built plugins (*.hsp) [default: %(default)s]")
+    parser.add_argument("--pid-file", type=Path, default=None,
+                        help="where to write the host's pid [default: <plugin-dir>/host.pid]")
+    args = parser.parse_args(argv, namespace=HostArgs())
+    if args.pid_file is None:
+        args.pid_file = args.plugin_dir / "host.pid"
+    return args
+
+
+def configure_logging() -> None:
+    """Log at INFO to stderr, so the runtime's and the triggers' lines (Details) show."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: ``$HOTSWAP_DEMO_INTERVAL`` or 2.
+
+    Raises:
+        SystemExit: the variable is set to something other than a positive number.
+    """
+    raw = os.environ.get(_INTERVAL_ENV, "").strip()
+    if not raw:
+        return 2.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SystemExit(f"error: {_INTERVAL_ENV}={raw!r} is not a positive number of seconds; "
+                         f"unset it or give e.g. {_INTERVAL_ENV}=0.5")
+    return value
+
+
+def stop_event() -> threading.Event:
+    """Return an event set by SIGINT (Ctrl-C) or SIGTERM, so the host can shut down cleanly."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+@contextlib.contextmanager
+def pid_file(path: Path) -> Iterator[None]:
+    """Write this process's pid to ``path`` for ``reload.sh``; remove it on the way out.
+
+    Call it once the reload trigger is installed: the file's presence tells ``reload.sh`` that
+    the host is ready for its signal.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Rebuild the extension plugins with a new CompileTimeString and tell the running host to reload.
+# Usage: demo/extension/reload.sh [STAMP]   (default: the current UTC time)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source demo/_lib.sh
+
+build_plugins extension "$(new_stamp "${1:-}")"
+signal_host extension

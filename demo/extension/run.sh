@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Build the extension plugins into demo/extension/bin, then start the host (Ctrl-C stops it).
+# Usage: demo/extension/run.sh [STAMP]      (STAMP: the CompileTimeString to build with; default v1)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source demo/_lib.sh
+
+bin="$(demo_bin extension)"
+mkdir -p "$bin"
+rm -f "$bin"/*.hsp
+build_plugins extension "${1:-v1}"
+exec "$PY" -m demo.extension.host --plugin-dir "$bin"

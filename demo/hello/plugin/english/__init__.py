@@ -1,0 +1,43 @@
+"""The english plugin of the hello demo: says hello on every heartbeat of the host.
+
+The seven functions below are the whole plugin contract. ``CompileTimeString`` is stamped by
+the build: ``hotswap build demo/hello/plugin/english demo/hello/bin -- -X CompileTimeString=v2``.
+"""
+
+from demo.hello.shared import Heartbeat
+
+CompileTimeString = "v1"
+
+GREETING = "Hello, world!"
+
+
+def on_load(data):
+    print(f"english {CompileTimeString}: on_load({data!r})", flush=True)
+
+
+def on_init(vault):
+    print(f"english {CompileTimeString}: on_init", flush=True)
+
+
+def on_free():
+    print(f"english {CompileTimeString}: on_free", flush=True)
+
+
+def export():
+    return None
+
+
+def import_():
+    return None
+
+
+def invoke_func(name, *params):
+    if name == "heartbeat":
+        beat: Heartbeat = params[0]
+        beat.say("english", CompileTimeString, GREETING)
+        return None
+    raise LookupError(f'plugin "english": no function {name!r}; try "heartbeat"')
+
+
+def reloadable():
+    return True

@@ -1,0 +1,1 @@
+"""livex: live functions, live types and live data driving a job queue across reloads."""

@@ -1,0 +1,129 @@
+"""The host of the livex demo: a job queue whose jobs cross plugin versions.
+
+Every heartbeat the current kitchen version schedules an order (live data) in the host's
+``JobQueue``; a worker thread cooks each order when it is due, with the live type and live
+function of the version current *at that moment*, looked up by name in the vault. After
+``demo/livex/reload.sh`` the orders taken by the old version are cooked by the new one
+("handed over"), and on exit the host drains the queue and reports that no job was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime.triggers import reload_on_signal
+
+from demo import common
+from demo.livex.shared import Job, JobQueue, Receipt
+
+log = logging.getLogger("demo.livex")
+
+#: seconds before a failed job is tried again
+RETRY_DELAY = 1.0
+
+
+class Worker(threading.Thread):
+    """Handles due jobs with the live type and live function of the current version."""
+
+    def __init__(self, swapper: PluginManagerSwapper, queue: JobQueue) -> None:
+        super().__init__(name="livex-worker", daemon=True)
+        self.swapper = swapper
+        self.queue = queue
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            job = self.queue.next_due(timeout=0.1)
+            if job is not None:
+                self.handle(job)
+
+    def stop(self) -> None:
+        """Stop after the job in hand, if any; the rest stay queued."""
+        self._stopping.set()
+        self.join()
+
+    def handle(self, job: Job) -> bool:
+        """Handle ``job`` with the current version; on failure put it back and return False."""
+        manager = self.swapper.current()
+        try:
+            if manager is None:
+                raise RuntimeError("no plugins loaded")
+            live_type = manager.vault.live_types[job.type_name]
+            live_func = manager.vault.live_funcs[job.handler]
+            receipt = live_func(job.data.unwrap(live_type))
+            if not isinstance(receipt, Receipt):
+                raise TypeError(f"{job.handler} returned {type(receipt).__name__}, not a Receipt")
+        except Exception:
+            log.exception("job %d (%s) failed; trying again in %.0f s", job.id, job.handler,
+                          RETRY_DELAY)
+            self.queue.retry(job, RETRY_DELAY)
+            return False
+        self.queue.finish(job, receipt)
+        print(f"job {job.id}: {receipt.text}, taken by {job.scheduled_by}, "
+              f"cooked by {receipt.handled_by}", flush=True)
+        return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the kitchen until SIGINT or SIGTERM, then drain the queue; return the exit status."""
+    args = common.parse_args("livex", argv)
+    common.configure_logging()
+    interval = common.heartbeat_interval()
+    stop = common.stop_event()
+
+    # an order is due 2.5 heartbeats after it was taken: a reload always finds some pending
+    queue = JobQueue(delay=2.5 * interval)
+    swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0)
+    unhandled = 0
+    try:
+        try:
+            details = swapper.load_plugins(None)
+        except HotswapError as exc:
+            log.error("cannot load the plugins: %s", exc)
+            return 1
+        if not details:
+            log.error("no plugins in %s: build them first with demo/livex/run.sh", args.plugin_dir)
+            return 1
+
+        worker = Worker(swapper, queue)
+        worker.start()
+        stop_reloading = reload_on_signal(swapper)
+        try:
+            with common.pid_file(args.pid_file):
+                tick = 0
+                while not stop.is_set():
+                    tick += 1
+                    kitchen = swapper.current().find_plugin("kitchen")
+                    if kitchen is None:
+                        log.error("no kitchen plugin in %s", args.plugin_dir)
+                    else:
+                        try:
+                            kitchen.invoke_func("take_order", queue, tick)
+                        except Exception:
+                            log.exception("kitchen failed to take order %d", tick)
+                        version = kitchen.lookup("CompileTimeString")
+                        print(f"heartbeat {tick}: kitchen {version}: {queue.report()}", flush=True)
+                    stop.wait(interval)
+        finally:
+            stop_reloading()
+            worker.stop()
+        # drain: every order still queued is cooked now, by the current version
+        for job in queue.take_all():
+            worker.handle(job)
+        print(f"summary: {queue.report()}", flush=True)
+        unhandled = queue.pending()
+    finally:
+        swapper.close()
+    if unhandled:
+        log.error("%d jobs could not be handled before exit; see the errors above", unhandled)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

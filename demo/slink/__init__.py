@@ -1,0 +1,1 @@
+"""slink: static linking (``hotswap build --staticLinking``): plugins run from source, debuggable."""

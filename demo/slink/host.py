@@ -1,0 +1,131 @@
+"""The host of the slink demo: runs its plugin statically linked, straight from its source.
+
+``demo/slink/run.sh`` generates the glue with ``hotswap build --staticLinking`` into this
+folder (``hotswap_static_plugins.py`` defines ``HOTSWAP_STATIC_PLUGINS``) and starts the host,
+which hands it to ``PluginManagerSwapper(static_plugins=...)``. The plugin is imported under
+its real name from its own files, so debuggers and IDE breakpoints work on them.
+
+Static linking is for debugging: there is no artifact to swap in, so ``reload()`` is refused.
+The host watches a signal file (``demo/slink/reload.sh`` touches it), tries to reload, shows the
+refusal, and keeps serving the code it started with; restart it to run changed code.
+"""
+
+from __future__ import annotations
+
+import bdb
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+
+from demo import common
+
+log = logging.getLogger("demo.slink")
+
+#: seconds between two looks at the signal file
+POLL_INTERVAL = 0.2
+
+
+def watch_signal_file(path: Path, on_touch: Callable[[], None]) -> Callable[[], None]:
+    """Call ``on_touch`` in a background thread each time ``path`` is created or touched.
+
+    Returns:
+        a function that stops watching.
+    """
+    stopping = threading.Event()
+
+    def stamp() -> int | None:
+        try:
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def watch() -> None:
+        last = stamp()
+        while not stopping.wait(POLL_INTERVAL):
+            now = stamp()
+            if now is not None and now != last:
+                on_touch()
+            last = now
+
+    thread = threading.Thread(target=watch, name="slink-signal-file", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join()
+
+    return stop
+
+
+def try_reload(swapper: PluginManagerSwapper) -> None:
+    """Reload on request: under static linking the runtime refuses, and the host says why."""
+    log.info("signal file touched: reloading")
+    try:
+        details = swapper.reload(None)
+    except HotswapError as exc:
+        log.warning("reload refused: %s. Static linking runs the plugins from source for "
+                    "debugging and cannot swap them; still serving the version loaded at start-up "
+                    "(restart demo/slink/run.sh to run changed code, or build artifacts to hot-swap)",
+                    exc)
+    else:
+        log.info("reloaded: %s", details)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the statically linked plugins until SIGINT or SIGTERM; return the exit status."""
+    args = common.parse_args("slink", argv)
+    common.configure_logging()
+    interval = common.heartbeat_interval()
+    stop = common.stop_event()
+    try:
+        from demo.slink.hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS
+    except ImportError as exc:
+        log.error("no static-linking glue (%s): generate it with demo/slink/run.sh", exc)
+        return 1
+
+    args.plugin_dir.mkdir(parents=True, exist_ok=True)
+    swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0,
+                                   static_plugins=HOTSWAP_STATIC_PLUGINS)
+    try:
+        try:
+            details = swapper.load_plugins(None)
+        except HotswapError as exc:
+            log.error("cannot load the plugins: %s", exc)
+            return 1
+        log.info("loaded (static linking mode: %s): %s", swapper.static_linking_mode, details)
+
+        signal_file = args.plugin_dir / "reload.signal"
+        stop_watching = watch_signal_file(signal_file, lambda: try_reload(swapper))
+        log.info("touch %s to ask for a reload", signal_file)
+        try:
+            with common.pid_file(args.pid_file):
+                tick = 0
+                while not stop.is_set():
+                    tick += 1
+                    fib = swapper.current().find_plugin("fib")
+                    if fib is None:
+                        log.error("no fib plugin among %s", ", ".join(HOTSWAP_STATIC_PLUGINS))
+                    else:
+                        try:
+                            answer = fib.invoke_func("fib", tick)
+                        except bdb.BdbQuit:  # q at a (Pdb) prompt in the plugin: quit
+                            raise
+                        except Exception:
+                            log.exception("fib failed")
+                        else:
+                            print(f"heartbeat {tick}: {answer}", flush=True)
+                    stop.wait(interval)
+        finally:
+            stop_watching()
+    finally:
+        swapper.close()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""trine: three plugins wired by ``export``/``import_`` (gamma -> beta -> alpha)."""
