@@ -108,7 +108,8 @@ def _report(stats: Iterable[VersionStats]) -> str:
 def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int = 20,
                            data: Any = None, *,
                            call: Callable[[PluginManager], Any] | None = None,
-                           stamps: Mapping[str, str] | None = None) -> None:
+                           stamps: Mapping[str, str] | None = None,
+                           extension_factory: Callable[[], Any] | None = None) -> None:
     """Fail unless every version of the plugin is gone once its swapper is closed.
 
     Builds the plugin (or, given a list, each plugin: one that imports others needs them)
@@ -122,6 +123,8 @@ def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int
         data: what ``on_load(data)`` gets.
         call: a function of the test exercising the loaded plugins through the manager.
         stamps: ``-X`` stamps for the build.
+        extension_factory: the swapper's ``extension_factory``, for plugins that fill a
+            host-defined ``vault.extension``.
 
     Raises:
         AssertionError (``pytest.fail``): naming each version alive and the referrer chains
@@ -136,7 +139,8 @@ def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int
         for folder in folders:
             _build(folder, out, stamps)
         for attempt in range(1, times + 1):
-            swapper = PluginManagerSwapper(out, free_delay=0)
+            swapper = PluginManagerSwapper(out, free_delay=0,
+                                           extension_factory=extension_factory)
             try:
                 swapper.load_plugins(data)
                 if call is not None:
