@@ -102,7 +102,7 @@ def _edge(parent: Any, child: Any, attr_dict: bool) -> tuple[str | None, bool]:
     """How ``parent`` reaches ``child``, as accessor text; and whether ``child`` is the
     attribute dict of ``parent`` (so that its keys read as ``.name``). None: no accessor."""
     if isinstance(parent, dict):
-        for key, value in parent.items():
+        for key, value in dict.items(parent):  # the real items, whatever a subclass overrides
             if value is child:
                 if attr_dict and isinstance(key, str) and key.isidentifier():
                     return f".{key}", False
@@ -161,21 +161,40 @@ def _root_text(root: Any, roots: dict[int, str]) -> str:
 
 
 def _render(path: Sequence[Any], roots: dict[int, str], belongs: set[int],
-            version_module: str) -> str:
-    """``host_app.cache['job'] -> <Job of world#3>`` for ``path`` (root first)."""
-    text = _root_text(path[0], roots)
-    attr_dict = not isinstance(path[0], FrameType)  # a module dict: keys read as attributes
-    for parent, child in zip(path, path[1:]):
-        accessor, attr_dict = _edge(parent, child, attr_dict)
+            version_module: str) -> list[str]:
+    """``host_app.cache['job'] -> <Job of world#3>`` for ``path`` (root first); one text per
+    name the root holds the next object under (a module may hold it as two globals)."""
+    head = _root_text(path[0], roots)
+    root, first = path[0], path[1]
+    if isinstance(root, dict) and id(root) in roots:
+        names = [f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{_key_text(key)}]"
+                 for key, value in dict.items(root) if value is first]
+    else:
+        try:
+            names = [_edge(root, first, False)[0] or ""]
+        except Exception:  # an object whose attribute access raises: show its type instead
+            names = [""]
+    tail = ""
+    attr_dict = False
+    ended = _belongs(first, belongs, version_module)
+    if ended:
+        tail = f" -> {describe(first)}"
+    for parent, child in zip(path[1:], path[2:]):
+        if ended:
+            break
+        try:
+            accessor, attr_dict = _edge(parent, child, attr_dict)
+        except Exception:
+            accessor, attr_dict = None, False
         if accessor is None:
-            text += f" -> {describe(child)}"
+            tail += f" -> {describe(child)}"
         else:
-            text += accessor
+            tail += accessor
         if _belongs(child, belongs, version_module):
             if accessor is not None:
-                text += f" -> {describe(child)}"
-            return text
-    return text
+                tail += f" -> {describe(child)}"
+            ended = True
+    return [head + name + tail for name in names]
 
 
 def _belongs(obj: Any, belongs: set[int], version_module: str) -> bool:
@@ -283,12 +302,13 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
                             while step is not None:
                                 path.append(nodes[step])
                                 step = via[step][label]
-                            text = _render(path, roots, belongs[label], modules[label])
+                            texts = _render(path, roots, belongs[label], modules[label])
                             del path
-                            if text not in seen_text[label]:
-                                seen_text[label].add(text)
-                                results[label].append(text)
-                                done[label] = len(results[label]) >= limit
+                            for text in texts:
+                                if text not in seen_text[label] and not done[label]:
+                                    seen_text[label].add(text)
+                                    results[label].append(text)
+                                    done[label] = len(results[label]) >= limit
                             continue
                         if label in via.get(rid, ()):
                             continue  # reached already, by a path as short or shorter

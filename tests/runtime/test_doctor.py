@@ -184,3 +184,32 @@ def test_unreachable_holder_is_reported_as_such(leaky) -> None:
     assert chains[0].startswith("no chain from a module-level global found within")
     del job
     assert freed(swapper.stats(explain=True)) == []
+
+
+def test_class_attributes_and_the_five_chain_limit(host_mod, leaky) -> None:
+    """A host class attribute reads as host_mod.Registry.last; at most five chains are given."""
+    rebuild, swapper = leaky
+    swapper.load_plugins()
+    load = swapper.stats()[0].load
+    job = swapper.current().find_plugin("leaky").invoke_func("job", "x")
+
+    class Registry:
+        last = job
+
+    host_mod.Registry = Registry
+    for index in range(7):
+        setattr(host_mod, f"copy{index}", job)
+    del job, Registry
+    rebuild("2")
+    swapper.reload()
+    chains = freed(swapper.stats(explain=True))[0].referrers
+    assert len(chains) == 5
+    every = {f"host_mod.copy{i} -> <Job of leaky#{load}>" for i in range(7)}
+    every.add(f"host_mod.Registry.last -> <Job of leaky#{load}>")
+    assert set(chains) <= every
+    host_mod.Registry.last = None
+    for index in range(7):
+        delattr(host_mod, f"copy{index}")
+    del host_mod.Registry
+    gc.collect()
+    assert freed(swapper.stats(explain=True)) == []

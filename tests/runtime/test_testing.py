@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -81,3 +83,11 @@ def test_leaky_plugin_fails_naming_the_chain(pytester: pytest.Pytester) -> None:
         "leaky#* stays alive after its swapper was closed:",
         "    registry.HANDLERS[[]0[]] -> <function handle of leaky#*>",
     ])
+
+
+def test_importing_the_runtime_imports_neither_pytest_nor_the_kit() -> None:
+    """A host that imports hotswap_runtime does not pay for pytest."""
+    code = ("import sys, hotswap_runtime; "
+            "print(sorted(m for m in ('pytest', 'hotswap_runtime.testing') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
