@@ -200,6 +200,11 @@ def _render(path: Sequence[Any], roots: dict[int, str], belongs: set[int],
 def _belongs(obj: Any, belongs: set[int], version_module: str) -> bool:
     if id(obj) in belongs:
         return True
+    if isinstance(obj, (FunctionType, type)):  # nested functions and classes of the version
+        module = getattr(obj, "__module__", "")
+        if isinstance(module, str) and (module == version_module
+                                        or module.startswith(version_module + ".")):
+            return True
     module = getattr(type(obj), "__module__", "")
     return isinstance(module, str) and (module == version_module
                                         or module.startswith(version_module + "."))
@@ -263,7 +268,12 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
             via.setdefault(id(obj), {})[index] = None
             frontier.setdefault(id(obj), set()).add(index)
             if isinstance(obj, ModuleType):
-                internal.add(id(vars(obj)))
+                # its globals: what a nested function or lambda of the version holds on to
+                namespace = vars(obj)
+                nodes[id(namespace)] = namespace
+                via.setdefault(id(namespace), {})[index] = None
+                frontier.setdefault(id(namespace), set()).add(index)
+                ids.add(id(namespace))
             elif isinstance(obj, type):
                 internal.update(id(r) for r in gc.get_referents(obj)
                                 if isinstance(r, (dict, tuple)))

@@ -42,6 +42,8 @@ def invoke_func(name, *params):
         return helper
     if name == "stamp":
         return CompileTimeString
+    if name == "lambda":
+        return lambda: CompileTimeString
     return None
 """
 
@@ -212,4 +214,19 @@ def test_class_attributes_and_the_five_chain_limit(host_mod, leaky) -> None:
         delattr(host_mod, f"copy{index}")
     del host_mod.Registry
     gc.collect()
+    assert freed(swapper.stats(explain=True)) == []
+
+
+def test_a_lambda_of_the_version_is_found_through_its_globals(host_mod, leaky) -> None:
+    """A lambda (not a module-level function) keeps its version's globals: named as itself."""
+    rebuild, swapper = leaky
+    swapper.load_plugins()
+    load = swapper.stats()[0].load
+    host_mod.cache["cb"] = swapper.current().find_plugin("leaky").invoke_func("lambda")
+    rebuild("2")
+    swapper.reload()
+    chains = freed(swapper.stats(explain=True))[0].referrers
+    assert chains == (
+        f"host_mod.cache['cb'] -> <function invoke_func.<locals>.<lambda> of leaky#{load}>",)
+    host_mod.cache.clear()
     assert freed(swapper.stats(explain=True)) == []
