@@ -280,7 +280,7 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
             elif isinstance(obj, FunctionType) and obj.__closure__:
                 internal.add(id(obj.__closure__))
                 internal.update(id(cell) for cell in obj.__closure__)
-    del targets
+    del targets, alive, obj  # the walk's own references to the targets: not referrers
     done = [False] * len(versions)
     seen_text: list[set[str]] = [set() for _ in versions]
     own = {id(nodes), id(via), id(frontier), id(internal), id(belongs), id(roots)}
@@ -294,6 +294,7 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
             own.add(id(found))
             upcoming: dict[int, set[int]] = {}
             per_type: dict[type, int] = {}
+            own.add(id(per_type))
             for referrer in found:
                 rid = id(referrer)
                 if rid in own or rid in internal or _skip(referrer):

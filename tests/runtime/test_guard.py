@@ -161,3 +161,23 @@ def test_bad_guard_value_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         PluginManagerSwapper(tmp_path, guard="loud")
     assert str(info.value) == "guard must be False, True or \"strict\", not 'loud'"
+
+
+def test_invoke_each_and_its_twins_warn_for_the_callee_only(setup, caplog) -> None:
+    """invoke_each (forward, backward, async) warns once per call for world, never for other,
+    and still calls every plugin."""
+    swapper, rebuild = setup(True)
+    old_job = swapper.current().find_plugin("world").invoke_func("job", "a")
+    rebuild()
+    swapper.reload()
+    manager = swapper.current()
+    with caplog.at_level(logging.WARNING, logger="hotswap"):
+        manager.invoke_each("process", old_job)
+        manager.invoke_each_backward("process", old_job)
+        asyncio.run(manager.ainvoke_each("process", old_job))
+        asyncio.run(manager.ainvoke_each_backward("process", old_job))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 4
+    assert all(m.startswith('guard: plugin "world"') for m in warned)
+    assert manager.find_plugin("world").lookup("CALLS") == ["process"] * 4
+    assert manager.find_plugin("other").lookup("CALLS") == ["process"] * 4
