@@ -24,3 +24,7 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
+
+# every benchmark in its own subprocess, one table, figures in bench/results.json (minutes)
+bench: $(STAMP)
+	$(PY) bench/run.py

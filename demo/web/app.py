@@ -1,0 +1,265 @@
+"""The web demo's ASGI application: Starlette routes that dispatch into hot-swappable plugins.
+
+Routes:
+
+- ``GET /``: the loaded plugins (name, stamp, build id), the reload counter and the host state;
+- ``GET /p/<plugin>/<action>``: ``plugin.invoke_func(action, Call)``, its result as JSON;
+- ``WS /ws/<plugin>``: each text message ``m`` is answered with
+  ``plugin.invoke_func("ws", Call, m)`` as JSON. The plugin is looked up again for every
+  message, so an open websocket is served by the newest version right after a reload;
+- ``POST /admin/reload``: reloads the plugins (``swapper.areload``: the loop keeps serving)
+  and returns the Details; refused (403) unless the client is on a loopback address.
+
+Design: the host owns everything that must outlive a reload — the ``HostState`` (counters,
+sessions), the swapper, the open connections — and plugins only ever receive it as an argument.
+Each request reads ``swapper.current()`` once, so it runs entirely on one version even when a
+reload swaps the manager meanwhile. ``SIGUSR1`` reloads too (``areload_on_signal``). Every
+``$HOTSWAP_DEMO_INTERVAL`` seconds (default 2) a heartbeat logs each plugin's stamp, so a
+reload shows in the log as in the other demos.
+
+``create_app_from_env`` is the factory for ``uvicorn --factory`` (used by the benchmark to
+compare a hot swap with ``uvicorn --reload``); ``python -m demo.web.host`` is the usual way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hotswap_runtime import HotswapError, Plugin, PluginManagerSwapper
+from hotswap_runtime.triggers import areload_on_signal
+
+from .shared import Call, HostState
+
+__all__ = ["INTERVAL_ENV", "PLUGIN_DIR_ENV", "create_app", "create_app_from_env",
+           "heartbeat_interval"]
+
+#: the plugin folder ``create_app_from_env`` serves
+PLUGIN_DIR_ENV = "HOTSWAP_WEB_PLUGIN_DIR"
+#: seconds between heartbeats (the same variable as the other demos)
+INTERVAL_ENV = "HOTSWAP_DEMO_INTERVAL"
+
+logger = logging.getLogger("demo.web")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:   # not an address (a unix socket path, a test client's name)
+        return False
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: ``$HOTSWAP_DEMO_INTERVAL`` or 2.
+
+    Raises:
+        SystemExit: the variable is set to something other than a positive number.
+    """
+    raw = os.environ.get(INTERVAL_ENV, "").strip()
+    try:
+        value = float(raw) if raw else 2.0
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SystemExit(f"error: {INTERVAL_ENV}={raw!r} is not a positive number of seconds; "
+                         f"unset it or give e.g. {INTERVAL_ENV}=0.5")
+    return value
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = None,
+               free_delay: float = 5.0, reload_signal: bool = True,
+               on_ready: Callable[[], None] | None = None) -> Starlette:
+    """Make the ASGI app serving the plugins built into ``plugin_dir``.
+
+    The plugins are loaded at start-up (the lifespan's start), with the host state as the
+    ``data`` of every ``on_load``; the swapper is closed (every ``on_free`` runs) at shutdown.
+
+    Args:
+        plugin_dir: the folder of ``*.hsp`` artifacts.
+        state: the host state to serve; a fresh ``HostState`` by default.
+        free_delay: seconds before a replaced version is freed.
+        reload_signal: reload on ``SIGUSR1`` too.
+        on_ready: called once the plugins are loaded and the reload trigger installed.
+    """
+    host_state = state if state is not None else HostState()
+    interval = heartbeat_interval()
+    swapper = PluginManagerSwapper(plugin_dir, logger=logging.getLogger("hotswap"),
+                                   free_delay=free_delay)
+
+    def find(name: str) -> tuple[Plugin | None, str]:
+        manager = swapper.current()
+        if manager is None:
+            return None, "no plugins are loaded"
+        plugin = manager.find_plugin(name)
+        if plugin is None:
+            loaded = ", ".join(p.name for p in manager.plugins()) or "none"
+            return None, f'no plugin "{name}"; loaded: {loaded}'
+        return plugin, ""
+
+    async def invoke(plugin: Plugin, action: str, call: Call, *extra: Any) -> Any:
+        result = plugin.invoke_func(action, call, *extra)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def index(request: Request) -> Response:
+        manager = swapper.current()
+        plugins = []
+        for plugin in manager.plugins() if manager is not None else []:
+            try:
+                stamp = plugin.lookup("CompileTimeString")
+            except LookupError:
+                stamp = None
+            plugins.append({"name": plugin.name, "version": stamp, "build_id": plugin.build_id})
+        return JSONResponse({"plugins": plugins, "reloads": swapper.reload_counter,
+                             **host_state.snapshot()})
+
+    async def call_plugin(request: Request) -> Response:
+        name, action = request.path_params["plugin"], request.path_params["action"]
+        host_state.count("requests")
+        plugin, why = find(name)
+        if plugin is None:
+            return _error(404, why)
+        session = host_state.session(request.cookies.get("sid"))
+        call = Call(action, dict(request.query_params), session, host_state,
+                    swapper.reload_counter)
+        try:
+            result = await invoke(plugin, action, call)
+        except LookupError as exc:
+            return _error(404, str(exc))
+        except Exception as exc:
+            logger.exception("plugin %s failed on action %s", plugin.name, action)
+            return _error(500, f'plugin "{plugin.name}" failed on "{action}": '
+                               f"{type(exc).__name__}: {exc}")
+        response = JSONResponse(result)
+        response.set_cookie("sid", session.id, httponly=True, samesite="strict")
+        return response
+
+    async def websocket(ws: WebSocket) -> None:
+        name = ws.path_params["plugin"]
+        await ws.accept()
+        session = host_state.session(None, kind="ws")
+        host_state.count("websockets")
+        try:
+            while True:
+                text = await ws.receive_text()
+                host_state.count("ws_messages")
+                plugin, why = find(name)   # again for every message: the newest version answers
+                if plugin is None:
+                    await ws.send_json({"error": why})
+                    continue
+                call = Call("ws", {}, session, host_state, swapper.reload_counter)
+                try:
+                    reply = await invoke(plugin, "ws", call, text)
+                except Exception as exc:
+                    logger.exception("plugin %s failed on a websocket message", plugin.name)
+                    reply = {"error": f'plugin "{plugin.name}" failed: {type(exc).__name__}: {exc}'}
+                await ws.send_json(reply)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            host_state.end_session(session.id)
+
+    async def admin_reload(request: Request) -> Response:
+        client = request.client.host if request.client is not None else None
+        if not _is_loopback(client):
+            logger.warning("refused POST /admin/reload from %s: not a loopback address", client)
+            return _error(403, f"reload refused for client {client}: /admin/reload only accepts "
+                               "loopback clients; call it from the host itself "
+                               "(curl -X POST http://127.0.0.1:<port>/admin/reload)")
+        started = time.perf_counter()
+        try:
+            details = await swapper.areload(host_state)
+        except HotswapError as exc:
+            logger.error("reload on POST /admin/reload failed; the previous plugins keep "
+                         "serving: %s", exc)
+            return _error(500, f"reload failed, the previous plugins keep serving: {exc}")
+        elapsed = time.perf_counter() - started
+        logger.info("reload on POST /admin/reload: %s", str(details) or "no plugins found")
+        host_state.count("reloads")
+        return JSONResponse({"details": {Path(k).name: v for k, v in details.items()},
+                             "reloads": swapper.reload_counter,
+                             "reload_ms": round(elapsed * 1000, 3)})
+
+    async def heartbeat(interval: float) -> None:
+        # every few seconds, each plugin's stamp as its current version reports it
+        while True:
+            await asyncio.sleep(interval)
+            manager = swapper.current()
+            stamps = []
+            for plugin in manager.plugins() if manager is not None else []:
+                try:
+                    stamps.append(f"{plugin.name} {plugin.invoke_func('version')}")
+                except Exception as exc:
+                    stamps.append(f"{plugin.name} ({type(exc).__name__}: {exc})")
+            counters = host_state.snapshot()["counters"]
+            logger.info("heartbeat: %s; %d requests, %d websocket messages, %d reloads",
+                        ", ".join(stamps) or "no plugins", counters.get("requests", 0),
+                        counters.get("ws_messages", 0), swapper.reload_counter)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        details = swapper.load_plugins(host_state)
+        logger.info("loaded plugins from %s: %s", plugin_dir, str(details) or "none found")
+        stop_signal = None
+        if reload_signal and hasattr(signal, "SIGUSR1"):
+            stop_signal = areload_on_signal(swapper, host_state)
+        beat = asyncio.create_task(heartbeat(interval), name="demo-web-heartbeat")
+        try:
+            if on_ready is not None:
+                on_ready()
+            yield
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            if stop_signal is not None:
+                await stop_signal()
+            swapper.close()
+
+    app = Starlette(routes=[
+        Route("/", index),
+        Route("/p/{plugin}/{action}", call_plugin),
+        WebSocketRoute("/ws/{plugin}", websocket),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
+    ], lifespan=lifespan)
+    app.state.swapper = swapper
+    app.state.host_state = host_state
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """The app for ``uvicorn --factory demo.web.app:create_app_from_env``.
+
+    Serves the plugin folder named by ``$HOTSWAP_WEB_PLUGIN_DIR`` (default ``demo/web/bin``).
+
+    Raises:
+        SystemExit: that folder does not exist.
+    """
+    folder = Path(os.environ.get(PLUGIN_DIR_ENV) or Path(__file__).parent / "bin")
+    if not folder.is_dir():
+        raise SystemExit(f"error: plugin folder {folder} does not exist; build the plugins "
+                         f"first (demo/web/run.sh does) or set {PLUGIN_DIR_ENV}")
+    logging.basicConfig(level=logging.INFO)
+    return create_app(folder)
