@@ -9,12 +9,15 @@ Run: ``.venv/bin/python bench/doctor.py``. Prints, against the goals of SPEC 8.2
 - ``guard=True`` overhead per ``invoke_func`` (plain arguments, and a list of 10 objects);
 - ``guard=False`` against a swapper built without the argument (goal: within noise).
 
-Measures only; asserts nothing.
+``--quick`` uses tiny sizes (the smoke test; its numbers mean nothing); ``--json`` adds a last
+line with the figures as one JSON object, for ``bench/run.py``. Measures only; asserts nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import statistics
 import sys
 import tempfile
@@ -56,7 +59,16 @@ def swap_in(plugins: Path, artifact: bytes) -> None:
     (plugins / "disp.hsp").write_bytes(artifact)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
+    args = parser.parse_args(argv)
+    global NUMBER, REPEAT
+    versions, heap_size, stats_calls = 100, 500_000, 200
+    if args.quick:
+        versions, heap_size, stats_calls, NUMBER, REPEAT = 6, 1_000, 5, 1_000, 3
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_plugin(root / "src", "disp", 2)
@@ -68,12 +80,14 @@ def main() -> None:
         # -- stats() with 100 versions pending free ------------------------------------------
         pending = PluginManagerSwapper(plugins, free_delay=3600)
         pending.load_plugins()
-        for i in range(1, 101):
+        for i in range(1, versions + 1):
             swap_in(plugins, stamps[i % 2])
             pending.reload()
         count = len(pending.stats())
-        ms = median_ms(pending.stats, 200)
-        print(f"stats(), {count} versions (100 pending free)            {ms:8.3f} ms   goal < 1 ms")
+        ms = median_ms(pending.stats, stats_calls)
+        figures["doctor_stats_pending_ms"] = ms
+        print(f"stats(), {count} versions ({versions} pending free)            {ms:8.3f} ms   "
+              "goal < 1 ms")
         pending.close()
 
         # -- stats() with 100 versions freed but held by the host ----------------------------
@@ -83,22 +97,25 @@ def main() -> None:
         swapper = PluginManagerSwapper(plugins, free_delay=0)
         swap_in(plugins, stamps[0])
         swapper.load_plugins()
-        for i in range(1, 101):
+        for i in range(1, versions + 1):
             host.cache[i] = swapper.current().find_plugin("disp").lookup("mod1").Worker1(str(i))
             swap_in(plugins, stamps[i % 2])
             swapper.reload()
         deadline = time.monotonic() + 30
-        while sum(s.state == "freed" for s in swapper.stats()) < 100 and time.monotonic() < deadline:
+        while (sum(s.state == "freed" for s in swapper.stats()) < versions
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         count = len(swapper.stats())
-        ms = median_ms(swapper.stats, 200)
-        print(f"stats(), {count} versions (100 freed, held by the host)  {ms:8.3f} ms   goal < 1 ms")
+        ms = median_ms(swapper.stats, stats_calls)
+        figures["doctor_stats_freed_ms"] = ms
+        print(f"stats(), {count} versions ({versions} freed, held by the host)  {ms:8.3f} ms   "
+              "goal < 1 ms")
 
         # -- explain=True on a heap of a million objects -------------------------------------
-        for held in (100, 10, 1):
+        for held in sorted({versions, min(10, versions), 1}, reverse=True):
             for key in list(host.cache)[:-held]:
                 del host.cache[key]
-            heap = [{"n": i, "v": [i]} for i in range(500_000)]
+            heap = [{"n": i, "v": [i]} for i in range(heap_size)]
             objects = len(gc.get_objects())
             gc.collect()
             collect_ms = median_ms(gc.collect, 3)
@@ -107,6 +124,8 @@ def main() -> None:
             ms = (time.perf_counter() - started) * 1000
             freed = [s for s in stats if s.state == "freed"]
             example = freed[0].referrers[0] if freed and freed[0].referrers else "-"
+            figures[f"doctor_explain_{len(freed)}_freed_ms"] = ms
+            figures["doctor_explain_heap_objects"] = objects
             print(f"stats(explain=True), {objects:,} objects, {len(freed):>3} freed version(s) "
                   f"{ms:8.1f} ms (gc.collect alone {collect_ms:.0f} ms)   goal < 1000 ms   "
                   f"e.g. {example}")
@@ -140,8 +159,13 @@ def main() -> None:
         base = results[0][1]
         for label, ns in results:
             print(f"{label:<46} {ns:8.1f} ns  {ns - base:+7.1f} ns vs no guard argument")
+        figures["doctor_guard_off_delta_ns"] = results[1][1] - base
+        figures["doctor_guard_on_delta_ns"] = results[2][1] - base
+        figures["doctor_guard_on_list10_delta_ns"] = results[3][1] - results[4][1]
         for made_swapper in made.values():
             made_swapper.close()
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ BENCHES = [
     Bench("build", "build.py", "build", full=("--runs", "3"),
           quick=("--runs", "1", "--sizes", "10"), parse=parse_build),
     Bench("live", "live.py", "live", parse=parse_live),
+    Bench("doctor", "doctor.py", "leakproof"),
 ]
 
 # the goals of issue 6: key -> (comparison, bound)
@@ -129,6 +130,10 @@ GOALS: dict[str, tuple[str, float]] = {
     "versions_alive_1000": ("<=", 2),
     "areload_stall_ms": ("<", 10.0),
     "free_alive_after_close": ("==", 0),
+    # issue 8: the leak doctor
+    "doctor_stats_pending_ms": ("<", 1.0),
+    "doctor_stats_freed_ms": ("<", 1.0),
+    "doctor_explain_1_freed_ms": ("<", 1000.0),
 }
 
 
