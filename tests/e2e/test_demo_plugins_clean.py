@@ -65,3 +65,26 @@ def test_trine_plugins_reload_cleanly() -> None:
 def test_slink_plugin_reloads_cleanly_when_built_as_an_artifact() -> None:
     """fib, built as an artifact rather than linked statically, reloads cleanly."""
     assert_reloads_cleanly(DEMO / "slink/plugin/fib", times=5)
+
+
+def test_web_plugins_reload_cleanly() -> None:
+    """greeter and stats answer a request and a websocket message (stats asynchronously);
+    the host state they write to keeps no version alive."""
+    import asyncio
+
+    from demo.web.shared import Call, HostState
+
+    state = HostState()
+
+    def serve(manager: PluginManager) -> None:
+        session = state.session(None, "ws")
+        call = Call("hello", {"name": "ann"}, session, state, 0)
+        greeter = manager.find_plugin("greeter")
+        assert greeter.invoke_func("hello", call)["message"] == "hello, ann"
+        assert greeter.invoke_func("ws", call, "hi")["echo"] == "hi"
+        summary = asyncio.run(manager.find_plugin("stats").invoke_func("summary", call))
+        assert summary["version"] == "dev"
+
+    assert_reloads_cleanly([DEMO / "web/plugin/greeter", DEMO / "web/plugin/stats"], times=5,
+                           call=serve)
+    assert state.snapshot()["counters"] == {"greetings": 5}  # written by five versions
