@@ -160,41 +160,46 @@ def _root_text(root: Any, roots: dict[int, str]) -> str:
     return roots[id(root)]
 
 
+def _names(parent: Any, child: Any, attr_dict: bool, roots: dict[int, str]) -> list[str | None]:
+    """Every accessor from ``parent`` to ``child``: all the names a module holds it under, else
+    the first way found (None: no accessor, the text shows the child's type)."""
+    if isinstance(parent, dict) and id(parent) in roots:
+        return [f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{_key_text(key)}]"
+                for key, value in dict.items(parent) if value is child] or [None]
+    try:
+        return [_edge(parent, child, attr_dict)[0]]
+    except Exception:  # an object whose attribute access raises: show its type instead
+        return [None]
+
+
 def _render(path: Sequence[Any], roots: dict[int, str], belongs: set[int],
             version_module: str) -> list[str]:
-    """``host_app.cache['job'] -> <Job of world#3>`` for ``path`` (root first); one text per
-    name the root holds the next object under (a module may hold it as two globals)."""
-    head = _root_text(path[0], roots)
-    root, first = path[0], path[1]
-    if isinstance(root, dict) and id(root) in roots:
-        names = [f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{_key_text(key)}]"
-                 for key, value in dict.items(root) if value is first]
-    else:
-        try:
-            names = [_edge(root, first, False)[0] or ""]
-        except Exception:  # an object whose attribute access raises: show its type instead
-            names = [""]
-    tail = ""
+    """``host_app.cache['job'] -> <Job of world#3>`` for ``path`` (root first), down to the
+    first object of the version; one text per object of the version its holder holds (a list
+    of two leaked jobs gives two chains) and per name a module holds it under."""
+    end = next((i for i in range(1, len(path)) if _belongs(path[i], belongs, version_module)),
+               len(path) - 1)
+    text = _root_text(path[0], roots)
     attr_dict = False
-    ended = _belongs(first, belongs, version_module)
-    if ended:
-        tail = f" -> {describe(first)}"
-    for parent, child in zip(path[1:], path[2:]):
-        if ended:
-            break
+    for parent, child in zip(path[: end - 1], path[1:end]):
+        accessor = _names(parent, child, attr_dict, roots)[0]
         try:
-            accessor, attr_dict = _edge(parent, child, attr_dict)
+            attr_dict = _edge(parent, child, attr_dict)[1] if accessor is not None else False
         except Exception:
-            accessor, attr_dict = None, False
-        if accessor is None:
-            tail += f" -> {describe(child)}"
-        else:
-            tail += accessor
-        if _belongs(child, belongs, version_module):
-            if accessor is not None:
-                tail += f" -> {describe(child)}"
-            ended = True
-    return [head + name + tail for name in names]
+            attr_dict = False
+        text += accessor if accessor is not None else f" -> {describe(child)}"
+    holder = path[end - 1]
+    found = [path[end]]
+    try:
+        found += [other for other in gc.get_referents(holder)
+                  if other is not path[end] and _belongs(other, belongs, version_module)]
+    except Exception:
+        pass
+    texts: list[str] = []
+    for target in {id(obj): obj for obj in found}.values():  # distinct, the walk's own first
+        for accessor in _names(holder, target, attr_dict, roots):
+            texts.append(f"{text}{accessor or ''} -> {describe(target)}")
+    return texts
 
 
 def _belongs(obj: Any, belongs: set[int], version_module: str) -> bool:

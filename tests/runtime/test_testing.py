@@ -35,8 +35,13 @@ def invoke_func(name, *params):
     return handle(*params)
 """
 
-# forgets to unregister its handler: every load stays alive through registry.HANDLERS
-LEAKY = CLEAN.replace("registry.HANDLERS.remove(handle)", "pass")
+# forgets to unregister its handler and a token: every load stays alive through registry.HANDLERS
+LEAKY = CLEAN.replace("registry.HANDLERS.remove(handle)", "pass").replace(
+    "registry.HANDLERS.append(handle)",
+    "registry.HANDLERS.append(handle)\n    registry.HANDLERS.append(Token())") + """
+class Token:
+    pass
+"""
 
 AUTHORS_TESTS = """
 from pathlib import Path
@@ -82,6 +87,7 @@ def test_leaky_plugin_fails_naming_the_chain(pytester: pytest.Pytester) -> None:
         "*plugin does not reload cleanly (load 1 of 5):",
         "leaky#* stays alive after its swapper was closed:",
         "    registry.HANDLERS[[]0[]] -> <function handle of leaky#*>",
+        "    registry.HANDLERS[[]1[]] -> <Token of leaky#*>",
     ])
 
 
