@@ -7,7 +7,8 @@ can act on: module-level globals (``host_app.cache['job']``) and the frames of r
 
 The walk is batched: one ``gc.get_referrers(*frontier)`` call per level scans the heap once for
 the whole frontier (a scan costs about 20 ms per million objects), so the cost is bounded by
-``max_depth`` scans, whatever the number of versions explained together. Since that call
+``max_depth`` scans, whatever the number of versions explained together; a version stops being
+walked once it has five chains, or three levels after its first (shortest) chain. Since that call
 compares every reference it meets with each frontier object, the frontier is capped (few
 objects per type per level; many instances of one class usually share one holder). All freed
 versions are walked together; each node remembers, per version, the child it was reached
@@ -45,6 +46,7 @@ _SPECIAL_ATTRS = ("__self__", "__func__", "__wrapped__", "__closure__", "__defau
 
 MAX_CHAINS = 5
 MAX_DEPTH = 12
+EXTRA_DEPTH = 3
 MAX_NODES = 20_000
 FRONTIER_PER_TYPE = 8
 MAX_FRONTIER = 48
@@ -287,12 +289,19 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
                 internal.update(id(cell) for cell in obj.__closure__)
     del targets, alive, obj  # the walk's own references to the targets: not referrers
     done = [False] * len(versions)
+    first_found = [0] * len(versions)  # the depth of each version's first chain
     seen_text: list[set[str]] = [set() for _ in versions]
     own = {id(nodes), id(via), id(frontier), id(internal), id(belongs), id(roots)}
     depth = 0
     try:
         while frontier and depth < max_depth and len(nodes) < max_nodes and not all(done):
             depth += 1
+            for label, first in enumerate(first_found):
+                # chains much longer than the shortest one found add little: stop looking
+                if first and depth > first + EXTRA_DEPTH:
+                    done[label] = True
+            if all(done):
+                break
             args = tuple(nodes[i] for i in frontier)
             own.add(id(args))
             found = gc.get_referrers(*args)
@@ -320,6 +329,7 @@ def explain(versions: Sequence[Version], *, limit: int = MAX_CHAINS, max_depth: 
                                 step = via[step][label]
                             texts = _render(path, roots, belongs[label], modules[label])
                             del path
+                            first_found[label] = first_found[label] or depth
                             for text in texts:
                                 if text not in seen_text[label] and not done[label]:
                                     seen_text[label].add(text)
