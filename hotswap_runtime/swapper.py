@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from . import doctor
+from . import guard as guarding
 from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import Freer, Pending
-from .guard import GuardMode, check_guard_mode, install_guard
 from .listing import list_artifacts
 from .manager import Details, Plugin, PluginManager, Vault
 from .static import StaticPlugin
@@ -101,14 +101,14 @@ class PluginManagerSwapper:
         extension_factory: Callable[[], Any] | None = None,
         static_plugins: Mapping[str, StaticPlugin] | None = None,
         whitelist: Iterable[str] | None = None,
-        guard: GuardMode = False,
+        guard: guarding.GuardMode = False,
     ) -> None:
         if free_delay < 0:
             raise ValueError(f"free_delay must be >= 0, not {free_delay!r}")
         self._plugin_dir = os.fspath(plugin_dir)
         self._logger = logger if logger is not None else logging.getLogger("hotswap")
         self._free_delay = float(free_delay)
-        self._guard = check_guard_mode(guard)
+        self._guard = guarding.check_guard_mode(guard)
         self._reload_callback = reload_callback
         self._extension_factory = extension_factory
         self._static = dict(static_plugins) if static_plugins is not None else None
@@ -239,12 +239,12 @@ class PluginManagerSwapper:
             else:
                 state = "pending free"
             out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers))
-        if explain and freed:
-            chains = dict(zip(map(id, freed), doctor.explain(freed)))
-            versions = [*seen.values(), *freed]
-            out = [dataclasses.replace(stat, referrers=chains[id(v)]) if id(v) in chains else stat
-                   for stat, v in zip(out, versions)]
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
+
+        if explain and freed:  # (plugin, load) names one version
+            chains = {(v.name, v.load): found for v, found in zip(freed, doctor.explain(freed))}
+            out = [dataclasses.replace(s, referrers=chains.get((s.plugin, s.load), ()))
+                   if s.state == "freed" else s for s in out]
         return out
 
     @contextlib.contextmanager
@@ -435,7 +435,7 @@ class PluginManagerSwapper:
         manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
                                 logger)
         if self._guard:
-            install_guard(manager, self._guard, logger)
+            guarding.install_guard(manager, self._guard, logger)
         for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
             if callback is None:
                 continue
