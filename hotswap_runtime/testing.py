@@ -23,7 +23,6 @@ never imports it. The build is imported on first use, as the runtime never impor
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -134,7 +133,6 @@ def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int
         raise ValueError(f"times must be at least 1, not {times!r}")
     folders = ([plugin_dir] if isinstance(plugin_dir, (str, os.PathLike))
                else list(plugin_dir))
-    logger = logging.getLogger("hotswap.testing")
     with tempfile.TemporaryDirectory(prefix="hotswap-clean-") as out:
         for folder in folders:
             _build(folder, out, stamps)
@@ -155,6 +153,5 @@ def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int
                 continue
             alive = swapper.stats(explain=True)
             if alive:
-                logger.error("load %d of %d leaked: %s", attempt, times, _report(alive))
                 pytest.fail(f"plugin does not reload cleanly (load {attempt} of {times}):\n"
                             f"{_report(alive)}", pytrace=False)
