@@ -126,8 +126,9 @@ def assert_reloads_cleanly(plugin_dir: PathLike | Iterable[PathLike], times: int
             host-defined ``vault.extension``.
 
     Raises:
-        AssertionError (``pytest.fail``): naming each version alive and the referrer chains
-            that hold it (and its threads and tasks, where the runtime reports them).
+        pytest.fail.Exception: the test fails, naming each version alive and the referrer
+            chains that hold it (and its threads and tasks, where the runtime reports them).
+        ValueError: ``times`` is below 1.
     """
     if times < 1:
         raise ValueError(f"times must be at least 1, not {times!r}")
