@@ -117,6 +117,7 @@ BENCHES = [
           quick=("--runs", "1", "--sizes", "10"), parse=parse_build),
     Bench("live", "live.py", "live", parse=parse_live),
     Bench("staged", "staged.py", "staged"),
+    Bench("doctor", "doctor.py", "leakproof"),
 ]
 
 # the goals of issue 6: key -> (comparison, bound)
@@ -133,6 +134,10 @@ GOALS: dict[str, tuple[str, float]] = {
     # issue 7
     "inflight_check_ms": ("<", 20.0),
     "rollback_us": ("<", 1000.0),
+    # issue 8: the leak doctor
+    "doctor_stats_pending_ms": ("<", 1.0),
+    "doctor_stats_freed_ms": ("<", 1.0),
+    "doctor_explain_1_freed_ms": ("<", 1000.0),
 }
 
 

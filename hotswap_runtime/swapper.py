@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gc
 import logging
 import os
 import threading
@@ -37,6 +39,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
+from . import doctor
+from . import guard as guarding
 from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import Freer, Pending
@@ -72,6 +76,9 @@ class VersionStats:
             included; see ``inflight``).
         threads: names of live threads running its code (or started on it).
         tasks: names of pending asyncio tasks running its code.
+        referrers: with ``stats(explain=True)``, for a freed version still alive, up to 5
+            chains from a module-level global of the host down to what holds it, such as
+            ``host_app.cache['job'] -> <Job of world#3>``; otherwise empty.
     """
 
     plugin: str
@@ -82,6 +89,7 @@ class VersionStats:
     in_flight: int = 0
     threads: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
+    referrers: tuple[str, ...] = ()
 
 
 @final
@@ -98,6 +106,10 @@ class PluginManagerSwapper:
         static_plugins: ``HOTSWAP_STATIC_PLUGINS`` from static linking; turns on static
             linking mode (``reload`` refuses).
         whitelist: names of the plugins to load (case-insensitive); all others are ignored.
+        guard: a debug aid: True logs a warning for each argument of ``invoke_func`` /
+            ``invoke_each`` (and each item of a top-level list, tuple, set or dict value) whose
+            class comes from another version of the callee's plugin; ``"strict"`` raises
+            ``HotswapError`` instead and calls nothing. False (the default) costs nothing.
         free_timeout: seconds (>= 0) after ``free_delay`` that a replaced version waits for
             its code in flight (threads, tasks, pending awaitables) before it is freed anyway,
             with a warning.
@@ -112,6 +124,7 @@ class PluginManagerSwapper:
         extension_factory: Callable[[], Any] | None = None,
         static_plugins: Mapping[str, StaticPlugin] | None = None,
         whitelist: Iterable[str] | None = None,
+        guard: guarding.GuardMode = False,
         free_timeout: float = 3600.0,
     ) -> None:
         if free_delay < 0:
@@ -122,6 +135,7 @@ class PluginManagerSwapper:
         self._plugin_dir = os.fspath(plugin_dir)
         self._logger = logger if logger is not None else logging.getLogger("hotswap")
         self._free_delay = float(free_delay)
+        self._guard = guarding.check_guard_mode(guard)
         self._reload_callback = reload_callback
         self._extension_factory = extension_factory
         self._static = dict(static_plugins) if static_plugins is not None else None
@@ -296,7 +310,7 @@ class PluginManagerSwapper:
                 final_entry = Pending(current)
                 self._release(final_entry)
 
-    def stats(self) -> list[VersionStats]:
+    def stats(self, explain: bool = False) -> list[VersionStats]:
         """Every version alive: current, pending free, and freed but still referenced.
 
         Oldest first. Freed versions are followed through weak references, without running
@@ -304,7 +318,14 @@ class PluginManagerSwapper:
         ``in_flight``, ``threads`` and ``tasks`` come from one in-flight search (thread stacks,
         the tasks of every event loop seen, read on each loop's thread, or from here when that
         loop has not answered within a second) and cost a few milliseconds.
+
+        Args:
+            explain: first collect garbage, then fill each freed version's ``referrers`` with
+                the chains that keep it alive (a walk of the heap: for debugging, not for
+                every request).
         """
+        if explain:
+            gc.collect()
         current = self._current
         in_current = {id(v) for v in current._versions()} if current is not None else set()
         seen: dict[int, Version] = {}
@@ -332,6 +353,11 @@ class PluginManagerSwapper:
                                     tuple(dict.fromkeys([*f.threads, *f.own_threads])),
                                     tuple(dict.fromkeys([*f.tasks, *f.own_tasks]))))
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
+
+        if explain and freed:  # (plugin, load) names one version
+            chains = {(v.name, v.load): found for v, found in zip(freed, doctor.explain(freed))}
+            out = [dataclasses.replace(s, referrers=chains.get((s.plugin, s.load), ()))
+                   if s.state == "freed" else s for s in out]
         return out
 
     @contextlib.contextmanager
@@ -559,6 +585,8 @@ class PluginManagerSwapper:
                       if v.name.lower() in paths})
         manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
                                 logger)
+        if self._guard:
+            guarding.install_guard(manager, self._guard, logger)
         for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
             if callback is None:
                 continue
