@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .version import Version
 
-__all__ = ["InFlight", "note_loop", "invoke_entry", "scan", "entry_codes", "wait_for_own_workers",
+__all__ = ["Found", "InFlight", "note_loop", "invoke_entry", "scan", "entry_codes", "wait_for_own_workers",
            "LOOP_TIMEOUT"]
 
 #: seconds to wait for a running loop to hand over its tasks
@@ -181,7 +181,7 @@ def _code(fn: Any) -> Any:
     return getattr(fn, "__code__", None)
 
 
-def _thread_owner(thread: threading.Thread | None, codes: set[CodeType],
+def _thread_owner(thread: threading.Thread | None, codes: Container[CodeType],
                   match: Match) -> str | None:
     """The root whose code is the thread's run target, unless that is an entry point."""
     if thread is None:
@@ -191,9 +191,10 @@ def _thread_owner(thread: threading.Thread | None, codes: set[CodeType],
         target = type(thread).run
         if target is threading.Thread.run:
             return None
-    if _code(target) in codes:
-        return None  # a caller's thread that calls straight into the version
-    return _root(target, match)
+    root = _root(target, match)
+    if root is None or _code(target) in codes:
+        return None  # not the version's, or a caller's thread that calls straight into it
+    return root
 
 
 def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
@@ -213,7 +214,7 @@ def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
 
 
 def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
-                codes: set[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
+                codes: Container[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
     """(task name, roots in its chain, owner root, ids of awaitables in the chain) per task."""
     out: list[tuple[str, set[str], str | None, set[int]]] = []
     for task in asyncio.all_tasks(loop):
@@ -240,7 +241,7 @@ def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
     return out
 
 
-def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: set[CodeType],
+def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: Container[CodeType],
               timeout: float) -> list[tuple[str, set[str], str | None, set[int]]] | None:
     """The tasks of ``loop`` that run code under ``roots``; None when the loop did not answer."""
     if loop.is_closed():
@@ -297,7 +298,41 @@ def _pending(awaitable: Any) -> bool:
     return True
 
 
-def scan(versions: Iterable[Version], *, timeout: float | None = None) -> dict[int, InFlight]:
+class _EntryCodes:
+    """The entry codes of some versions, computed on first use (most scans never need them)."""
+
+    def __init__(self, versions: Iterable[Version]) -> None:
+        self._versions = list(versions)
+        self._codes: set[CodeType] | None = None
+
+    def __contains__(self, code: object) -> bool:
+        if self._codes is None:
+            codes: set[CodeType] = set()
+            for version in self._versions:
+                codes |= entry_codes(version)
+            self._codes = codes
+        return code in self._codes
+
+
+class Found(dict[int, InFlight]):
+    """``scan``'s answer: ``id(version)`` -> ``InFlight``; a version with nothing in flight has
+    no entry (``found[key]`` then gives an empty, shared ``InFlight``; ``.get`` gives None)."""
+
+    def __missing__(self, key: int) -> InFlight:
+        return _NOTHING
+
+    def slot(self, key: int) -> InFlight:
+        """The entry of ``key``, made when missing."""
+        found = self.get(key)
+        if found is None:
+            found = self[key] = InFlight()
+        return found
+
+
+_NOTHING = InFlight()
+
+
+def scan(versions: Iterable[Version], *, timeout: float | None = None) -> Found:
     """What of each version (keyed by ``id(version)``) is in flight right now.
 
     Safe to call from any thread; a running loop's tasks are read on its own thread, waiting
@@ -306,13 +341,11 @@ def scan(versions: Iterable[Version], *, timeout: float | None = None) -> dict[i
     if timeout is None:
         timeout = LOOP_TIMEOUT
     by_root = {v.root: v for v in versions}
-    found = {id(v): InFlight() for v in by_root.values()}
+    found = Found()
     if not by_root:
         return found
     match = _matcher(set(by_root))
-    codes: set[CodeType] = set()
-    for version in by_root.values():
-        codes |= entry_codes(version)
+    codes = _EntryCodes(by_root.values())
     me = threading.get_ident()
     threads = {t.ident: t for t in threading.enumerate()}
     for ident, frame in sys._current_frames().items():
@@ -333,37 +366,40 @@ def scan(versions: Iterable[Version], *, timeout: float | None = None) -> dict[i
         owner = _thread_owner(thread, codes, match)
         name = thread.name if thread is not None else f"thread {ident}"
         for root in hit:
-            slot = found[id(by_root[root])]
+            slot = found.slot(id(by_root[root]))
             (slot.own_threads if root == owner else slot.threads).append(name)
     # threads whose run target is the version's code but that are not in its code right now
     for thread in threads.values():
         owner = _thread_owner(thread, codes, match)
         if owner is not None and thread.is_alive():
-            slot = found[id(by_root[owner])]
+            slot = found.slot(id(by_root[owner]))
             if thread.name not in slot.own_threads:
                 slot.own_threads.append(thread.name)
     in_tasks: set[int] = set()
     for loop in _members(_loops):
         tasks = _tasks_of(loop, match, codes, timeout)
         if tasks is None:
-            for slot in found.values():
-                slot.tasks.append(f"<tasks of an event loop that did not answer in {timeout} s>")
+            for version in by_root.values():
+                found.slot(id(version)).tasks.append(f"<tasks of an event loop that did not answer in {timeout} s>")
             continue
         for name, hit, owner, ids in tasks:
             in_tasks |= ids
             for root in hit:
-                slot = found[id(by_root[root])]
+                slot = found.slot(id(by_root[root]))
                 (slot.own_tasks if root == owner else slot.tasks).append(name)
     for version in by_root.values():
+        if not version.awaitables.data:
+            continue
         count = 0
         for awaitable in _members(version.awaitables):
             if id(awaitable) not in in_tasks and _pending(awaitable):
                 count += 1
-        found[id(version)].awaitables = count
+        if count:
+            found.slot(id(version)).awaitables = count
     return found
 
 
-def wait_for_own_workers(versions: list[Version], grace: float) -> dict[int, InFlight]:
+def wait_for_own_workers(versions: list[Version], grace: float) -> Found:
     """Scan until no version has its own threads or tasks running, for at most ``grace`` s."""
     deadline = time.monotonic() + grace
     while True:

@@ -348,10 +348,13 @@ class PluginManagerSwapper:
                 state = "freed"
             else:
                 state = "pending free"
-            f = flying[id(v)]
-            out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers, f.total,
-                                    tuple(dict.fromkeys([*f.threads, *f.own_threads])),
-                                    tuple(dict.fromkeys([*f.tasks, *f.own_tasks]))))
+            f = flying.get(id(v))
+            if f is None:
+                out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers))
+            else:
+                out.append(VersionStats(v.name, v.build_id, v.load, state, v.managers, f.total,
+                                        tuple(dict.fromkeys([*f.threads, *f.own_threads])),
+                                        tuple(dict.fromkeys([*f.tasks, *f.own_tasks]))))
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
 
         if explain and freed:  # (plugin, load) names one version
