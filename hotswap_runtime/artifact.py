@@ -32,8 +32,12 @@ import json
 import keyword
 import os
 import stat
+import struct
 import tempfile
+import threading
+import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +267,80 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+#: how long a thread other than the main one may hold the GIL between two ``yield_gil`` calls
+#: that actually yield (seconds)
+YIELD_INTERVAL = 0.001
+_MAIN_THREAD = threading.main_thread()
+#: a zip local file header: magic, versions, flags, method, time, date, crc, sizes, name and
+#: extra lengths (APPNOTE 4.3.7)
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_yield_state = threading.local()
+
+
+def yield_gil() -> None:
+    """Let other threads run if this worker thread has run for ``YIELD_INTERVAL`` since it last did.
+
+    A reload in a worker thread (``areload``) otherwise keeps the GIL for the whole switch
+    interval (5 ms) each time the event loop's thread asks for it, and the loop asks twice per
+    wake-up: its ticks stall ~10 ms. ``time.sleep(0)`` releases the GIL long enough (~0.1 ms)
+    for a waiting thread to take it. The main thread never yields: a synchronous reload there
+    blocks its caller anyway and would only get slower.
+    """
+    if threading.current_thread() is _MAIN_THREAD:
+        return
+    now = time.perf_counter()
+    last = getattr(_yield_state, "last", None)
+    if last is None or now - last < YIELD_INTERVAL:
+        if last is None:
+            _yield_state.last = now
+        return
+    time.sleep(0)
+    _yield_state.last = time.perf_counter()
+
+
+def _read_member(archive: zipfile.ZipFile, raw: memoryview, info: zipfile.ZipInfo) -> bytes:
+    """The contents of one member, checked as ``ZipFile.read`` checks them, without its file
+    objects: the local header (magic number, file name), size and CRC-32.
+
+    Stored and deflated members (all the build writes) are read straight from ``raw``; anything
+    else (other methods, encryption, patched data) goes through ``archive.read`` and its errors.
+    The deflate stream must end exactly at the declared size (stricter than ``zipfile``).
+    """
+    method = info.compress_type
+    if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x61:
+        return archive.read(info)
+    offset = info.header_offset
+    header = raw[offset:offset + _LOCAL_HEADER.size]
+    if len(header) != _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("Truncated file header")
+    magic, _, _, flags, *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    if magic != b"PK\003\004":
+        raise zipfile.BadZipFile("Bad magic number for file header")
+    name_start = offset + _LOCAL_HEADER.size
+    name_end = name_start + name_length
+    encoding = "utf-8" if flags & 0x800 else "cp437"
+    if bytes(raw[name_start:name_end]).decode(encoding) != info.orig_filename:
+        raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header "
+                                 f"{bytes(raw[name_start:name_end])!r} differ.")
+    start = name_end + extra_length
+    chunk = raw[start:start + info.compress_size]
+    if len(chunk) != info.compress_size:
+        raise EOFError(f"member data of {info.filename!r} is truncated")
+    if method == zipfile.ZIP_STORED:
+        data = bytes(chunk)
+    else:
+        inflater = zlib.decompressobj(-15)
+        data = inflater.decompress(chunk, info.file_size + 1)
+        if not inflater.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    if len(data) != info.file_size:
+        raise zipfile.BadZipFile(f"{info.filename!r} holds {len(data)} bytes, not the "
+                                 f"{info.file_size} its directory entry says")
+    if zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    return data
+
+
 def _check_member_name(member: str, name: str) -> str | None:
     if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
         return f"member {member!r} has an absolute path"
@@ -354,10 +432,13 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
         raise fail(problems)
 
     contents: dict[str, bytes] = {}
+    view = memoryview(raw)
     try:
         for info in infos:
-            contents[info.filename] = archive.read(info)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+            contents[info.filename] = _read_member(archive, view, info)
+            yield_gil()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
+            zlib.error) as exc:
         raise fail([f"member {info.filename!r} cannot be read ({exc})"]) from exc
 
     try:
@@ -372,6 +453,7 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
             problems.append(f"member {member!r} is not listed in RECORD")
         elif entry != (record_hash(data), str(len(data))):
             problems.append(f"member {member!r} does not match its RECORD hash and size")
+        yield_gil()
     for member in record:
         if member not in contents:
             problems.append(f"RECORD lists {member!r}, which is absent")
