@@ -331,11 +331,11 @@ def _read_member(archive: zipfile.ZipFile, raw: memoryview, info: zipfile.ZipInf
     else:
         inflater = zlib.decompressobj(-15)
         data = inflater.decompress(chunk, info.file_size + 1)
-        if not inflater.eof:
+        if not inflater.eof and len(data) <= info.file_size:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
     if len(data) != info.file_size:
-        raise zipfile.BadZipFile(f"{info.filename!r} holds {len(data)} bytes, not the "
-                                 f"{info.file_size} its directory entry says")
+        raise zipfile.BadZipFile(f"{info.filename!r} does not hold the {info.file_size} bytes "
+                                 "its directory entry says")
     if zlib.crc32(data) != info.CRC:
         raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
     return data
