@@ -3,6 +3,10 @@
 Design note: this module is the single definition of the format. The build imports it to pack
 (``pack``/``write_atomically``) and ``hotswap inspect`` uses ``read_artifact`` exactly as the
 runtime does, so what the build writes and what the runtime accepts cannot drift apart.
+Verification parses the central directory with ``zipfile`` but reads stored and deflated
+members straight from the bytes (``_read_member``: the same local-header, size and CRC checks,
+without a file object per member), since it runs on every load; it calls ``yield_gil`` between
+members, as the importer does between modules.
 
 Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
 
