@@ -274,7 +274,6 @@ def write_atomically(path: Path, data: bytes) -> None:
 #: how long a thread other than the main one may hold the GIL between two ``yield_gil`` calls
 #: that actually yield (seconds)
 YIELD_INTERVAL = 0.001
-_MAIN_THREAD = threading.main_thread()
 #: a zip local file header: magic, versions, flags, method, time, date, crc, sizes, name and
 #: extra lengths (APPNOTE 4.3.7)
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -290,7 +289,7 @@ def yield_gil() -> None:
     for a waiting thread to take it. The main thread never yields: a synchronous reload there
     blocks its caller anyway and would only get slower.
     """
-    if threading.current_thread() is _MAIN_THREAD:
+    if threading.current_thread() is threading.main_thread():
         return
     now = time.perf_counter()
     last = getattr(_yield_state, "last", None)
