@@ -271,34 +271,55 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-#: how long a thread other than the main one may hold the GIL between two ``yield_gil`` calls
-#: that actually yield (seconds)
+#: how long a worker thread keeps the GIL between two yields while others want it (seconds)
 YIELD_INTERVAL = 0.001
+#: time another thread ran within one interval that counts as "others want the GIL" (seconds)
+CONTENTION = 0.0001
+#: how long a worker thread keeps yielding after it last saw another thread run (seconds)
+CONTENDED_FOR = 0.2
+#: a window longer than this is a pause between loads, not a measure of contention (seconds)
+_STALE = 0.02
 #: a zip local file header: magic, versions, flags, method, time, date, crc, sizes, name and
 #: extra lengths (APPNOTE 4.3.7)
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_yield_state = threading.local()
+
+
+class _YieldState(threading.local):
+    def __init__(self) -> None:
+        self.wall = -1.0            # perf_counter at the start of the current window
+        self.cpu = 0.0              # this thread's CPU time then
+        self.contended_until = -1.0
+
+
+_yield_state = _YieldState()
 
 
 def yield_gil() -> None:
-    """Let other threads run if this worker thread has run for ``YIELD_INTERVAL`` since it last did.
+    """In a worker thread, let waiting threads run about every ``YIELD_INTERVAL``.
 
     A reload in a worker thread (``areload``) otherwise keeps the GIL for the whole switch
     interval (5 ms) each time the event loop's thread asks for it, and the loop asks twice per
-    wake-up: its ticks stall ~10 ms. ``time.sleep(0)`` releases the GIL long enough (~0.1 ms)
-    for a waiting thread to take it. The main thread never yields: a synchronous reload there
-    blocks its caller anyway and would only get slower.
+    wake-up: its ticks stall ~10 ms. ``time.sleep(0)`` releases the GIL long enough for a
+    waiting thread to take it, but costs ~0.1 ms, too much to pay when nobody waits (an idle
+    server reloading on request). So the thread sleeps only while others want the GIL: when,
+    over the last interval, its CPU time fell short of the wall time by ``CONTENTION``, another
+    thread ran, and it keeps yielding every interval for ``CONTENDED_FOR``. The main thread
+    never yields: a synchronous reload there blocks its caller anyway.
     """
     if threading.current_thread() is threading.main_thread():
         return
+    state = _yield_state
     now = time.perf_counter()
-    last = getattr(_yield_state, "last", None)
-    if last is None or now - last < YIELD_INTERVAL:
-        if last is None:
-            _yield_state.last = now
+    window = now - state.wall
+    if window < YIELD_INTERVAL:
         return
-    time.sleep(0)
-    _yield_state.last = time.perf_counter()
+    cpu = time.thread_time()
+    if window <= _STALE and window - (cpu - state.cpu) >= CONTENTION:
+        state.contended_until = now + CONTENDED_FOR
+    if now < state.contended_until:
+        time.sleep(0)
+        now, cpu = time.perf_counter(), time.thread_time()
+    state.wall, state.cpu = now, cpu
 
 
 def _read_member(archive: zipfile.ZipFile, raw: memoryview, info: zipfile.ZipInfo) -> bytes:
