@@ -12,6 +12,7 @@ are medians over runs of the longest stall of each run.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import tempfile
@@ -49,6 +50,21 @@ async def _longest_stall(action: Callable[[], Awaitable[Any]]) -> tuple[float, f
     return longest, took
 
 
+class _GcPauses:
+    """The longest garbage collection pass while ``recording`` (a ``gc.callbacks`` entry)."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.recording:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+
 async def measure(runs: int, modules: int) -> dict[str, float]:
     from hotswap_runtime import PluginManagerSwapper
     quiet = logging.getLogger("bench.loop_stall.hotswap")
@@ -77,12 +93,17 @@ async def measure(runs: int, modules: int) -> dict[str, float]:
 
         stalls: dict[str, list[float]] = {"areload": [], "reload": []}
         took: dict[str, list[float]] = {"areload": [], "reload": []}
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
         for _ in range(runs):
             for name, action in (("areload", areload), ("reload", reload)):
+                pauses.recording = name == "areload"
                 stall, duration = await _longest_stall(action)
+                pauses.recording = False
                 stalls[name].append(stall)
                 took[name].append(duration)
                 await asyncio.sleep(0.1)   # let the replaced version be freed
+        gc.callbacks.remove(pauses)
         swapper.close()
     _util.log("stalls (ms): " + "; ".join(
         f"{name} " + " ".join(f"{v * 1000:.1f}" for v in values) for name, values in stalls.items()))
@@ -90,6 +111,7 @@ async def measure(runs: int, modules: int) -> dict[str, float]:
         "areload_stall_ms": _util.median(stalls["areload"]) * 1000,
         "reload_stall_ms": _util.median(stalls["reload"]) * 1000,
         "areload_stall_max_ms": max(stalls["areload"]) * 1000,
+        "areload_gc_max_ms": pauses.longest * 1000,
         f"areload_{modules}_ms": _util.median(took["areload"]) * 1000,
         f"sync_reload_{modules}_ms": _util.median(took["reload"]) * 1000,
     }

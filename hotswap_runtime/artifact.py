@@ -3,6 +3,10 @@
 Design note: this module is the single definition of the format. The build imports it to pack
 (``pack``/``write_atomically``) and ``hotswap inspect`` uses ``read_artifact`` exactly as the
 runtime does, so what the build writes and what the runtime accepts cannot drift apart.
+Verification parses the central directory with ``zipfile`` but reads stored and deflated
+members straight from the bytes (``_read_member``: the same local-header, size and CRC checks,
+without a file object per member), since it runs on every load; it calls ``yield_gil`` between
+members, as the importer does between modules.
 
 Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
 
@@ -32,8 +36,12 @@ import json
 import keyword
 import os
 import stat
+import struct
 import tempfile
+import threading
+import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +271,100 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+#: how long a worker thread keeps the GIL between two yields while others want it (seconds)
+YIELD_INTERVAL = 0.001
+#: time another thread ran within one interval that counts as "others want the GIL" (seconds)
+CONTENTION = 0.0001
+#: how long a worker thread keeps yielding after it last saw another thread run (seconds)
+CONTENDED_FOR = 0.2
+#: a window longer than this is a pause between loads, not a measure of contention (seconds)
+_STALE = 0.02
+#: a zip local file header: magic, versions, flags, method, time, date, crc, sizes, name and
+#: extra lengths (APPNOTE 4.3.7)
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+class _YieldState(threading.local):
+    def __init__(self) -> None:
+        self.wall = -1.0            # perf_counter at the start of the current window
+        self.cpu = 0.0              # this thread's CPU time then
+        self.contended_until = -1.0
+
+
+_yield_state = _YieldState()
+
+
+def yield_gil() -> None:
+    """In a worker thread, let waiting threads run about every ``YIELD_INTERVAL``.
+
+    A reload in a worker thread (``areload``) otherwise keeps the GIL for the whole switch
+    interval (5 ms) each time the event loop's thread asks for it, and the loop asks twice per
+    wake-up: its ticks stall ~10 ms. ``time.sleep(0)`` releases the GIL long enough for a
+    waiting thread to take it, but costs ~0.1 ms, too much to pay when nobody waits (an idle
+    server reloading on request). So the thread sleeps only while others want the GIL: when,
+    over the last interval, its CPU time fell short of the wall time by ``CONTENTION``, another
+    thread ran, and it keeps yielding every interval for ``CONTENDED_FOR``. The main thread
+    never yields: a synchronous reload there blocks its caller anyway.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return
+    state = _yield_state
+    now = time.perf_counter()
+    window = now - state.wall
+    if window < YIELD_INTERVAL:
+        return
+    cpu = time.thread_time()
+    if window <= _STALE and window - (cpu - state.cpu) >= CONTENTION:
+        state.contended_until = now + CONTENDED_FOR
+    if now < state.contended_until:
+        time.sleep(0)
+        now, cpu = time.perf_counter(), time.thread_time()
+    state.wall, state.cpu = now, cpu
+
+
+def _read_member(archive: zipfile.ZipFile, raw: memoryview, info: zipfile.ZipInfo) -> bytes:
+    """The contents of one member, checked as ``ZipFile.read`` checks them, without its file
+    objects: the local header (magic number, file name), size and CRC-32.
+
+    Stored and deflated members (all the build writes) are read straight from ``raw``; anything
+    else (other methods, encryption, patched data) goes through ``archive.read`` and its errors.
+    The deflate stream must end exactly at the declared size (stricter than ``zipfile``).
+    """
+    method = info.compress_type
+    if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x61:
+        return archive.read(info)
+    offset = info.header_offset
+    header = raw[offset:offset + _LOCAL_HEADER.size]
+    if len(header) != _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("Truncated file header")
+    magic, _, _, flags, *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    if magic != b"PK\003\004":
+        raise zipfile.BadZipFile("Bad magic number for file header")
+    name_start = offset + _LOCAL_HEADER.size
+    name_end = name_start + name_length
+    encoding = "utf-8" if flags & 0x800 else "cp437"
+    if bytes(raw[name_start:name_end]).decode(encoding) != info.orig_filename:
+        raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header "
+                                 f"{bytes(raw[name_start:name_end])!r} differ.")
+    start = name_end + extra_length
+    chunk = raw[start:start + info.compress_size]
+    if len(chunk) != info.compress_size:
+        raise EOFError(f"member data of {info.filename!r} is truncated")
+    if method == zipfile.ZIP_STORED:
+        data = bytes(chunk)
+    else:
+        inflater = zlib.decompressobj(-15)
+        data = inflater.decompress(chunk, info.file_size + 1)
+        if not inflater.eof and len(data) <= info.file_size:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    if len(data) != info.file_size:
+        raise zipfile.BadZipFile(f"{info.filename!r} does not hold the {info.file_size} bytes "
+                                 "its directory entry says")
+    if zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    return data
+
+
 def _check_member_name(member: str, name: str) -> str | None:
     if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
         return f"member {member!r} has an absolute path"
@@ -354,10 +456,13 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
         raise fail(problems)
 
     contents: dict[str, bytes] = {}
+    view = memoryview(raw)
     try:
         for info in infos:
-            contents[info.filename] = archive.read(info)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+            contents[info.filename] = _read_member(archive, view, info)
+            yield_gil()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
+            zlib.error) as exc:
         raise fail([f"member {info.filename!r} cannot be read ({exc})"]) from exc
 
     try:
@@ -372,6 +477,7 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
             problems.append(f"member {member!r} is not listed in RECORD")
         elif entry != (record_hash(data), str(len(data))):
             problems.append(f"member {member!r} does not match its RECORD hash and size")
+        yield_gil()
     for member in record:
         if member not in contents:
             problems.append(f"RECORD lists {member!r}, which is absent")

@@ -32,6 +32,8 @@ from importlib.resources.abc import Traversable, TraversableResources
 from types import CodeType, ModuleType
 from typing import Any
 
+from .artifact import yield_gil
+
 __all__ = ["VersionLoader", "mount", "unmount", "module_root"]
 
 _PYC_HEADER = 16
@@ -186,10 +188,14 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
     def exec_module(self, module: ModuleType) -> None:
         if self._entry(module.__name__)[0].endswith("/"):
             return  # a namespace package: nothing to run
+        # a package body importing its submodules runs each through here: yielding around every
+        # body keeps a reload in a worker thread from holding the GIL for long stretches
+        yield_gil()
         code = self.get_code(module.__name__)
         assert code is not None
         linecache.lazycache(code.co_filename, module.__dict__)
         exec(code, module.__dict__)
+        yield_gil()
 
     def get_filename(self, fullname: str) -> str:
         member = self._entry(fullname)[0]

@@ -47,3 +47,79 @@ def test_unusable_signatures_named(hook, fn, text) -> None:
     with pytest.raises(HotswapError) as info:
         check_hooks("foo", _hooks(**{hook: fn}))
     assert str(info.value) == f'plugin "foo": {text}; fix the signature and rebuild it'
+
+
+def _ok(hook: str, fn) -> None:
+    check_hooks("foo", _hooks(**{hook: fn}))
+
+
+def _refused(hook: str, fn) -> str:
+    with pytest.raises(HotswapError) as info:
+        check_hooks("foo", _hooks(**{hook: fn}))
+    return str(info.value)
+
+
+def test_positional_only_and_keyword_only_rules() -> None:
+    """Positional-only parameters count as positional; a required keyword-only one is refused,
+    one with a default is fine."""
+    def on_load(data, /):
+        return None
+
+    def on_init(vault, /, *, strict=True):
+        return None
+
+    def on_free(*, now):
+        return None
+
+    _ok("on_load", on_load)
+    _ok("on_init", on_init)
+    assert "on_free(*, now) cannot be called as on_free()" in _refused("on_free", on_free)
+
+
+def test_varargs_and_defaults_rules() -> None:
+    """*args takes any extra positional; defaults cover the ones not passed; too many required
+    positionals are refused, for each count invoke_func is called with."""
+    def invoke_func(name, first=None, *rest):
+        return None
+
+    def invoke_two(name, first, *rest):
+        return None
+
+    def on_load(data, extra=None, more=None):
+        return None
+
+    def invoke_fixed(name, a=1, b=2):
+        return None
+
+    _ok("invoke_func", invoke_func)
+    _ok("on_load", on_load)
+    assert ("invoke_func(name, first, *rest) cannot be called as invoke_func(name, *params)"
+            in _refused("invoke_func", invoke_two))
+    assert ("invoke_func(name, a=1, b=2) cannot be called as invoke_func(name, *params)"
+            in _refused("invoke_func", invoke_fixed))
+
+
+def test_callables_that_are_not_plain_functions() -> None:
+    """functools.partial, callable objects, bound methods and builtins are checked through
+    inspect.signature with the same rules and messages."""
+    import functools
+
+    def two(a, b):
+        return None
+
+    class Hook:
+        def __call__(self, data):
+            return None
+
+    class Holder:
+        def on_free(self, extra):
+            return None
+
+    _ok("on_load", functools.partial(two, 1))
+    _ok("on_load", Hook())
+    _ok("on_free", dict)  # a builtin type that takes no argument
+    _ok("on_load", len)   # a builtin function taking one
+    assert "on_free(b) cannot be called as on_free()" in _refused("on_free", functools.partial(two, 1))
+    assert "on_free(data) cannot be called as on_free()" in _refused("on_free", Hook())
+    assert "on_free(extra) cannot be called as on_free()" in _refused("on_free", Holder().on_free)
+    assert "on_free(obj, /) cannot be called as on_free()" in _refused("on_free", len)
