@@ -3,7 +3,9 @@
 The bench plugin's modules use ``logging.getLogger(__name__)``, ``typing`` subscriptions and
 ``typing.overload``: the ways a replaced version usually stays reachable. Each reload alternates
 between two builds (different stamps), so every reload loads a fresh version; ``free_delay`` is
-0, so each replaced version is freed right away. Each run is a fresh process; the figures are
+0, and each reload waits until the version it replaced is freed, as in a server whose
+reloads come minutes apart (``rss_growth_back_to_back_mb_<n>``: the next reload starts at
+once, while the freer thread is still freeing the previous version). Each run is a fresh process; the figures are
 medians over runs. ``rss_growth_floor_mb_<n>``: the same cycles done with plain importlib and
 the same cleanup, in a fresh process: what CPython itself keeps (the floor).
 
@@ -36,7 +38,17 @@ def _settle(swapper: Any, timeout: float = 30.0) -> None:
     gc.collect()
 
 
-def one_run(reloads: int, baseline: int, modules: int) -> dict[str, float]:
+def _wait_freed(swapper: Any, timeout: float = 30.0) -> None:
+    """Wait, without collecting garbage, until no replaced version is pending its free."""
+    deadline = time.monotonic() + timeout
+    while any(s.state == "pending free" for s in swapper.stats()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+
+
+def one_run(reloads: int, baseline: int, modules: int,
+            back_to_back: bool = False) -> dict[str, float]:
     from hotswap_runtime import PluginManagerSwapper
     quiet = logging.getLogger("bench.memory.hotswap")
     quiet.setLevel(logging.WARNING)
@@ -58,6 +70,10 @@ def one_run(reloads: int, baseline: int, modules: int) -> dict[str, float]:
                 func = plugin_obj.lookup("invoke_func")
                 refs.append(weakref.ref(sys.modules[func.__module__]))
                 del plugin_obj, func
+                if not back_to_back:
+                    # a server reloads minutes apart: the replaced version is freed before
+                    # the next reload starts (free_delay is 0 here, so that is at once)
+                    _wait_freed(swapper)
 
         reload_times(baseline)
         _settle(swapper)
@@ -131,18 +147,23 @@ def main() -> None:
     parser.add_argument("--modules", type=int, default=10)
     parser.add_argument("--one", action="store_true", help=argparse_hidden())
     parser.add_argument("--floor", action="store_true", help=argparse_hidden())
+    parser.add_argument("--back-to-back", action="store_true", help=argparse_hidden())
     args = parser.parse_args()
     if args.quick:
         args.runs, args.reloads, args.baseline, args.modules = 1, 12, 2, 3
     if args.one:
-        run_one = floor_run if args.floor else one_run
-        print(json.dumps(run_one(args.reloads, args.baseline, args.modules)))
+        if args.floor:
+            print(json.dumps(floor_run(args.reloads, args.baseline, args.modules)))
+        else:
+            print(json.dumps(one_run(args.reloads, args.baseline, args.modules,
+                                     args.back_to_back)))
         return
-    samples, floors = [], []
+    samples, rushed, floors = [], [], []
     for run in range(args.runs):
         _util.log(f"memory: run {run + 1}/{args.runs}: {args.reloads} reloads of a "
                   f"{args.modules}-module plugin, then as many plain imports")
-        for flags, into in (((), samples), (("--floor",), floors)):
+        for flags, into in (((), samples), (("--back-to-back",), rushed),
+                            (("--floor",), floors)):
             out = subprocess.run([sys.executable, __file__, "--one", *flags,
                                   "--reloads", str(args.reloads), "--baseline",
                                   str(args.baseline), "--modules", str(args.modules)],
@@ -156,6 +177,9 @@ def main() -> None:
         f"rss_growth_trimmed_mb_{n}": _util.median([s["rss_growth_trimmed_mb"] for s in samples]),
         f"py_blocks_growth_{n}": _util.median([s["py_blocks_growth"] for s in samples]),
         f"rss_growth_floor_mb_{n}": _util.median([s["rss_growth_mb"] for s in floors]),
+        # each reload starts while the previous replaced version is still being freed
+        f"rss_growth_back_to_back_mb_{n}": _util.median([s["rss_growth_mb"] for s in rushed]),
+        f"versions_alive_back_to_back_{n}": max(s["versions_alive"] for s in rushed),
     }
     _util.emit(results, args.json)
 
