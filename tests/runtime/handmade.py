@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from hotswap_runtime import HotswapError
 from hotswap_runtime.artifact import REGISTRATION_MODULE, REQUIRED_HOOKS, Manifest, pack
 
 EVENTS_MODULE = "hotswap_test_events"
@@ -183,3 +186,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
         time.sleep(0.005)
 
 
+def first_load_refused(make_swapper: Callable[..., Any]) -> HotswapError:
+    """Check that a new swapper's ``load_plugins`` is refused with nothing changed; the error.
+
+    Nothing changed: the swapper has no manager and ``sys.modules`` holds no new module.
+    """
+    swapper = make_swapper()
+    before = set(sys.modules)
+    with pytest.raises(HotswapError) as info:
+        swapper.load_plugins()
+    assert swapper.current() is None
+    assert set(sys.modules) == before
+    return info.value
