@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from plugin_text import NOOP_HOOKS
+from helpers import NOOP_HOOKS
 
 import hotswap_build.build as build_module
 from hotswap_build.cache import cache_dir

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plugin_text import NOOP_HOOKS
+from helpers import NOOP_HOOKS
 from click.testing import CliRunner
 
 from hotswap_build.cli import main

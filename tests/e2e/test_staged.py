@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from hotswap_runtime import HotswapError, PluginManagerSwapper
 
@@ -122,17 +123,6 @@ def make(dirs) -> Iterator[Callable[..., PluginManagerSwapper]]:
     yield factory
     for swapper in made:
         swapper.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def hooks_run(ev: types.ModuleType, hook: str) -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import marshal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,18 +171,6 @@ class Events:
 
     def hooks(self, hook: str) -> list[str]:
         return [name for name, h in self.log if h == hook]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def first_load_refused(make_swapper: Callable[..., Any]) -> HotswapError:
