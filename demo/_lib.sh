@@ -55,3 +55,14 @@ link_plugins() {
     "$HOTSWAP" build --staticLinking "$(dirname "$init")" demo/slink -- -X "CompileTimeString=$1"
   done
 }
+
+# serve_fresh DEMO STAMP: empty DEMO's bin folder, build all its plugins with STAMP into it, then
+# replace this shell with the demo's host (python -m demo.DEMO.host) serving that folder
+serve_fresh() {
+  local bin
+  bin="$(demo_bin "$1")"
+  mkdir -p "$bin"
+  rm -f "$bin"/*.hsp
+  build_plugins "$1" "$2"
+  exec "$PY" -m "demo.$1.host" --plugin-dir "$bin"
+}

@@ -18,10 +18,14 @@ from pathlib import Path
 __all__ = [
     "DEMO_ROOT",
     "HostArgs",
+    "cannot_load",
     "configure_logging",
     "heartbeat_interval",
+    "heartbeats",
+    "nothing_built",
     "parse_args",
     "pid_file",
+    "start",
     "stop_event",
 ]
 
@@ -115,3 +119,38 @@ def pid_file(path: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def start(demo: str, argv: Sequence[str] | None = None) -> tuple[HostArgs, float, threading.Event]:
+    """A demo host's start-up: its arguments, logging, heartbeat interval and stop event.
+
+    Returns:
+        the parsed command line, the seconds between heartbeats, and the event that SIGINT or
+        SIGTERM sets.
+    """
+    args = parse_args(demo, argv)
+    configure_logging()
+    interval = heartbeat_interval()
+    return args, interval, stop_event()
+
+
+def heartbeats(stop: threading.Event, interval: float) -> Iterator[int]:
+    """Yield 1, 2, 3... once per ``interval`` seconds until ``stop`` is set."""
+    tick = 0
+    while not stop.is_set():
+        tick += 1
+        yield tick
+        stop.wait(interval)
+
+
+def cannot_load(demo: str, exc: Exception) -> int:
+    """Log that the demo's first ``load_plugins`` failed; return the host's exit status, 1."""
+    logging.getLogger(f"demo.{demo}").error("cannot load the plugins: %s", exc)
+    return 1
+
+
+def nothing_built(demo: str, plugin_dir: Path) -> int:
+    """Log that ``plugin_dir`` holds no plugin and how to build them; return the exit status, 1."""
+    logging.getLogger(f"demo.{demo}").error(
+        "no plugins in %s: build them first with demo/%s/run.sh", plugin_dir, demo)
+    return 1

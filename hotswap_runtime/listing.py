@@ -7,7 +7,33 @@ import os
 from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
 from .errors import HotswapError
 
-__all__ = ["list_artifacts"]
+__all__ = ["artifact_files", "list_artifacts"]
+
+
+def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
+    """(lower-case plugin name, path) of each artifact file in ``folder``, sorted by file name.
+
+    Hidden files, other suffixes and non-files are skipped; names are not de-duplicated.
+
+    Raises:
+        HotswapError: the folder cannot be read (reported with ``step``).
+    """
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise HotswapError(
+            f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
+            "folder given to PluginManagerSwapper",
+            step=step,
+        ) from exc
+    files: list[tuple[str, str]] = []
+    for entry in entries:
+        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
+            continue
+        path = os.path.join(folder, entry)
+        if os.path.isfile(path):
+            files.append((entry[: -len(ARTIFACT_SUFFIX)].lower(), path))
+    return files
 
 
 def list_artifacts(folder: str, whitelist: list[str] | None) -> dict[str, Artifact]:
@@ -19,25 +45,11 @@ def list_artifacts(folder: str, whitelist: list[str] | None) -> dict[str, Artifa
         HotswapError: the folder cannot be read, two names differ only in case, whitelisted
             names are missing, or artifacts do not verify (every one is reported).
     """
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise HotswapError(
-            f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
-            "folder given to PluginManagerSwapper",
-            step="list",
-        ) from exc
     paths: dict[str, str] = {}
     duplicates: list[str] = []
-    for entry in entries:
-        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
-            continue
-        path = os.path.join(folder, entry)
-        if not os.path.isfile(path):
-            continue
-        key = entry[: -len(ARTIFACT_SUFFIX)].lower()
+    for key, path in artifact_files(folder, step="list"):
         if key in paths:
-            duplicates.append(f"{os.path.basename(paths[key])} and {entry}")
+            duplicates.append(f"{os.path.basename(paths[key])} and {os.path.basename(path)}")
         else:
             paths[key] = path
     if duplicates:

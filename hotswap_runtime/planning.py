@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
+from .artifact import Artifact, read_artifact
 from .errors import HotswapError
+from .listing import artifact_files
 
 if TYPE_CHECKING:
     from .manager import PluginManager
@@ -32,29 +33,15 @@ def plan_folder(folder: str, whitelist: list[str] | None,
     Raises:
         HotswapError: the folder cannot be read.
     """
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise HotswapError(
-            f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
-            "folder given to PluginManagerSwapper",
-            step="plan",
-        ) from exc
     wanted = {name.lower() for name in whitelist} if whitelist is not None else None
     result: dict[str, str] = {}
     paths: dict[str, str] = {}
-    for entry in entries:
-        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
-            continue
-        path = os.path.join(folder, entry)
-        if not os.path.isfile(path):
-            continue
-        key = entry[: -len(ARTIFACT_SUFFIX)].lower()
+    for key, path in artifact_files(folder, step="plan"):
         if wanted is not None and key not in wanted:
             continue
         if key in paths:
-            why = (f"duplicate name: {os.path.basename(paths[key])} and {entry} differ only in "
-                   "case; remove all but one")
+            why = (f"duplicate name: {os.path.basename(paths[key])} and "
+                   f"{os.path.basename(path)} differ only in case; remove all but one")
             result[paths[key]] = result[path] = f"error: {why}"
             continue
         paths[key] = path

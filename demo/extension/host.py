@@ -33,33 +33,24 @@ def serve(router: Router, tick: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the router of the current manager until SIGINT or SIGTERM; return the exit status."""
-    args = common.parse_args("extension", argv)
-    common.configure_logging()
-    interval = common.heartbeat_interval()
-    stop = common.stop_event()
+    args, interval, stop = common.start("extension", argv)
 
     swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, extension_factory=Router)
     try:
         try:
             details = swapper.load_plugins(None)
         except HotswapError as exc:
-            log.error("cannot load the plugins: %s", exc)
-            return 1
+            return common.cannot_load("extension", exc)
         if not details:
-            log.error("no plugins in %s: build them first with demo/extension/run.sh",
-                      args.plugin_dir)
-            return 1
+            return common.nothing_built("extension", args.plugin_dir)
 
         stop_reloading = reload_on_signal(swapper)
         try:
             with common.pid_file(args.pid_file):
-                tick = 0
-                while not stop.is_set():
-                    tick += 1
+                for tick in common.heartbeats(stop, interval):
                     manager = swapper.current()
                     if manager is not None:
                         serve(manager.vault.extension, tick)
-                    stop.wait(interval)
         finally:
             stop_reloading()
     finally:

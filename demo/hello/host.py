@@ -28,10 +28,7 @@ def log_versions(new_manager: PluginManager, old_manager: PluginManager | None) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the hello plugins until SIGINT or SIGTERM; return the exit status."""
-    args = common.parse_args("hello", argv)
-    common.configure_logging()
-    interval = common.heartbeat_interval()
-    stop = common.stop_event()
+    args, interval, stop = common.start("hello", argv)
 
     # free_delay=1: a replaced version's on_free runs a second after the reload, so you see it
     swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, reload_callback=log_versions)
@@ -39,27 +36,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             details = swapper.load_plugins({"host": "hello"})
         except HotswapError as exc:
-            log.error("cannot load the plugins: %s", exc)
-            return 1
+            return common.cannot_load("hello", exc)
         if not details:
-            log.error("no plugins in %s: build them first with demo/hello/run.sh", args.plugin_dir)
-            return 1
+            return common.nothing_built("hello", args.plugin_dir)
 
         # SIGUSR1 reloads in a background thread; a failed reload is logged and the old
         # version keeps serving
         stop_reloading = reload_on_signal(swapper, {"host": "hello"})
         try:
             with common.pid_file(args.pid_file):
-                tick = 0
-                while not stop.is_set():
-                    tick += 1
+                for tick in common.heartbeats(stop, interval):
                     beat = Heartbeat(tick)
                     manager = swapper.current()
                     if manager is not None:
                         manager.invoke_each("heartbeat", beat)
                     for line in beat.lines:
                         print(line, flush=True)
-                    stop.wait(interval)
         finally:
             stop_reloading()
     finally:

@@ -70,10 +70,7 @@ class Worker(threading.Thread):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the kitchen until SIGINT or SIGTERM, then drain the queue; return the exit status."""
-    args = common.parse_args("livex", argv)
-    common.configure_logging()
-    interval = common.heartbeat_interval()
-    stop = common.stop_event()
+    args, interval, stop = common.start("livex", argv)
 
     # an order is due 2.5 heartbeats after it was taken: a reload always finds some pending
     queue = JobQueue(delay=2.5 * interval)
@@ -83,20 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             details = swapper.load_plugins(None)
         except HotswapError as exc:
-            log.error("cannot load the plugins: %s", exc)
-            return 1
+            return common.cannot_load("livex", exc)
         if not details:
-            log.error("no plugins in %s: build them first with demo/livex/run.sh", args.plugin_dir)
-            return 1
+            return common.nothing_built("livex", args.plugin_dir)
 
         worker = Worker(swapper, queue)
         worker.start()
         stop_reloading = reload_on_signal(swapper)
         try:
             with common.pid_file(args.pid_file):
-                tick = 0
-                while not stop.is_set():
-                    tick += 1
+                for tick in common.heartbeats(stop, interval):
                     kitchen = swapper.current().find_plugin("kitchen")
                     if kitchen is None:
                         log.error("no kitchen plugin in %s", args.plugin_dir)
@@ -107,7 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                             log.exception("kitchen failed to take order %d", tick)
                         version = kitchen.lookup("CompileTimeString")
                         print(f"heartbeat {tick}: kitchen {version}: {queue.report()}", flush=True)
-                    stop.wait(interval)
         finally:
             stop_reloading()
             worker.stop()

@@ -5,8 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source demo/_lib.sh
 
-bin="$(demo_bin livex)"
-mkdir -p "$bin"
-rm -f "$bin"/*.hsp
-build_plugins livex "${1:-v1}"
-exec "$PY" -m demo.livex.host --plugin-dir "$bin"
+serve_fresh livex "${1:-v1}"

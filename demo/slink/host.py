@@ -77,10 +77,7 @@ def try_reload(swapper: PluginManagerSwapper) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the statically linked plugins until SIGINT or SIGTERM; return the exit status."""
-    args = common.parse_args("slink", argv)
-    common.configure_logging()
-    interval = common.heartbeat_interval()
-    stop = common.stop_event()
+    args, interval, stop = common.start("slink", argv)
     try:
         from demo.slink.hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS
     except ImportError as exc:
@@ -94,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             details = swapper.load_plugins(None)
         except HotswapError as exc:
-            log.error("cannot load the plugins: %s", exc)
-            return 1
+            return common.cannot_load("slink", exc)
         log.info("loaded (static linking mode: %s): %s", swapper.static_linking_mode, details)
 
         signal_file = args.plugin_dir / "reload.signal"
@@ -103,9 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("touch %s to ask for a reload", signal_file)
         try:
             with common.pid_file(args.pid_file):
-                tick = 0
-                while not stop.is_set():
-                    tick += 1
+                for tick in common.heartbeats(stop, interval):
                     fib = swapper.current().find_plugin("fib")
                     if fib is None:
                         log.error("no fib plugin among %s", ", ".join(HOTSWAP_STATIC_PLUGINS))
@@ -118,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                             log.exception("fib failed")
                         else:
                             print(f"heartbeat {tick}: {answer}", flush=True)
-                    stop.wait(interval)
         finally:
             stop_watching()
     finally:

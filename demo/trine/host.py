@@ -29,28 +29,21 @@ def log_wiring(new_manager: PluginManager, old_manager: PluginManager | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the chain until SIGINT or SIGTERM; return the exit status."""
-    args = common.parse_args("trine", argv)
-    common.configure_logging()
-    interval = common.heartbeat_interval()
-    stop = common.stop_event()
+    args, interval, stop = common.start("trine", argv)
 
     swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, reload_callback=log_wiring)
     try:
         try:
             details = swapper.load_plugins(None)
         except HotswapError as exc:
-            log.error("cannot load the plugins: %s", exc)
-            return 1
+            return common.cannot_load("trine", exc)
         if not details:
-            log.error("no plugins in %s: build them first with demo/trine/run.sh", args.plugin_dir)
-            return 1
+            return common.nothing_built("trine", args.plugin_dir)
 
         stop_reloading = reload_on_signal(swapper)
         try:
             with common.pid_file(args.pid_file):
-                tick = 0
-                while not stop.is_set():
-                    tick += 1
+                for tick in common.heartbeats(stop, interval):
                     manager = swapper.current()
                     gamma = manager.find_plugin("gamma")
                     if gamma is None:
@@ -64,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         else:
                             print(f"heartbeat {tick}: {path} "
                                   f"[reload {swapper.reload_counter}: {notes}]", flush=True)
-                    stop.wait(interval)
         finally:
             stop_reloading()
     finally:

@@ -5,8 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source demo/_lib.sh
 
-bin="$(demo_bin trine)"
-mkdir -p "$bin"
-rm -f "$bin"/*.hsp
-build_plugins trine "${1:-v1}"
-exec "$PY" -m demo.trine.host --plugin-dir "$bin"
+serve_fresh trine "${1:-v1}"

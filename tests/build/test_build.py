@@ -8,26 +8,17 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import NOOP_HOOKS
 
 import hotswap_build.build as build_module
 from hotswap_build.cache import cache_dir
 from hotswap_build.render import templates_dir
 
-HOOKS = """\
-def on_load(data): pass
-def on_init(vault): pass
-def on_free(): pass
-def export(): pass
-def import_(): pass
-def invoke_func(name, *params): pass
-def reloadable(): return True
-"""
-
 
 def make_plugin(root: Path, modules: int) -> Path:
     plugin = root / "big"
     plugin.mkdir(parents=True)
-    (plugin / "__init__.py").write_text(HOOKS)
+    (plugin / "__init__.py").write_text(NOOP_HOOKS)
     for index in range(modules):
         (plugin / f"m{index:03d}.py").write_text(
             f"from big.m{(index + 1) % modules:03d} import f as g\n"

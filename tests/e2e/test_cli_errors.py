@@ -6,19 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import NOOP_HOOKS
 from click.testing import CliRunner
 
 from hotswap_build.cli import main
-
-HOOKS = """\
-def on_load(data): pass
-def on_init(vault): pass
-def on_free(): pass
-def export(): pass
-def import_(): pass
-def invoke_func(name, *params): pass
-def reloadable(): return True
-"""
 
 
 def run(*args: str):
@@ -117,7 +108,7 @@ def test_broken_plugin_reports_every_problem(name: str, sample, tmp_path: Path) 
     assert not out.exists()
 
 
-def write_plugin(root: Path, name: str = "foo", init: str = HOOKS, **files: str) -> Path:
+def write_plugin(root: Path, name: str = "foo", init: str = NOOP_HOOKS, **files: str) -> Path:
     plugin = root / name
     plugin.mkdir(parents=True)
     (plugin / "__init__.py").write_text(init)
@@ -128,7 +119,7 @@ def write_plugin(root: Path, name: str = "foo", init: str = HOOKS, **files: str)
 
 def test_stamps_must_name_str_constants(tmp_path: Path) -> None:
     """An unknown -X name and a non-str one are both reported; a good one alone is not."""
-    plugin = write_plugin(tmp_path, init=HOOKS + 'Number = 3\nText = "a"\nBytes = b"x"\n')
+    plugin = write_plugin(tmp_path, init=NOOP_HOOKS + 'Number = 3\nText = "a"\nBytes = b"x"\n')
     out = tmp_path / "bin"
     result = run(str(plugin), str(out), "--", "-X", "Number=1", "-X", "Missing=2",
                  "-XText=ok", "-X", "Bytes=3")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from hotswap_runtime import HotswapError, PluginManagerSwapper
 
@@ -124,17 +125,6 @@ def make(dirs) -> Iterator[Callable[..., PluginManagerSwapper]]:
         swapper.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
 def hooks_run(ev: types.ModuleType, hook: str) -> list[tuple[str, str]]:
     return [(name, stamp) for name, h, stamp in ev.log if h == hook]
 
@@ -146,6 +136,18 @@ def modules_of(prefix: str) -> list[str]:
 
 def stamp_of(swapper: PluginManagerSwapper, name: str = "a") -> str:
     return swapper.current().find_plugin(name).invoke_func("stamp")
+
+
+def load_a(dirs: tuple[Path, Path], build_plugin: Callable[..., object],
+           make: Callable[..., PluginManagerSwapper], body: str = "", *, live: bool = False,
+           **kwargs: Any) -> tuple[Path, PluginManagerSwapper]:
+    """Plugin ``a`` (``body``, ``live``) built as v1 and loaded by ``make(**kwargs)``."""
+    src, out = dirs
+    a = write(src, "a", body, live=live)
+    build_plugin(a, out, stamps={"STAMP": "v1"})
+    swapper = make(**kwargs)
+    swapper.load_plugins()
+    return a, swapper
 
 
 # -- self_test and prepare -------------------------------------------------------------------
@@ -167,11 +169,8 @@ def test_failing_self_test_changes_nothing(dirs, ev, build_plugin, make) -> None
 
 def test_prepared_reload_probed_then_committed_once(dirs, ev, build_plugin, make) -> None:
     """The host probes the prepared manager while the old one serves; commit swaps, only once."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=3600)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, free_delay=3600)
     build_plugin(a, out, stamps={"STAMP": "v2"})
     prepared = swapper.prepare("data")
     assert str(prepared.details) == "a: ok"
@@ -188,11 +187,8 @@ def test_prepared_reload_probed_then_committed_once(dirs, ev, build_plugin, make
 
 def test_prepared_reload_aborted_leaves_nothing(dirs, ev, build_plugin, make) -> None:
     """Leaving the with block without commit frees what prepare loaded; commit then refuses."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make()
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make)
     before = modules_of("_hotswap_a_")
     build_plugin(a, out, stamps={"STAMP": "v2"})
     with swapper.prepare() as prepared:
@@ -207,11 +203,8 @@ def test_prepared_reload_aborted_leaves_nothing(dirs, ev, build_plugin, make) ->
 
 def test_a_second_reload_waits_for_a_prepared_one(dirs, ev, build_plugin, make) -> None:
     """Another thread's reload blocks until the prepared reload is committed from a third."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=3600)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, free_delay=3600)
     build_plugin(a, out, stamps={"STAMP": "v2"})
     prepared = swapper.prepare()
     results: list[str] = []
@@ -291,11 +284,8 @@ def test_rollback_after_a_reload_that_misbehaves_and_twice(dirs, ev, build_plugi
 
 def test_rollback_refused_before_a_reload_and_after_the_free(dirs, ev, build_plugin, make) -> None:
     """No reload yet, or the replaced versions freed: HotswapError saying which."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=0)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, free_delay=0)
     with pytest.raises(HotswapError, match="no reload has replaced a manager yet"):
         swapper.rollback()
     build_plugin(a, out, stamps={"STAMP": "v2"})
@@ -310,11 +300,8 @@ def test_rollback_refused_before_a_reload_and_after_the_free(dirs, ev, build_plu
 @pytest.mark.parametrize("route", ["invoke_func", "live function", "method of its object"])
 def test_a_long_call_holds_the_free_until_it_returns(dirs, ev, build_plugin, make, route) -> None:
     """Version 1 stays (on_free not run) past free_delay while a call runs in it; then goes."""
-    src, out = dirs
-    a = write(src, "a", live=True)
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=0)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, live=True, free_delay=0)
     manager = swapper.current()
     if route == "invoke_func":
         call = functools.partial(manager.find_plugin("a").invoke_func, "block")
@@ -378,11 +365,8 @@ def test_a_task_suspended_in_the_old_version_holds_it(dirs, ev, build_plugin, ma
 
 def test_free_timeout_frees_anyway_with_a_warning(dirs, ev, build_plugin, make, caplog) -> None:
     """Code still in flight at free_timeout: the version is freed and a warning counts it."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=0, free_timeout=0.2)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, free_delay=0, free_timeout=0.2)
     plugin = swapper.current().find_plugin("a")
     caller = threading.Thread(target=plugin.invoke_func, args=("block",), name="stuck")
     del plugin
@@ -413,11 +397,8 @@ async def invoke_func(name, *params):
 def test_an_awaitable_returned_by_invoke_func_counts_until_it_completes(dirs, ev, build_plugin,
                                                                         make) -> None:
     """A coroutine from version 1's async invoke_func, not yet awaited, keeps version 1."""
-    src, out = dirs
-    a = write(src, "a", ASYNC_INVOKE)
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=0)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, ASYNC_INVOKE, free_delay=0)
     pending = swapper.current().find_plugin("a").invoke_func("later")
     build_plugin(a, out, stamps={"STAMP": "v2"})
     swapper.reload()
@@ -504,11 +485,8 @@ async def _cancel_all_tasks() -> None:
 
 def test_close_frees_everything_even_with_calls_in_flight(dirs, ev, build_plugin, make) -> None:
     """close() does not wait for the drain: every version gets on_free at once."""
-    src, out = dirs
-    a = write(src, "a")
-    build_plugin(a, out, stamps={"STAMP": "v1"})
-    swapper = make(free_delay=0)
-    swapper.load_plugins()
+    out = dirs[1]
+    a, swapper = load_a(dirs, build_plugin, make, free_delay=0)
     plugin = swapper.current().find_plugin("a")
     caller = threading.Thread(target=plugin.invoke_func, args=("block",))
     del plugin

@@ -4,90 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from web_host import PLUGINS, REPO, Host, read_port, running_host
 from websockets.sync.client import connect
-
-REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "demo" / "web" / "plugin"
-START_TIMEOUT = 30.0
-
-
-class Host:
-    """A running ``python -m demo.web.host`` and its base URL."""
-
-    def __init__(self, proc: subprocess.Popen[str], port: int, pid_file: Path) -> None:
-        self.proc, self.port, self.pid_file = proc, port, pid_file
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-
-
-def _read_port(proc: subprocess.Popen[str]) -> int:
-    """Wait (bounded) for the host's ``listening on http://127.0.0.1:<port>`` line."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
-        if line.startswith("listening on http://127.0.0.1:"):
-            return int(line.rsplit(":", 1)[1])
-    proc.kill()
-    _, err = proc.communicate(timeout=10)
-    raise AssertionError(f"the web host did not start (status {proc.returncode}):\n{err}")
-
-
-@pytest.fixture
-def build_web(build_plugin: Callable[..., object], tmp_path: Path) -> Callable[[str], Path]:
-    """``build_web(stamp)``: build both web demo plugins into tmp_path/bin with that stamp."""
-    out = tmp_path / "bin"
-
-    def run(stamp: str) -> Path:
-        for name in ("greeter", "stats"):
-            build_plugin(PLUGINS / name, out, stamps={"CompileTimeString": stamp})
-        return out
-
-    return run
-
 
 @pytest.fixture
 def host(build_web: Callable[[str], Path], tmp_path: Path) -> Iterator[Host]:
-    bin_dir = build_web("v1")
-    pid_file = tmp_path / "host.pid"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo.web.host", "--port", "0", "--plugin-dir", str(bin_dir),
-         "--pid-file", str(pid_file), "--free-delay", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "HOTSWAP_DEMO_INTERVAL": "0.1"})
-    try:
-        yield Host(proc, _read_port(proc), pid_file)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    with running_host(build_web("v1"), tmp_path / "host.pid", free_delay=0) as started:
+        yield started
 
 
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -208,7 +140,7 @@ def test_run_sh_and_reload_sh_from_any_directory(tmp_path: Path) -> None:
     proc = subprocess.Popen(["bash", str(REPO / "demo" / "web" / "run.sh"), "first"], cwd="/",
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        port = _read_port(proc)
+        port = read_port(proc)
         assert int((bin_dir / "host.pid").read_text()) == proc.pid
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert http.get("/p/greeter/hello").json()["version"] == "first"

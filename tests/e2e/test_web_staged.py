@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from test_web_demo import PLUGINS, REPO, Host, _read_port
-
-
-@pytest.fixture
-def build_web(build_plugin: Callable[..., object], tmp_path: Path) -> Callable[[str], Path]:
-    out = tmp_path / "bin"
-
-    def run(stamp: str) -> Path:
-        for name in ("greeter", "stats"):
-            build_plugin(PLUGINS / name, out, stamps={"CompileTimeString": stamp})
-        return out
-
-    return run
+from web_host import Host, running_host
 
 
 @pytest.fixture
 def host(build_web: Callable[[str], Path], tmp_path: Path) -> Iterator[Host]:
     """The web host with a free_delay long enough to roll back within."""
-    bin_dir = build_web("v1")
-    pid_file = tmp_path / "host.pid"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo.web.host", "--port", "0", "--plugin-dir", str(bin_dir),
-         "--pid-file", str(pid_file), "--free-delay", "60"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "HOTSWAP_DEMO_INTERVAL": "0.1"})
-    try:
-        yield Host(proc, _read_port(proc), pid_file)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    with running_host(build_web("v1"), tmp_path / "host.pid", free_delay=60) as started:
+        yield started
 
 
 def test_plan_then_reload_then_rollback(host: Host, build_web: Callable[[str], Path]) -> None:

@@ -12,11 +12,13 @@ import hashlib
 import importlib.util
 import marshal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from hotswap_runtime import HotswapError
 from hotswap_runtime.artifact import REGISTRATION_MODULE, REQUIRED_HOOKS, Manifest, pack
 
 EVENTS_MODULE = "hotswap_test_events"
@@ -171,15 +173,15 @@ class Events:
         return [name for name, h in self.log if h == hook]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+def first_load_refused(make_swapper: Callable[..., Any]) -> HotswapError:
+    """Check that a new swapper's ``load_plugins`` is refused with nothing changed; the error.
 
-
+    Nothing changed: the swapper has no manager and ``sys.modules`` holds no new module.
+    """
+    swapper = make_swapper()
+    before = set(sys.modules)
+    with pytest.raises(HotswapError) as info:
+        swapper.load_plugins()
+    assert swapper.current() is None
+    assert set(sys.modules) == before
+    return info.value

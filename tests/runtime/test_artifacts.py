@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from handmade import hooks_source, pack_plugin
+from handmade import first_load_refused, hooks_source, pack_plugin
 
-from hotswap_runtime import HotswapError
 from hotswap_runtime.artifact import ArtifactError
-
-
-def _refused(make_swapper, plugin_dir: Path) -> HotswapError:
-    """Load once good, then check that the reload is refused and nothing changed."""
-    swapper = make_swapper()
-    before = set(sys.modules)
-    with pytest.raises(HotswapError) as info:
-        swapper.load_plugins()
-    assert swapper.current() is None
-    assert set(sys.modules) == before
-    return info.value
 
 
 def _rewrite(path: Path, change) -> None:
@@ -40,10 +27,10 @@ def test_truncated_and_corrupt(plugin_dir: Path, events, make_swapper) -> None:
     """A truncated artifact and a file that is no zip are refused naming the artifact."""
     path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")})
     path.write_bytes(path.read_bytes()[:200])
-    error = _refused(make_swapper, plugin_dir)
+    error = first_load_refused(make_swapper)
     assert isinstance(error, ArtifactError) and str(path) in str(error)
     path.write_bytes(b"hello, not a zip")
-    assert "not a hotswap artifact" in str(_refused(make_swapper, plugin_dir))
+    assert "not a hotswap artifact" in str(first_load_refused(make_swapper))
 
 
 def test_tampered_refused_even_with_same_build_id(plugin_dir: Path, events, make_swapper) -> None:
@@ -63,7 +50,7 @@ def test_path_traversal_member(plugin_dir: Path, events, make_swapper) -> None:
     path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")})
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("foo/../evil.py", "x = 1")
-    assert "contains '..'" in str(_refused(make_swapper, plugin_dir))
+    assert "contains '..'" in str(first_load_refused(make_swapper))
 
 
 def test_zip_bomb(plugin_dir: Path, events, make_swapper) -> None:
@@ -71,20 +58,20 @@ def test_zip_bomb(plugin_dir: Path, events, make_swapper) -> None:
     path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")})
     with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("foo/bomb.txt", b"\0" * (2 * 1024 * 1024))
-    assert "zip bomb" in str(_refused(make_swapper, plugin_dir))
+    assert "zip bomb" in str(first_load_refused(make_swapper))
 
 
 def test_renamed_artifact(plugin_dir: Path, events, make_swapper) -> None:
     """An artifact renamed after the build is refused: its manifest names another plugin."""
     pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")}, file_name="bar")
-    assert "lies outside bar/ and bar.hsp-info/" in str(_refused(make_swapper, plugin_dir))
+    assert "lies outside bar/ and bar.hsp-info/" in str(first_load_refused(make_swapper))
 
 
 def test_missing_functions_sorted(plugin_dir: Path, events, make_swapper) -> None:
     """A hand-made artifact lacking hooks is refused listing them, sorted."""
     pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")},
                 hooks=["on_load", "on_init", "invoke_func", "import_", "reloadable"])
-    error = _refused(make_swapper, plugin_dir)
+    error = first_load_refused(make_swapper)
     assert str(error) == ('plugin "foo": missing functions: export, on_free; define them in its root '
                           "package (foo/__init__.py) and rebuild it")
     assert error.plugin == "foo"
@@ -94,7 +81,7 @@ def test_unusable_signature(plugin_dir: Path, events, make_swapper) -> None:
     """A hook whose signature cannot take the runtime's call is refused naming plugin and hook."""
     source = hooks_source("foo") + "def on_load(data, extra):\n    pass\ndef invoke_func(name):\n    pass\n"
     pack_plugin(plugin_dir, "foo", {"__init__.py": source})
-    error = _refused(make_swapper, plugin_dir)
+    error = first_load_refused(make_swapper)
     assert str(error) == ('plugin "foo": invoke_func(name) cannot be called as invoke_func(name, '
                           "*params); on_load(data, extra) cannot be called as on_load(data); fix the "
                           "signature and rebuild it")
@@ -104,7 +91,7 @@ def test_unusable_signature(plugin_dir: Path, events, make_swapper) -> None:
 def test_import_error_in_plugin(plugin_dir: Path, events, make_swapper) -> None:
     """A plugin whose import raises fails naming the plugin and the import step."""
     pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo") + "import no_such_module_xyz\n"})
-    error = _refused(make_swapper, plugin_dir)
+    error = first_load_refused(make_swapper)
     assert error.step == "import"
     assert str(error).startswith('plugin "foo": importing it failed: ModuleNotFoundError')
 
@@ -113,6 +100,6 @@ def test_duplicate_live_names(plugin_dir: Path, events, make_swapper) -> None:
     """A live function and a live type of the same name in two plugins fail naming both."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra="def live_x():\n    pass\n")})
     pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="class live_x:\n    pass\n")})
-    error = _refused(make_swapper, plugin_dir)
+    error = first_load_refused(make_swapper)
     assert str(error) == 'live name "live_x" is defined by plugins "a" and "b"; rename one of them'
     assert events.hooks("on_free") == ["b", "a"]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from handmade import hooks_source, pack_plugin
+from handmade import first_load_refused, hooks_source, pack_plugin
 
 from hotswap_runtime import HotswapError
 
@@ -106,22 +105,12 @@ def test_protocols_conformance(plugin_dir: Path, events, make_swapper) -> None:
     assert swapper.current().find_plugin("gamma").lookup("DEPS").alpha.bump() == 1
 
 
-def _fails(plugin_dir: Path, make_swapper) -> HotswapError:
-    swapper = make_swapper()
-    before = set(sys.modules)
-    with pytest.raises(HotswapError) as info:
-        swapper.load_plugins()
-    assert swapper.current() is None
-    assert set(sys.modules) == before
-    return info.value
-
-
 def test_non_conforming_export(plugin_dir: Path, events, make_swapper) -> None:
     """An export that does not conform to the annotation fails the load naming both plugins."""
     pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export="'text'", import_="None")})
     pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin("beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n")})
     pack_plugin(plugin_dir, "gamma", {"__init__.py": deps_plugin("gamma", "class Deps:\n    alpha: Counter\nDEPS = Deps()\n")})
-    error = _fails(plugin_dir, make_swapper)
+    error = first_load_refused(make_swapper)
     assert str(error) == (
         'plugin "beta" imports "alpha" as alpha: AlphaApi, but its export() returned a str, which '
         'does not conform; plugin "gamma" imports "alpha" as alpha: Counter, but its export() '
@@ -134,7 +123,7 @@ def test_unknown_dependency_and_typo(plugin_dir: Path, events, make_swapper) -> 
     """A dependency on a plugin that is not loaded (or misspelt) fails naming both."""
     pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export=ALPHA_EXPORT, import_="None")})
     pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin("beta", "class Deps:\n    alhpa: AlphaApi\nDEPS = Deps()\n")})
-    error = _fails(plugin_dir, make_swapper)
+    error = first_load_refused(make_swapper)
     assert str(error) == ('plugin "beta" depends on "alhpa", but no plugin "alhpa" is loaded; build '
                           "and deploy the missing plugin or fix the attribute name in import_'s class")
     assert error.plugin == "beta" and error.step == "dependencies"
@@ -157,7 +146,7 @@ def test_carried_over_dependency_gone(plugin_dir: Path, events, make_swapper) ->
 def test_import_returning_a_non_declaring_object(plugin_dir: Path, events, make_swapper, value: str, what: str) -> None:
     """import_() returning a number, a dict, a class or a module fails naming the plugin."""
     pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin("beta", "", import_=value)})
-    error = _fails(plugin_dir, make_swapper)
+    error = first_load_refused(make_swapper)
     assert str(error).startswith(f'plugin "beta": import_ returned {what}; return None or an instance')
 
 
@@ -166,7 +155,7 @@ def test_pinned_depending_on_reloadable(plugin_dir: Path, events, make_swapper) 
     pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export=ALPHA_EXPORT, import_="None")})
     pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin(
         "beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n", reloadable=False)})
-    error = _fails(plugin_dir, make_swapper)
+    error = first_load_refused(make_swapper)
     assert str(error) == ('plugin "beta" is not reloadable but depends on "alpha", which is; make the '
                           "dependency not reloadable too, or the dependent reloadable")
 
@@ -180,7 +169,7 @@ def test_cycles(plugin_dir: Path, events, make_swapper, names: tuple[str, ...], 
     for name, dep in zip(names, names[1:] + names[:1]):
         pack_plugin(plugin_dir, name, {"__init__.py": deps_plugin(
             name, f"class Deps:\n    {dep}: Any\nDEPS = Deps()\n")})
-    error = _fails(plugin_dir, make_swapper)
+    error = first_load_refused(make_swapper)
     assert str(error).startswith(f"cyclic dependency detected: {expected};")
 
 
@@ -188,7 +177,7 @@ def test_failed_dependency_check_runs_no_on_load(plugin_dir: Path, events, make_
     """A dependency error stops the load before any on_load; nothing is freed that never loaded."""
     pack_plugin(plugin_dir, "a", {"__init__.py": deps_plugin("a", "class Deps:\n    b: Any\nDEPS = Deps()\n")})
     pack_plugin(plugin_dir, "b", {"__init__.py": deps_plugin("b", "class Deps:\n    a: Any\nDEPS = Deps()\n")})
-    _fails(plugin_dir, make_swapper)
+    first_load_refused(make_swapper)
     assert events.hooks("on_load") == [] and events.hooks("on_free") == []
 
 

@@ -11,7 +11,8 @@ import weakref
 from pathlib import Path
 
 import pytest
-from handmade import hooks_source, pack_plugin, wait_for
+from handmade import hooks_source, pack_plugin
+from helpers import wait_for
 
 from hotswap_runtime import HotswapError
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from hotswap_runtime import HotswapError, triggers
 
@@ -59,14 +60,6 @@ class FakeSwapper:
         self.entered += 1
         await asyncio.sleep(self.delay)
         return self._do(data)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 async def await_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
