@@ -5,33 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hotswap_runtime.artifact import REQUIRED_HOOKS
+from hotswap_runtime.artifact import HOOK_CALLS, REQUIRED_HOOKS
 
 from .layout import PluginLayout
 from .scan import ALL_HOOKS, Binding, FileScan
 
 __all__ = ["Analysis", "analyse"]
 
-_HOOK_CALLS = {
-    "on_load": "on_load(data)",
-    "on_init": "on_init(vault)",
-    "on_free": "on_free()",
-    "export": "export()",
-    "import_": "import_()",
-    "invoke_func": "invoke_func(name, *params)",
-    "reloadable": "reloadable()",
-    "self_test": "self_test(vault)",
-}
-_HOOK_SIGNATURES = {
-    "on_load": "def on_load(data)",
-    "on_init": "def on_init(vault)",
-    "on_free": "def on_free()",
-    "export": "def export()",
-    "import_": "def import_()",
-    "invoke_func": "def invoke_func(name, *params)",
-    "reloadable": "def reloadable()",
-    "self_test": "def self_test(vault)",
-}
 
 
 @dataclass(frozen=True)
@@ -127,15 +107,15 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
         where = f"{layout.display(rel_of.get(module, '__init__.py'))}:{binding.line}"
         if binding.kind == "class":
             problems.append(f'plugin "{layout.name}": {hook} in {where} is a class, not a '
-                            f"function; define it as {_HOOK_SIGNATURES[hook]}")
+                            f"function; define it as def {HOOK_CALLS[hook]}")
         elif binding.asynchronous and hook != "invoke_func":
             problems.append(f'plugin "{layout.name}": {hook} in {where} is a coroutine function '
                             "(async def), but the runtime calls it synchronously; define it as "
-                            f"{_HOOK_SIGNATURES[hook]}")
+                            f"def {HOOK_CALLS[hook]}")
         elif binding.params is not None and not binding.params.accepts(count):
             problems.append(f'plugin "{layout.name}": {hook} in {where} cannot be called as '
-                            f"{_HOOK_CALLS[hook]}; give it the signature "
-                            f"{_HOOK_SIGNATURES[hook]}")
+                            f"{HOOK_CALLS[hook]}; give it the signature "
+                            f"def {HOOK_CALLS[hook]}")
     if missing:
         problems.append(f'plugin "{layout.name}": missing functions: {", ".join(sorted(missing))}; '
                         f"define them in {root_file} or import them there")

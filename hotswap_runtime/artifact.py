@@ -52,6 +52,7 @@ from .errors import ArtifactError
 __all__ = [
     "ARTIFACT_SUFFIX",
     "FORMAT_VERSION",
+    "HOOK_CALLS",
     "REGISTRATION_MODULE",
     "REQUIRED_HOOKS",
     "OPTIONAL_HOOKS",
@@ -79,6 +80,17 @@ REQUIRED_HOOKS: dict[str, int] = {
     "reloadable": 0,
 }
 OPTIONAL_HOOKS: dict[str, int] = {"self_test": 1}
+#: how the runtime calls each hook, for the build's and the runtime's signature errors
+HOOK_CALLS: dict[str, str] = {
+    "on_load": "on_load(data)",
+    "on_init": "on_init(vault)",
+    "on_free": "on_free()",
+    "export": "export()",
+    "import_": "import_()",
+    "invoke_func": "invoke_func(name, *params)",
+    "reloadable": "reloadable()",
+    "self_test": "self_test(vault)",
+}
 
 MAX_TOTAL_SIZE = 256 * 1024 * 1024
 MAX_MANIFEST_SIZE = 1024 * 1024

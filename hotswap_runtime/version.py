@@ -20,7 +20,13 @@ from datetime import datetime, timezone
 from types import FunctionType, ModuleType
 from typing import Any
 
-from .artifact import OPTIONAL_HOOKS, REGISTRATION_MODULE, REQUIRED_HOOKS, Artifact
+from .artifact import (
+    HOOK_CALLS,
+    OPTIONAL_HOOKS,
+    REGISTRATION_MODULE,
+    REQUIRED_HOOKS,
+    Artifact,
+)
 from .errors import HotswapError
 from .importer import VersionLoader, module_root, mount, unmount
 from .static import StaticPlugin
@@ -30,17 +36,6 @@ __all__ = ["Version", "next_load_number", "check_hooks", "missing_hooks_error"]
 _LOAD_NUMBERS = itertools.count(1)
 _LOAD_LOCK = threading.Lock()
 
-#: how each hook is called, for signature errors
-_CALLS: dict[str, str] = {
-    "on_load": "on_load(data)",
-    "on_init": "on_init(vault)",
-    "on_free": "on_free()",
-    "export": "export()",
-    "import_": "import_()",
-    "invoke_func": "invoke_func(name, *params)",
-    "reloadable": "reloadable()",
-    "self_test": "self_test(vault)",
-}
 
 
 def next_load_number() -> int:
@@ -82,7 +77,7 @@ def check_hooks(name: str, hooks: Mapping[str, Any]) -> None:
             signature = inspect.signature(fn)
         except (TypeError, ValueError):
             continue  # a builtin without a signature: nothing to check
-        problems.append(f"{hook}{signature} cannot be called as {_CALLS[hook]}")
+        problems.append(f"{hook}{signature} cannot be called as {HOOK_CALLS[hook]}")
     if problems:
         raise HotswapError(
             f'plugin "{name}": {"; ".join(problems)}; fix the signature and rebuild it',
