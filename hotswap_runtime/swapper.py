@@ -400,6 +400,11 @@ class PluginManagerSwapper:
         if self._freeing.acquire(timeout=FREE_WAIT):
             self._freeing.release()
         try:
+            # closed first: "already loaded; call reload()" would send the caller to a reload
+            # that refuses too
+            if self._closed:
+                raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
+                                   step="load")
             if kind == "load" and self._loaded:
                 raise HotswapError("plugins are already loaded; call reload() to load them "
                                    "again", step="load")
@@ -413,9 +418,6 @@ class PluginManagerSwapper:
 
     # -- loading ----------------------------------------------------------------------------
     def _load(self, data: Any, extra: Callback | None) -> Staged:
-        if self._closed:
-            raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
-                               step="load")
         try:
             return self._load_unlogged(data, extra)
         except HotswapError as exc:

@@ -248,6 +248,19 @@ def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, 
     assert not [t for t in threading.enumerate() if t.name.startswith("hotswap-free")]
 
 
+def test_load_plugins_after_close_says_closed(plugin_dir: Path, events, make_swapper) -> None:
+    """load_plugins on a closed swapper says it is closed, not "call reload()" (which refuses too)."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    swapper.close()
+    for call in (swapper.load_plugins, swapper.reload, swapper.prepare):
+        with pytest.raises(HotswapError) as info:
+            call()
+        assert str(info.value) == "the swapper is closed; create a new PluginManagerSwapper"
+    assert swapper.current() is None
+
+
 def test_typing_overloads_pruned(plugin_dir: Path, events, make_swapper) -> None:
     """typing's overload registry forgets a freed version's functions."""
     extra = ("from typing import overload\n"
