@@ -116,6 +116,11 @@ class PluginManagerSwapper:
         free_timeout: seconds (>= 0) after ``free_delay`` that a replaced version waits for
             its code in flight (threads, tasks, pending awaitables) before it is freed anyway,
             with a warning.
+
+    Raises:
+        ValueError: ``free_delay`` or ``free_timeout`` is negative, or ``guard`` is not one
+            of False, True, ``"strict"``.
+        TypeError: ``whitelist`` is a single str instead of an iterable of names.
     """
 
     def __init__(
@@ -143,6 +148,10 @@ class PluginManagerSwapper:
         self._extension_factory = extension_factory
         self._static = dict(static_plugins) if static_plugins is not None else None
         self._whitelist: list[str] | None = None
+        if isinstance(whitelist, str):
+            # a bare str is an iterable of one-letter names: never what the caller meant
+            raise TypeError(f"whitelist must be an iterable of plugin names, not the str "
+                            f"{whitelist!r}; write whitelist=[{whitelist!r}]")
         if whitelist is not None:
             self._whitelist = list(dict.fromkeys(whitelist))
         self._current: PluginManager | None = None

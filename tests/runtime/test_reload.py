@@ -229,6 +229,14 @@ def test_duplicate_names_and_whitelist(plugin_dir: Path, events, make_swapper) -
     assert str(swapper.load_plugins()) == "foo: ok"
 
 
+def test_whitelist_given_as_a_str_is_refused(plugin_dir: Path, make_swapper) -> None:
+    """A whitelist given as one str (not a list of names) is a TypeError saying how to write it."""
+    with pytest.raises(TypeError) as info:
+        make_swapper(whitelist="foo")
+    assert str(info.value) == ("whitelist must be an iterable of plugin names, not the str 'foo'; "
+                               "write whitelist=['foo']")
+
+
 def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, make_swapper) -> None:
     """close() runs every pending free at once, then the current versions, and refuses later loads."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
