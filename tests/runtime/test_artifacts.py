@@ -67,6 +67,15 @@ def test_renamed_artifact(plugin_dir: Path, events, make_swapper) -> None:
     assert "lies outside bar/ and bar.hsp-info/" in str(first_load_refused(make_swapper))
 
 
+def test_renamed_artifact_reported_once_with_its_real_name(plugin_dir: Path, events, make_swapper) -> None:
+    """A renamed artifact gets one problem naming the plugin it holds, not one per member."""
+    path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")}, file_name="bar")
+    assert str(first_load_refused(make_swapper)) == (
+        f"artifact {path} does not verify: the file is 'bar.hsp' but everything in it lies "
+        "outside bar/ and bar.hsp-info/: it holds plugin 'foo'; rename it back to foo.hsp (do not "
+        "rename artifacts); rebuild it with hotswap build")
+
+
 def test_missing_functions_sorted(plugin_dir: Path, events, make_swapper) -> None:
     """A hand-made artifact lacking hooks is refused listing them, sorted."""
     pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")},
