@@ -433,11 +433,16 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
             path=path, plugin=name, problems=tuple(found),
         )
 
+    if not base.endswith(ARTIFACT_SUFFIX):
+        raise fail([f"not a hotswap artifact (the file name does not end in {ARTIFACT_SUFFIX})"])
     if not name.isidentifier() or keyword.iskeyword(name):
         raise fail([f"plugin name {name!r} taken from the file name is not a Python identifier"])
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile as exc:
+        if raw.startswith(b"PK\x03\x04"):  # a zip whose end is gone: a copy cut short
+            raise fail([f"the file is truncated: it starts as a zip but its end is missing "
+                        f"({exc})"]) from exc
         raise fail([f"not a hotswap artifact ({exc})"]) from exc
     except Exception as exc:  # truncated central directories raise assorted errors
         raise fail([f"not a hotswap artifact ({type(exc).__name__}: {exc})"]) from exc
