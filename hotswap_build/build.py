@@ -447,11 +447,15 @@ def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
 def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:
     """The generated tree in a fresh temporary folder (``--leaveTemps``, ``--no-package``)."""
     tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
-    for member, body in sorted(members.items()):
-        target = tree / member
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-    (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    try:
+        for member, body in sorted(members.items()):
+            target = tree / member
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    except BaseException:  # a disk full or Ctrl-C midway: no half tree left in the temp folder
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
     return tree
 
 

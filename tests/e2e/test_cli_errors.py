@@ -276,3 +276,25 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     out.mkdir()
     assert run(str(plugin), str(out)).exit_code == 130
     assert list(out.iterdir()) == []
+
+
+def test_interrupted_leave_temps_leaves_no_half_tree(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C while --leaveTemps writes the build tree removes the half-written tree."""
+    plugin = write_plugin(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    written: list[Path] = []
+    real_write = Path.write_bytes
+
+    def interrupt_second(self: Path, data: bytes) -> int:
+        if written:
+            raise KeyboardInterrupt
+        written.append(self)
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", interrupt_second)
+    result = run("--leaveTemps", str(plugin), str(tmp_path / "bin"))
+    assert result.exit_code == 130
+    assert written, "the tree was never started"
+    assert list(temp.iterdir()) == []
