@@ -228,6 +228,7 @@ class Artifact:
 
     @property
     def build_id(self) -> str:
+        """The manifest's ``build_id``: equal ids mean the same build."""
         return self.manifest.build_id
 
 
