@@ -575,19 +575,21 @@ class PluginManagerSwapper:
         live_funcs: dict[str, Any] = {}
         live_types: dict[str, Any] = {}
         owners: dict[str, str] = {}
-        clashes: list[str] = []
+        clashes: list[tuple[str, str]] = []  # (text, the plugin it names first)
         for version in order:
             for table, target in ((version.live_funcs, live_funcs), (version.live_types, live_types)):
                 for live_name, value in table.items():
                     if live_name in owners:
-                        clashes.append(f'live name "{live_name}" is defined by plugins '
-                                       f'"{owners[live_name]}" and "{version.name}"')
+                        clashes.append((f'live name "{live_name}" is defined by plugins '
+                                        f'"{owners[live_name]}" and "{version.name}"',
+                                        owners[live_name]))
                     else:
                         owners[live_name] = version.name
                         target[live_name] = value
         if clashes:
-            raise HotswapError(f"{'; '.join(sorted(clashes))}; rename one of them",
-                               plugin=owners and sorted(owners.values())[0], step="vault")
+            clashes.sort()
+            raise HotswapError(f"{'; '.join(text for text, _ in clashes)}; rename one of them",
+                               plugin=clashes[0][1], step="vault")
         extension = None
         if self._extension_factory is not None:
             try:

@@ -112,3 +112,13 @@ def test_duplicate_live_names(plugin_dir: Path, events, make_swapper) -> None:
     error = first_load_refused(make_swapper)
     assert str(error) == 'live name "live_x" is defined by plugins "a" and "b"; rename one of them'
     assert events.hooks("on_free") == ["b", "a"]
+
+
+def test_duplicate_live_names_blame_a_plugin_that_clashes(plugin_dir: Path, events, make_swapper) -> None:
+    """The error's .plugin is one of the clashing plugins, not another plugin that defines live names."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra="def live_a():\n    pass\n")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="def live_x():\n    pass\n")})
+    pack_plugin(plugin_dir, "c", {"__init__.py": hooks_source("c", extra="def live_x():\n    pass\n")})
+    error = first_load_refused(make_swapper)
+    assert str(error) == 'live name "live_x" is defined by plugins "b" and "c"; rename one of them'
+    assert (error.plugin, error.step) == ("b", "vault")
