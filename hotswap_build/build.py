@@ -242,6 +242,11 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():
         problems.append(f'output folder "{shown}" is a file; pass a folder')
+    elif not output_dir.exists():
+        blocker = next((p for p in output_dir.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            problems.append(f'output folder "{shown}" cannot be created: "{os.fspath(blocker)}" '
+                            "is a file; pass a folder whose parents are folders")
     if problems or layout is None or (clean and flag_problems):
         raise BuildError([*flag_problems, *problems], plugin=layout.name if layout else None)
     return layout, include_re, exclude_re

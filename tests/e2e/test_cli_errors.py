@@ -188,6 +188,10 @@ def test_output_folder_problems(tmp_path: Path) -> None:
     afile.write_text("")
     assert errors(run(str(plugin), str(afile))) == [
         f'Error: output folder "{afile}" is a file; pass a folder']
+    below_file = afile / "bin"
+    assert errors(run(str(plugin), str(below_file))) == [
+        f'Error: output folder "{below_file}" cannot be created: "{afile}" is a file; pass a '
+        "folder whose parents are folders"]
     assert errors(run("--clean", str(plugin), str(tmp_path))) == [
         "Error: --clean only works with --staticLinking; add --staticLinking"]
     assert sorted(p.name for p in plugin.iterdir()) == ["__init__.py", "sub"]
