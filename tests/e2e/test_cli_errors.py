@@ -166,6 +166,10 @@ def test_plugin_folder_problems(tmp_path: Path) -> None:
     assert errors(run(str(dashed), out)) == [
         'Error: plugin name "my-plugin" (the folder\'s name) is not a Python identifier; rename '
         'the folder, e.g. to "my_plugin"']
+    keyword = write_plugin(tmp_path, "class")
+    assert errors(run(str(keyword), out)) == [
+        'Error: plugin name "class" (the folder\'s name) is a Python keyword; rename the folder, '
+        'e.g. to "class_"']
     assert not (tmp_path / "bin").exists()
 
 
