@@ -234,9 +234,7 @@ class PluginManagerSwapper:
                 (its versions are freed or being freed), or the swapper is closed.
         """
         with self._locked():
-            if self._closed:
-                raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
-                                   step="rollback")
+            self._refuse_if_closed("rollback")
             with self._state_lock:
                 entry = self._last_replaced
                 if entry is None:
@@ -386,6 +384,11 @@ class PluginManagerSwapper:
         finally:
             self._unlock()
 
+    def _refuse_if_closed(self, step: str) -> None:
+        if self._closed:
+            raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
+                               step=step)
+
     def _lock(self) -> None:
         if self._owner == threading.get_ident():
             raise HotswapError("a load is running in this thread (or a reload prepared in it "
@@ -411,9 +414,7 @@ class PluginManagerSwapper:
         try:
             # closed first: "already loaded; call reload()" would send the caller to a reload
             # that refuses too
-            if self._closed:
-                raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
-                                   step="load")
+            self._refuse_if_closed("load")
             if kind == "load" and self._loaded:
                 raise HotswapError("plugins are already loaded; call reload() to load them "
                                    "again", step="load")
