@@ -405,13 +405,14 @@ class PluginManagerSwapper:
     def _prepare(self, data: Any, extra: Callback | None, kind: str) -> PreparedReload:
         note_loop()  # a load run from inside an event loop: its tasks get searched at free time
         self._lock()
-        # A free running right now empties the memory of the versions it prunes: let it finish
-        # before this load allocates, or the new version's objects land among the old one's
-        # half-emptied arenas and the process keeps both (bench/memory.py). Bounded, so an
-        # on_free that waits for a reload, or reloads itself, cannot deadlock.
-        if self._freeing.acquire(timeout=FREE_WAIT):
-            self._freeing.release()
         try:
+            # A free running right now empties the memory of the versions it prunes: let it
+            # finish before this load allocates, or the new version's objects land among the old
+            # one's half-emptied arenas and the process keeps both (bench/memory.py). Bounded,
+            # so an on_free that waits for a reload, or reloads itself, cannot deadlock. Inside
+            # the try: a Ctrl-C during the wait must not leave the reload lock held.
+            if self._freeing.acquire(timeout=FREE_WAIT):
+                self._freeing.release()
             # closed first: "already loaded; call reload()" would send the caller to a reload
             # that refuses too
             self._refuse_if_closed("load")
