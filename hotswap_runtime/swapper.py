@@ -188,7 +188,8 @@ class PluginManagerSwapper:
         """Load the plugins for the first time.
 
         Raises:
-            HotswapError: already loaded (use ``reload``), or the load failed (nothing changed).
+            HotswapError: the swapper is closed, already loaded (use ``reload``), or the load
+                failed (nothing changed).
         """
         return self._prepare(data, None, "load").commit()
 
@@ -198,7 +199,8 @@ class PluginManagerSwapper:
         Same as ``prepare(data).commit()``.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, None, "reload").commit()
 
@@ -206,7 +208,8 @@ class PluginManagerSwapper:
         """Like ``reload``; ``extra(new_manager, old_manager)`` runs after the configured callback.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, extra, "reload").commit()
 
@@ -217,7 +220,8 @@ class PluginManagerSwapper:
         ``with swapper.prepare(data) as p: ...`` aborts when the block is left without commit.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, None, "reload")
 
@@ -293,6 +297,9 @@ class PluginManagerSwapper:
         """``reload`` in a worker thread, so the running event loop keeps serving meanwhile.
 
         Every step of the reload (imports and hooks included) runs in that thread.
+
+        Raises:
+            HotswapError: as ``reload``.
         """
         note_loop()
         return await asyncio.to_thread(self.reload, data)
