@@ -120,7 +120,8 @@ class PluginManagerSwapper:
     Raises:
         ValueError: ``free_delay`` or ``free_timeout`` is negative, or ``guard`` is not one
             of False, True, ``"strict"``.
-        TypeError: ``whitelist`` is a single str instead of an iterable of names.
+        TypeError: ``whitelist`` is a single str instead of an iterable of names, or holds
+            something that is not a str.
     """
 
     def __init__(
@@ -154,6 +155,10 @@ class PluginManagerSwapper:
                             f"{whitelist!r}; write whitelist=[{whitelist!r}]")
         if whitelist is not None:
             self._whitelist = list(dict.fromkeys(whitelist))
+            odd = [name for name in self._whitelist if not isinstance(name, str)]
+            if odd:
+                raise TypeError(f"whitelist entries must be plugin names (str), not {odd[0]!r}; "
+                                "pass the names of the plugins to load")
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock

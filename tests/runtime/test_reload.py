@@ -229,12 +229,16 @@ def test_duplicate_names_and_whitelist(plugin_dir: Path, events, make_swapper) -
     assert str(swapper.load_plugins()) == "foo: ok"
 
 
-def test_whitelist_given_as_a_str_is_refused(plugin_dir: Path, make_swapper) -> None:
-    """A whitelist given as one str (not a list of names) is a TypeError saying how to write it."""
+def test_whitelist_given_as_a_str_or_with_non_names_is_refused(plugin_dir: Path, make_swapper) -> None:
+    """A whitelist given as one str, or holding a non-str, is a TypeError saying what to pass."""
     with pytest.raises(TypeError) as info:
         make_swapper(whitelist="foo")
     assert str(info.value) == ("whitelist must be an iterable of plugin names, not the str 'foo'; "
                                "write whitelist=['foo']")
+    with pytest.raises(TypeError) as info:
+        make_swapper(whitelist=["foo", None])
+    assert str(info.value) == ("whitelist entries must be plugin names (str), not None; pass the "
+                               "names of the plugins to load")
 
 
 def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, make_swapper) -> None:
