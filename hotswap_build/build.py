@@ -114,7 +114,7 @@ def _render_registration(cache: Path, name: str, hooks: Sequence[str],
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
     """Scan and rewrite one file (when the text check asks for it), then compile it."""
     from .pack import pyc_bytes
-    from .rewrite import rewrite_source
+    from .rewrite import compile_problem, rewrite_source
 
     started = time.perf_counter()
     scan, out, rewrite_time = rewrite_source(source, ctx, _STATEMENT_CACHE)
@@ -125,15 +125,8 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
         try:
             code = compile(out, member, "exec", dont_inherit=True, optimize=ctx.optimize)
             pyc = pyc_bytes(code, out)
-        except SyntaxError as exc:
-            message = " ".join(str(exc.msg).split())
-            problem = (f'plugin "{ctx.layout.name}": syntax error in '
-                       f"{ctx.layout.display(ctx.rel)}:{exc.lineno}: {message}; fix it and "
-                       "build again")
-            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
-        except ValueError as exc:
-            problem = (f'plugin "{ctx.layout.name}": {ctx.layout.display(ctx.rel)} cannot be '
-                       f"compiled ({exc}); fix the file and build again")
+        except (SyntaxError, ValueError) as exc:
+            problem = compile_problem(ctx, exc)
             scan = replace(scan, problems=(*scan.problems, problem), broken=True)
     done = time.perf_counter()
     times = (scanned - started - rewrite_time, rewrite_time, done - scanned)

@@ -306,3 +306,13 @@ def test_interrupted_leave_temps_leaves_no_half_tree(tmp_path: Path, monkeypatch
     assert result.exit_code == 130
     assert written, "the tree was never started"
     assert list(temp.iterdir()) == []
+
+
+def test_null_byte_in_a_source_names_the_file_without_a_line(tmp_path: Path) -> None:
+    """A source with a null byte (a syntax error with no line) names the file, not "file:None"."""
+    plugin = write_plugin(tmp_path)
+    (plugin / "nul.py").write_bytes(b"x = 1\0\n")
+    assert errors(run(str(plugin), str(tmp_path / "bin"))) == [
+        'Error: plugin "foo": syntax error in foo/nul.py: source code string cannot contain null '
+        "bytes; fix it and build again"]
+    assert not (tmp_path / "bin").exists()
