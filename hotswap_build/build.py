@@ -215,6 +215,11 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
     if not live_prefix:
         problems.append("--livePrefix is empty; give a prefix such as live_ (it is matched "
                         "case-insensitively)")
+    elif not f"{live_prefix}x".isidentifier():
+        # no def or class name can start with it: the build would find nothing live, silently
+        problems.append(f'--livePrefix "{live_prefix}" cannot start a Python name, so nothing '
+                        "would be live; give letters, digits and _ not starting with a digit, "
+                        "such as live_")
     if optimize not in (0, 1, 2):
         problems.append(f"optimisation level {optimize} is not 0, 1 or 2; pass -O or -OO")
     for name in stamps:

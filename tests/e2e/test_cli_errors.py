@@ -149,6 +149,11 @@ def test_bad_options_are_all_reported(tmp_path: Path) -> None:
         "Error: --livePrefix is empty; give a prefix such as live_ (it is matched "
         "case-insensitively)",
     ]
+    for prefix in ("x y", "1_"):
+        assert errors(run("--livePrefix", prefix, str(plugin), str(tmp_path / "bin"))) == [
+            f'Error: --livePrefix "{prefix}" cannot start a Python name, so nothing would be '
+            "live; give letters, digits and _ not starting with a digit, such as live_"]
+    assert not (tmp_path / "bin").exists()
 
 
 def test_plugin_folder_problems(tmp_path: Path) -> None:
