@@ -469,11 +469,20 @@ def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
 
     artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
     created = not out_path.exists()
-    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the user's to fix (permissions), not a bug to report
+        raise BuildError([f'output folder "{os.fspath(out_path)}" cannot be created '
+                          f"({exc.strerror or exc}); check the permissions of its parent or "
+                          "pass another folder"], plugin=name) from exc
     try:
         write_artifact(artifact, name, members, manifest)
-    except BaseException:
+    except BaseException as exc:
         if created:
             shutil.rmtree(out_path, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BuildError([f'cannot write "{os.fspath(artifact)}" ({exc.strerror or exc}); '
+                              "check the free space and permissions of the output folder"],
+                             plugin=name) from exc
         raise
     return artifact

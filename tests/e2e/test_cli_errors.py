@@ -321,3 +321,27 @@ def test_null_byte_in_a_source_names_the_file_without_a_line(tmp_path: Path) -> 
         'Error: plugin "foo": syntax error in foo/nul.py: source code string cannot contain null '
         "bytes; fix it and build again"]
     assert not (tmp_path / "bin").exists()
+
+
+def test_output_folder_that_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
+    """An output folder that cannot be created or written is an Error: line, not a bug report."""
+    plugin = write_plugin(tmp_path)
+    out = tmp_path / "bin"
+
+    def refuse_mkdir(self: Path, *args, **kwargs) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", refuse_mkdir)
+        assert errors(run(str(plugin), str(out))) == [
+            f'Error: output folder "{out}" cannot be created (Permission denied); check the '
+            "permissions of its parent or pass another folder"]
+
+    def full(src, dst) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("hotswap_runtime.artifact.os.replace", full)
+    assert errors(run(str(plugin), str(out))) == [
+        f'Error: cannot write "{out / "foo.hsp"}" (No space left on device); check the free '
+        "space and permissions of the output folder"]
+    assert not out.exists()
