@@ -114,7 +114,7 @@ def _render_registration(cache: Path, name: str, hooks: Sequence[str],
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
     """Scan and rewrite one file (when the text check asks for it), then compile it."""
     from .pack import pyc_bytes
-    from .rewrite import rewrite_source
+    from .rewrite import compile_problem, rewrite_source
 
     started = time.perf_counter()
     scan, out, rewrite_time = rewrite_source(source, ctx, _STATEMENT_CACHE)
@@ -125,15 +125,8 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
         try:
             code = compile(out, member, "exec", dont_inherit=True, optimize=ctx.optimize)
             pyc = pyc_bytes(code, out)
-        except SyntaxError as exc:
-            message = " ".join(str(exc.msg).split())
-            problem = (f'plugin "{ctx.layout.name}": syntax error in '
-                       f"{ctx.layout.display(ctx.rel)}:{exc.lineno}: {message}; fix it and "
-                       "build again")
-            scan = replace(scan, problems=(*scan.problems, problem), broken=True)
-        except ValueError as exc:
-            problem = (f'plugin "{ctx.layout.name}": {ctx.layout.display(ctx.rel)} cannot be '
-                       f"compiled ({exc}); fix the file and build again")
+        except (SyntaxError, ValueError) as exc:
+            problem = compile_problem(ctx, exc)
             scan = replace(scan, problems=(*scan.problems, problem), broken=True)
     done = time.perf_counter()
     times = (scanned - started - rewrite_time, rewrite_time, done - scanned)
@@ -222,6 +215,11 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
     if not live_prefix:
         problems.append("--livePrefix is empty; give a prefix such as live_ (it is matched "
                         "case-insensitively)")
+    elif not f"{live_prefix}x".isidentifier():
+        # no def or class name can start with it: the build would find nothing live, silently
+        problems.append(f'--livePrefix "{live_prefix}" cannot start a Python name, so nothing '
+                        "would be live; give letters, digits and _ not starting with a digit, "
+                        "such as live_")
     if optimize not in (0, 1, 2):
         problems.append(f"optimisation level {optimize} is not 0, 1 or 2; pass -O or -OO")
     for name in stamps:
@@ -242,6 +240,11 @@ def _check_options(plugin_dir: Path, output_dir: Path, live_prefix: str,
                             "write the static glue elsewhere, e.g. beside the plugin")
     elif output_dir.exists() and not output_dir.is_dir():
         problems.append(f'output folder "{shown}" is a file; pass a folder')
+    elif not output_dir.exists():
+        blocker = next((p for p in output_dir.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            problems.append(f'output folder "{shown}" cannot be created: "{os.fspath(blocker)}" '
+                            "is a file; pass a folder whose parents are folders")
     if problems or layout is None or (clean and flag_problems):
         raise BuildError([*flag_problems, *problems], plugin=layout.name if layout else None)
     return layout, include_re, exclude_re
@@ -447,11 +450,15 @@ def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
 def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:
     """The generated tree in a fresh temporary folder (``--leaveTemps``, ``--no-package``)."""
     tree = Path(tempfile.mkdtemp(prefix=f"hotswap-build-{name}-"))
-    for member, body in sorted(members.items()):
-        target = tree / member
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-    (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    try:
+        for member, body in sorted(members.items()):
+            target = tree / member
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        (tree / "MANIFEST.json").write_bytes(manifest.to_json())
+    except BaseException:  # a disk full or Ctrl-C midway: no half tree left in the temp folder
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
     return tree
 
 
@@ -462,11 +469,20 @@ def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
 
     artifact = out_path / f"{name}{ARTIFACT_SUFFIX}"
     created = not out_path.exists()
-    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the user's to fix (permissions), not a bug to report
+        raise BuildError([f'output folder "{os.fspath(out_path)}" cannot be created '
+                          f"({exc.strerror or exc}); check the permissions of its parent or "
+                          "pass another folder"], plugin=name) from exc
     try:
         write_artifact(artifact, name, members, manifest)
-    except BaseException:
+    except BaseException as exc:
         if created:
             shutil.rmtree(out_path, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BuildError([f'cannot write "{os.fspath(artifact)}" ({exc.strerror or exc}); '
+                              "check the free space and permissions of the output folder"],
+                             plugin=name) from exc
         raise
     return artifact

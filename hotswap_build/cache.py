@@ -91,8 +91,6 @@ def write_entry(path: Path, body: bytes) -> None:
     """Store a small entry with its checksum, atomically."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-        os.replace(temporary, path)
+        write_atomically(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
     except OSError as exc:
         logger.debug("cannot write the build cache %s: %s", path, exc)

@@ -183,8 +183,5 @@ def inspect_command(artifact: str, as_json: bool) -> None:
     try:
         text = describe_json(artifact) if as_json else describe(artifact)
     except HotswapError as exc:
-        problems = getattr(exc, "problems", ()) or (str(exc),)
-        if len(problems) > 1 or problems[0] != str(exc):
-            problems = (str(exc),)
-        _fail(problems)
+        _fail([str(exc)])  # one line: the message already lists every problem, with the path
     click.echo(text)

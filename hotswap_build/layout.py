@@ -61,7 +61,10 @@ def locate_plugin(plugin_dir: Path) -> tuple[PluginLayout | None, list[str]]:
     # the name the host imports it by)
     root = Path(os.path.abspath(plugin_dir))
     name = root.name
-    if not name.isidentifier() or keyword.iskeyword(name):
+    if keyword.iskeyword(name):
+        problems.append(f'plugin name "{name}" (the folder\'s name) is a Python keyword; '
+                        f'rename the folder, e.g. to "{name}_"')
+    elif not name.isidentifier():
         problems.append(f'plugin name "{name}" (the folder\'s name) is not a Python identifier; '
                         "rename the folder, e.g. to "
                         f'"{re.sub(r"[^0-9A-Za-z_]", "_", name).lstrip("0123456789") or "plugin"}"')

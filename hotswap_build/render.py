@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .static import STATIC_PLUGIN_PREFIX
 
 __all__ = ["registration_module", "static_plugin_module", "static_plugins_module",
            "templates_dir"]
@@ -77,6 +78,6 @@ def static_plugin_module(name: str, import_name: str) -> str:
 def static_plugins_module(names: Iterable[str]) -> str:
     """``hotswap_static_plugins.py``: ``HOTSWAP_STATIC_PLUGINS`` over every given plugin."""
     ordered = sorted(set(names))
-    modules = [f"hotswap_static_plugin_{n}" for n in ordered]
+    modules = [f"{STATIC_PLUGIN_PREFIX}{n}" for n in ordered]
     plugins = list(zip(ordered, modules, strict=True))
     return _render("static_plugins.py.j2", modules=modules, plugins=plugins)

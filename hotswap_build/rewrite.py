@@ -23,7 +23,7 @@ from typing import Any
 from .cache import CACHE_FORMAT, read_entry, write_entry
 from .scan import LOAD, Edit, FileContext, FileScan, scan_tree
 
-__all__ = ["relative_import", "rewrite_source"]
+__all__ = ["compile_problem", "relative_import", "rewrite_source"]
 
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
@@ -137,6 +137,19 @@ def _decode(source: bytes) -> tuple[str, str]:
     return encoding, source.decode(encoding, "replace")
 
 
+def compile_problem(ctx: FileContext, exc: SyntaxError | ValueError) -> str:
+    """The build problem for a file that ``compile`` refused: file:line when there is a line."""
+    display = ctx.layout.display(ctx.rel)
+    if isinstance(exc, SyntaxError):
+        message = " ".join(str(exc.msg).split())
+        # a null byte, for one, is a SyntaxError without a line
+        where = display if exc.lineno is None else f"{display}:{exc.lineno}"
+        return (f'plugin "{ctx.layout.name}": syntax error in {where}: {message}; fix it and '
+                "build again")
+    return (f'plugin "{ctx.layout.name}": {display} cannot be compiled ({exc}); fix the file and '
+            "build again")
+
+
 def rewrite_source(source: bytes, ctx: FileContext, cache: Path | None = None
                    ) -> tuple[FileScan, bytes, float]:
     """Scan one file and rewrite it where needed.
@@ -151,15 +164,8 @@ def rewrite_source(source: bytes, ctx: FileContext, cache: Path | None = None
     display = ctx.layout.display(ctx.rel)
     try:
         tree = compile(source, display, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-    except SyntaxError as exc:
-        message = " ".join(str(exc.msg).split())
-        problem = (f'plugin "{ctx.layout.name}": syntax error in {display}:{exc.lineno}: '
-                   f"{message}; fix it and build again")
-        return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,), broken=True), \
-            source, 0.0
-    except ValueError as exc:
-        problem = (f'plugin "{ctx.layout.name}": {display} cannot be compiled ({exc}); fix the '
-                   "file and build again")
+    except (SyntaxError, ValueError) as exc:
+        problem = compile_problem(ctx, exc)
         return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,), broken=True), \
             source, 0.0
     lines = _LINES.findall(text)

@@ -16,6 +16,10 @@ STATIC_PLUGIN_PREFIX = "hotswap_static_plugin_"
 STATIC_PLUGINS_MODULE = "hotswap_static_plugins.py"
 
 
+def _glue_path(layout: PluginLayout, out_path: Path) -> Path:
+    return out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
+
+
 def _static_names(out_path: Path) -> list[str]:
     names = []
     for path in sorted(out_path.glob(f"{STATIC_PLUGIN_PREFIX}*.py")):
@@ -29,7 +33,7 @@ def write_static(layout: PluginLayout, out_path: Path, registration: bytes) -> t
     from .render import static_plugin_module, static_plugins_module
 
     reg_path = layout.root / f"{REGISTRATION_MODULE}.py"
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
+    glue_path = _glue_path(layout, out_path)
     all_path = out_path / STATIC_PLUGINS_MODULE
     glue = static_plugin_module(layout.name, layout.import_name).encode("utf-8")
     names = sorted({*_static_names(out_path), layout.name})
@@ -61,7 +65,7 @@ def clean_static(layout: PluginLayout, out_path: Path) -> tuple[tuple[Path, ...]
     if reg_path.exists() and is_generated(reg_path):
         reg_path.unlink()
         removed.append(reg_path)
-    glue_path = out_path / f"{STATIC_PLUGIN_PREFIX}{layout.name}.py"
+    glue_path = _glue_path(layout, out_path)
     if glue_path.exists() and is_generated(glue_path):
         glue_path.unlink()
         removed.append(glue_path)

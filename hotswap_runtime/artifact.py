@@ -228,6 +228,7 @@ class Artifact:
 
     @property
     def build_id(self) -> str:
+        """The manifest's ``build_id``: equal ids mean the same build."""
         return self.manifest.build_id
 
 
@@ -389,6 +390,18 @@ def _check_member_name(member: str, name: str) -> str | None:
     return None
 
 
+def _renamed_from(members: set[str], name: str) -> str | None:
+    """The plugin whose members all of ``members`` are, when that is not ``name``, else None."""
+    tops = {member.split("/", 1)[0] for member in members}
+    owners = {top[: -len("-info")] for top in tops if top.endswith(f"{ARTIFACT_SUFFIX}-info")}
+    if len(owners) != 1:
+        return None
+    owner = owners.pop()[: -len(ARTIFACT_SUFFIX)]
+    if owner == name or tops != {owner, info_dir(owner)}:
+        return None
+    return owner
+
+
 def _parse_record(raw: bytes) -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
     for row in csv.reader(io.StringIO(raw.decode("utf-8"))):
@@ -421,11 +434,16 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
             path=path, plugin=name, problems=tuple(found),
         )
 
+    if not base.endswith(ARTIFACT_SUFFIX):
+        raise fail([f"not a hotswap artifact (the file name does not end in {ARTIFACT_SUFFIX})"])
     if not name.isidentifier() or keyword.iskeyword(name):
         raise fail([f"plugin name {name!r} taken from the file name is not a Python identifier"])
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile as exc:
+        if raw.startswith(b"PK\x03\x04"):  # a zip whose end is gone: a copy cut short
+            raise fail([f"the file is truncated: it starts as a zip but its end is missing "
+                        f"({exc})"]) from exc
         raise fail([f"not a hotswap artifact ({exc})"]) from exc
     except Exception as exc:  # truncated central directories raise assorted errors
         raise fail([f"not a hotswap artifact ({type(exc).__name__}: {exc})"]) from exc
@@ -450,6 +468,13 @@ def verify_bytes(path: str, raw: bytes) -> Artifact:
                 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
             problems.append(f"member {member!r} has a compression ratio over "
                             f"{MAX_COMPRESSION_RATIO} (zip bomb?)")
+    renamed = _renamed_from(seen, name)
+    if renamed is not None:
+        # one line instead of one "lies outside" per member: the fix is the same for all
+        problems = [p for p in problems if " lies outside " not in p]
+        problems.append(f"the file is {base!r} but everything in it lies outside {name}/ and "
+                        f"{info_dir(name)}/: it holds plugin {renamed!r}; rename it back to "
+                        f"{renamed}{ARTIFACT_SUFFIX} (do not rename artifacts)")
     if total > MAX_TOTAL_SIZE:
         problems.append(f"uncompressed contents of {total} bytes exceed {MAX_TOTAL_SIZE} "
                         "(zip bomb?)")

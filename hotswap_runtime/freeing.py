@@ -50,6 +50,7 @@ class Freer:
         self._stopped = False
 
     def schedule(self, entry: Pending, delay: float) -> None:
+        """Release ``entry`` after ``delay`` seconds; starts the thread on first use."""
         with self._cond:
             heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), entry))
             if self._thread is None:

@@ -162,6 +162,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
 
     # -- finder ---------------------------------------------------------------------------
     def find_spec(self, fullname: str) -> importlib.machinery.ModuleSpec | None:
+        """The spec of ``fullname`` when it is a module of this version, else None."""
         entry = self._index.get(fullname)
         if entry is None:
             return None
@@ -186,6 +187,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
                               path=self.origin) from None
 
     def exec_module(self, module: ModuleType) -> None:
+        """Run the module's code (its stored bytecode when usable) in ``module``."""
         if self._entry(module.__name__)[0].endswith("/"):
             return  # a namespace package: nothing to run
         # a package body importing its submodules runs each through here: yielding around every
@@ -198,6 +200,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         yield_gil()
 
     def get_filename(self, fullname: str) -> str:
+        """``<artifact path>/<member>``: what ``__file__`` and tracebacks show."""
         member = self._entry(fullname)[0]
         if member.endswith("/"):
             raise ImportError(f"namespace package {fullname!r} has no file", name=fullname,
@@ -205,21 +208,25 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         return self._filename(member)
 
     def is_package(self, fullname: str) -> bool:
+        """True when ``fullname`` is a package of this version."""
         return self._entry(fullname)[1]
 
     def get_source(self, fullname: str) -> str | None:
+        """The module's source from the snapshot (None for a namespace package)."""
         member = self._entry(fullname)[0]
         if member.endswith("/"):
             return None
         return importlib.util.decode_source(self._files[member])
 
     def get_data(self, path: str) -> bytes:
+        """The bytes of the member at ``path`` (a path under the artifact's path)."""
         prefix = self.origin + "/"
         if path.startswith(prefix) and path[len(prefix):] in self._files:
             return self._files[path[len(prefix):]]
         raise OSError(f"{path!r} is not part of {self.origin}")
 
     def get_code(self, fullname: str) -> CodeType | None:
+        """The module's code: its stored pyc when it matches, else compiled from source."""
         member, _ = self._entry(fullname)
         if member.endswith("/"):
             return None
@@ -235,6 +242,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
                        optimize=self._optimize)
 
     def get_resource_reader(self, fullname: str) -> TraversableResources | None:
+        """Reads the files next to a package's modules for ``importlib.resources``."""
         member, is_package = self._entry(fullname)
         if not is_package:
             return None

@@ -113,8 +113,9 @@ class Plugin:
         try:
             return getattr(self._package, symbol)
         except AttributeError:
-            raise LookupError(f'plugin "{self.name}" has no symbol {symbol!r} in its root '
-                              "package") from None
+            raise LookupError(f'plugin "{self.name}" has no symbol "{symbol}" in its root '
+                              f"package; define it in {self.name}/__init__.py or import it "
+                              "there, and rebuild") from None
 
     def __repr__(self) -> str:
         return f"<Plugin {self.name}#{self._version.load} {self.note}>"

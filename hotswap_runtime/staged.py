@@ -67,11 +67,11 @@ class PreparedReload:
         """``prepared``, ``committed`` or ``aborted``."""
         return self._state
 
-    def _finish(self, to: str) -> Staged:
+    def _finish(self, to: str, step: str) -> Staged:
         with self._guard:
             if self._state != "prepared":
                 raise HotswapError(f"this prepared reload was already {self._state}; "
-                                   "prepare a new one with swapper.prepare()", step=to[:-2])
+                                   "prepare a new one with swapper.prepare()", step=step)
             self._state = to
         return self._staged
 
@@ -81,7 +81,7 @@ class PreparedReload:
         Raises:
             HotswapError: already committed or aborted.
         """
-        staged = self._finish("committed")
+        staged = self._finish("committed", "commit")
         try:
             return self._commit(staged)
         finally:
@@ -93,7 +93,7 @@ class PreparedReload:
         Raises:
             HotswapError: already committed or aborted.
         """
-        staged = self._finish("aborted")
+        staged = self._finish("aborted", "abort")
         try:
             self._abort(staged)
         finally:

@@ -116,6 +116,12 @@ class PluginManagerSwapper:
         free_timeout: seconds (>= 0) after ``free_delay`` that a replaced version waits for
             its code in flight (threads, tasks, pending awaitables) before it is freed anyway,
             with a warning.
+
+    Raises:
+        ValueError: ``free_delay`` or ``free_timeout`` is negative, or ``guard`` is not one
+            of False, True, ``"strict"``.
+        TypeError: ``whitelist`` is a single str instead of an iterable of names, or holds
+            something that is not a str.
     """
 
     def __init__(
@@ -143,8 +149,16 @@ class PluginManagerSwapper:
         self._extension_factory = extension_factory
         self._static = dict(static_plugins) if static_plugins is not None else None
         self._whitelist: list[str] | None = None
+        if isinstance(whitelist, str):
+            # a bare str is an iterable of one-letter names: never what the caller meant
+            raise TypeError(f"whitelist must be an iterable of plugin names, not the str "
+                            f"{whitelist!r}; write whitelist=[{whitelist!r}]")
         if whitelist is not None:
             self._whitelist = list(dict.fromkeys(whitelist))
+            odd = [name for name in self._whitelist if not isinstance(name, str)]
+            if odd:
+                raise TypeError(f"whitelist entries must be plugin names (str), not {odd[0]!r}; "
+                                "pass the names of the plugins to load")
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock
@@ -179,7 +193,8 @@ class PluginManagerSwapper:
         """Load the plugins for the first time.
 
         Raises:
-            HotswapError: already loaded (use ``reload``), or the load failed (nothing changed).
+            HotswapError: the swapper is closed, already loaded (use ``reload``), or the load
+                failed (nothing changed).
         """
         return self._prepare(data, None, "load").commit()
 
@@ -189,7 +204,8 @@ class PluginManagerSwapper:
         Same as ``prepare(data).commit()``.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, None, "reload").commit()
 
@@ -197,7 +213,8 @@ class PluginManagerSwapper:
         """Like ``reload``; ``extra(new_manager, old_manager)`` runs after the configured callback.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, extra, "reload").commit()
 
@@ -208,7 +225,8 @@ class PluginManagerSwapper:
         ``with swapper.prepare(data) as p: ...`` aborts when the block is left without commit.
 
         Raises:
-            HotswapError: static linking mode, or the reload failed (nothing changed).
+            HotswapError: the swapper is closed, static linking mode, or the reload failed
+                (nothing changed).
         """
         return self._prepare(data, None, "reload")
 
@@ -225,9 +243,7 @@ class PluginManagerSwapper:
                 (its versions are freed or being freed), or the swapper is closed.
         """
         with self._locked():
-            if self._closed:
-                raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
-                                   step="rollback")
+            self._refuse_if_closed("rollback")
             with self._state_lock:
                 entry = self._last_replaced
                 if entry is None:
@@ -286,6 +302,9 @@ class PluginManagerSwapper:
         """``reload`` in a worker thread, so the running event loop keeps serving meanwhile.
 
         Every step of the reload (imports and hooks included) runs in that thread.
+
+        Raises:
+            HotswapError: as ``reload``.
         """
         note_loop()
         return await asyncio.to_thread(self.reload, data)
@@ -377,6 +396,11 @@ class PluginManagerSwapper:
         finally:
             self._unlock()
 
+    def _refuse_if_closed(self, step: str) -> None:
+        if self._closed:
+            raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
+                               step=step)
+
     def _lock(self) -> None:
         if self._owner == threading.get_ident():
             raise HotswapError("a load is running in this thread (or a reload prepared in it "
@@ -393,13 +417,17 @@ class PluginManagerSwapper:
     def _prepare(self, data: Any, extra: Callback | None, kind: str) -> PreparedReload:
         note_loop()  # a load run from inside an event loop: its tasks get searched at free time
         self._lock()
-        # A free running right now empties the memory of the versions it prunes: let it finish
-        # before this load allocates, or the new version's objects land among the old one's
-        # half-emptied arenas and the process keeps both (bench/memory.py). Bounded, so an
-        # on_free that waits for a reload, or reloads itself, cannot deadlock.
-        if self._freeing.acquire(timeout=FREE_WAIT):
-            self._freeing.release()
         try:
+            # A free running right now empties the memory of the versions it prunes: let it
+            # finish before this load allocates, or the new version's objects land among the old
+            # one's half-emptied arenas and the process keeps both (bench/memory.py). Bounded,
+            # so an on_free that waits for a reload, or reloads itself, cannot deadlock. Inside
+            # the try: a Ctrl-C during the wait must not leave the reload lock held.
+            if self._freeing.acquire(timeout=FREE_WAIT):
+                self._freeing.release()
+            # closed first: "already loaded; call reload()" would send the caller to a reload
+            # that refuses too
+            self._refuse_if_closed("load")
             if kind == "load" and self._loaded:
                 raise HotswapError("plugins are already loaded; call reload() to load them "
                                    "again", step="load")
@@ -413,9 +441,6 @@ class PluginManagerSwapper:
 
     # -- loading ----------------------------------------------------------------------------
     def _load(self, data: Any, extra: Callback | None) -> Staged:
-        if self._closed:
-            raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
-                               step="load")
         try:
             return self._load_unlogged(data, extra)
         except HotswapError as exc:
@@ -564,19 +589,21 @@ class PluginManagerSwapper:
         live_funcs: dict[str, Any] = {}
         live_types: dict[str, Any] = {}
         owners: dict[str, str] = {}
-        clashes: list[str] = []
+        clashes: list[tuple[str, str]] = []  # (text, the plugin it names first)
         for version in order:
             for table, target in ((version.live_funcs, live_funcs), (version.live_types, live_types)):
                 for live_name, value in table.items():
                     if live_name in owners:
-                        clashes.append(f'live name "{live_name}" is defined by plugins '
-                                       f'"{owners[live_name]}" and "{version.name}"')
+                        clashes.append((f'live name "{live_name}" is defined by plugins '
+                                        f'"{owners[live_name]}" and "{version.name}"',
+                                        owners[live_name]))
                     else:
                         owners[live_name] = version.name
                         target[live_name] = value
         if clashes:
-            raise HotswapError(f"{'; '.join(sorted(clashes))}; rename one of them",
-                               plugin=owners and sorted(owners.values())[0], step="vault")
+            clashes.sort()
+            raise HotswapError(f"{'; '.join(text for text, _ in clashes)}; rename one of them",
+                               plugin=clashes[0][1], step="vault")
         extension = None
         if self._extension_factory is not None:
             try:

@@ -154,3 +154,19 @@ def test_live_names_map_to_their_modules(tmp_path: Path, build_plugin, prefix: s
     assert result.live_funcs == {"live_f0": "big.m000", "live_f3": "big.m003"}
     assert result.live_types == {}
     assert result.build_id is not None and result.name == "big"
+
+
+def test_cache_entry_write_failure_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    """A cache entry whose rename fails is skipped without a temporary file left beside it."""
+    from hotswap_build.cache import read_entry, write_entry
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("hotswap_runtime.artifact.os.replace", refuse)
+    entry = tmp_path / "cache" / "entry"
+    write_entry(entry, b"body")
+    assert list(entry.parent.iterdir()) == []
+    monkeypatch.undo()
+    write_entry(entry, b"body")
+    assert read_entry(entry) == b"body"

@@ -327,6 +327,28 @@ def test_inspect_refuses_corrupt_and_foreign_files(sample, tmp_path: Path) -> No
         "check that it exists and is readable"]
 
 
+
+def test_inspect_names_truncated_and_misnamed_files(sample, tmp_path: Path) -> None:
+    """A cut-short artifact is called truncated, and a file not ending in .hsp is no artifact."""
+    out = tmp_path / "bin"
+    assert invoke("build", str(sample("good/hello")), str(out)).exit_code == 0
+    raw = (out / "hello.hsp").read_bytes()
+    cut = tmp_path / "hello.hsp"
+    cut.write_bytes(raw[: len(raw) // 2])
+    result = invoke("inspect", str(cut))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: artifact {cut} does not verify: the file is truncated: it starts as a zip but its "
+        "end is missing (File is not a zip file); rebuild it with hotswap build"]
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    result = invoke("inspect", str(text))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: artifact {text} does not verify: not a hotswap artifact (the file name does not "
+        "end in .hsp); rebuild it with hotswap build"]
+
+
 def test_the_real_command_line(sample, tmp_path: Path) -> None:
     """The installed `hotswap` script builds; its last stdout line names the artifact."""
     plugin = sample("good/hello")

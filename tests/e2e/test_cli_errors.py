@@ -149,6 +149,11 @@ def test_bad_options_are_all_reported(tmp_path: Path) -> None:
         "Error: --livePrefix is empty; give a prefix such as live_ (it is matched "
         "case-insensitively)",
     ]
+    for prefix in ("x y", "1_"):
+        assert errors(run("--livePrefix", prefix, str(plugin), str(tmp_path / "bin"))) == [
+            f'Error: --livePrefix "{prefix}" cannot start a Python name, so nothing would be '
+            "live; give letters, digits and _ not starting with a digit, such as live_"]
+    assert not (tmp_path / "bin").exists()
 
 
 def test_plugin_folder_problems(tmp_path: Path) -> None:
@@ -166,6 +171,10 @@ def test_plugin_folder_problems(tmp_path: Path) -> None:
     assert errors(run(str(dashed), out)) == [
         'Error: plugin name "my-plugin" (the folder\'s name) is not a Python identifier; rename '
         'the folder, e.g. to "my_plugin"']
+    keyword = write_plugin(tmp_path, "class")
+    assert errors(run(str(keyword), out)) == [
+        'Error: plugin name "class" (the folder\'s name) is a Python keyword; rename the folder, '
+        'e.g. to "class_"']
     assert not (tmp_path / "bin").exists()
 
 
@@ -188,6 +197,10 @@ def test_output_folder_problems(tmp_path: Path) -> None:
     afile.write_text("")
     assert errors(run(str(plugin), str(afile))) == [
         f'Error: output folder "{afile}" is a file; pass a folder']
+    below_file = afile / "bin"
+    assert errors(run(str(plugin), str(below_file))) == [
+        f'Error: output folder "{below_file}" cannot be created: "{afile}" is a file; pass a '
+        "folder whose parents are folders"]
     assert errors(run("--clean", str(plugin), str(tmp_path))) == [
         "Error: --clean only works with --staticLinking; add --staticLinking"]
     assert sorted(p.name for p in plugin.iterdir()) == ["__init__.py", "sub"]
@@ -276,3 +289,59 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     out.mkdir()
     assert run(str(plugin), str(out)).exit_code == 130
     assert list(out.iterdir()) == []
+
+
+def test_interrupted_leave_temps_leaves_no_half_tree(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C while --leaveTemps writes the build tree removes the half-written tree."""
+    plugin = write_plugin(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    written: list[Path] = []
+    real_write = Path.write_bytes
+
+    def interrupt_second(self: Path, data: bytes) -> int:
+        if written:
+            raise KeyboardInterrupt
+        written.append(self)
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", interrupt_second)
+    result = run("--leaveTemps", str(plugin), str(tmp_path / "bin"))
+    assert result.exit_code == 130
+    assert written, "the tree was never started"
+    assert list(temp.iterdir()) == []
+
+
+def test_null_byte_in_a_source_names_the_file_without_a_line(tmp_path: Path) -> None:
+    """A source with a null byte (a syntax error with no line) names the file, not "file:None"."""
+    plugin = write_plugin(tmp_path)
+    (plugin / "nul.py").write_bytes(b"x = 1\0\n")
+    assert errors(run(str(plugin), str(tmp_path / "bin"))) == [
+        'Error: plugin "foo": syntax error in foo/nul.py: source code string cannot contain null '
+        "bytes; fix it and build again"]
+    assert not (tmp_path / "bin").exists()
+
+
+def test_output_folder_that_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
+    """An output folder that cannot be created or written is an Error: line, not a bug report."""
+    plugin = write_plugin(tmp_path)
+    out = tmp_path / "bin"
+
+    def refuse_mkdir(self: Path, *args, **kwargs) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", refuse_mkdir)
+        assert errors(run(str(plugin), str(out))) == [
+            f'Error: output folder "{out}" cannot be created (Permission denied); check the '
+            "permissions of its parent or pass another folder"]
+
+    def full(src, dst) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("hotswap_runtime.artifact.os.replace", full)
+    assert errors(run(str(plugin), str(out))) == [
+        f'Error: cannot write "{out / "foo.hsp"}" (No space left on device); check the free '
+        "space and permissions of the output folder"]
+    assert not out.exists()

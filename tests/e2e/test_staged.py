@@ -178,10 +178,12 @@ def test_prepared_reload_probed_then_committed_once(dirs, ev, build_plugin, make
     assert stamp_of(swapper) == "v1"
     assert str(prepared.commit()) == "a: ok"
     assert stamp_of(swapper) == "v2" and swapper.reload_counter == 1
-    with pytest.raises(HotswapError, match="already committed"):
+    with pytest.raises(HotswapError, match="already committed") as info:
         prepared.commit()
-    with pytest.raises(HotswapError, match="already committed"):
+    assert info.value.step == "commit"
+    with pytest.raises(HotswapError, match="already committed") as info:
         prepared.abort()
+    assert info.value.step == "abort"
     assert str(swapper.reload()) == "a: unchanged"  # the lock was released
 
 

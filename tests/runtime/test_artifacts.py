@@ -67,6 +67,15 @@ def test_renamed_artifact(plugin_dir: Path, events, make_swapper) -> None:
     assert "lies outside bar/ and bar.hsp-info/" in str(first_load_refused(make_swapper))
 
 
+def test_renamed_artifact_reported_once_with_its_real_name(plugin_dir: Path, events, make_swapper) -> None:
+    """A renamed artifact gets one problem naming the plugin it holds, not one per member."""
+    path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")}, file_name="bar")
+    assert str(first_load_refused(make_swapper)) == (
+        f"artifact {path} does not verify: the file is 'bar.hsp' but everything in it lies "
+        "outside bar/ and bar.hsp-info/: it holds plugin 'foo'; rename it back to foo.hsp (do not "
+        "rename artifacts); rebuild it with hotswap build")
+
+
 def test_missing_functions_sorted(plugin_dir: Path, events, make_swapper) -> None:
     """A hand-made artifact lacking hooks is refused listing them, sorted."""
     pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")},
@@ -103,3 +112,13 @@ def test_duplicate_live_names(plugin_dir: Path, events, make_swapper) -> None:
     error = first_load_refused(make_swapper)
     assert str(error) == 'live name "live_x" is defined by plugins "a" and "b"; rename one of them'
     assert events.hooks("on_free") == ["b", "a"]
+
+
+def test_duplicate_live_names_blame_a_plugin_that_clashes(plugin_dir: Path, events, make_swapper) -> None:
+    """The error's .plugin is one of the clashing plugins, not another plugin that defines live names."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", extra="def live_a():\n    pass\n")})
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", extra="def live_x():\n    pass\n")})
+    pack_plugin(plugin_dir, "c", {"__init__.py": hooks_source("c", extra="def live_x():\n    pass\n")})
+    error = first_load_refused(make_swapper)
+    assert str(error) == 'live name "live_x" is defined by plugins "b" and "c"; rename one of them'
+    assert (error.plugin, error.step) == ("b", "vault")

@@ -149,3 +149,15 @@ def test_namespace_folder_and_inspect_getsource(plugin_dir: Path, events, make_s
     assert live_add(2, 3) == 5
     assert inspect.getsource(live_add) == "def live_add(a, b):\n    return a + b\n"
     assert live_add.__module__.endswith(".tools.calc")
+
+
+def test_lookup_of_a_missing_symbol_says_where_to_define_it(plugin_dir: Path, events, make_swapper) -> None:
+    """Plugin.lookup of a name the root package lacks is a LookupError naming it and the file."""
+    pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    plugin = swapper.current().find_plugin("foo")
+    with pytest.raises(LookupError) as info:
+        plugin.lookup("nothere")
+    assert str(info.value) == ('plugin "foo" has no symbol "nothere" in its root package; define '
+                               "it in foo/__init__.py or import it there, and rebuild")

@@ -229,6 +229,18 @@ def test_duplicate_names_and_whitelist(plugin_dir: Path, events, make_swapper) -
     assert str(swapper.load_plugins()) == "foo: ok"
 
 
+def test_whitelist_given_as_a_str_or_with_non_names_is_refused(plugin_dir: Path, make_swapper) -> None:
+    """A whitelist given as one str, or holding a non-str, is a TypeError saying what to pass."""
+    with pytest.raises(TypeError) as info:
+        make_swapper(whitelist="foo")
+    assert str(info.value) == ("whitelist must be an iterable of plugin names, not the str 'foo'; "
+                               "write whitelist=['foo']")
+    with pytest.raises(TypeError) as info:
+        make_swapper(whitelist=["foo", None])
+    assert str(info.value) == ("whitelist entries must be plugin names (str), not None; pass the "
+                               "names of the plugins to load")
+
+
 def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, make_swapper) -> None:
     """close() runs every pending free at once, then the current versions, and refuses later loads."""
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
@@ -246,6 +258,19 @@ def test_close_frees_pending_then_current_and_refuses(plugin_dir: Path, events, 
     with pytest.raises(HotswapError, match="closed"):
         swapper.reload()
     assert not [t for t in threading.enumerate() if t.name.startswith("hotswap-free")]
+
+
+def test_load_plugins_after_close_says_closed(plugin_dir: Path, events, make_swapper) -> None:
+    """load_plugins on a closed swapper says it is closed, not "call reload()" (which refuses too)."""
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    swapper.close()
+    for call in (swapper.load_plugins, swapper.reload, swapper.prepare):
+        with pytest.raises(HotswapError) as info:
+            call()
+        assert str(info.value) == "the swapper is closed; create a new PluginManagerSwapper"
+    assert swapper.current() is None
 
 
 def test_typing_overloads_pruned(plugin_dir: Path, events, make_swapper) -> None:
