@@ -30,7 +30,6 @@ but when it is still running after ``on_free`` the swapper warns (SPEC 8.2).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import inspect
@@ -44,6 +43,8 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .version import Version
 
 __all__ = ["Found", "InFlight", "note_loop", "invoke_entry", "scan", "entry_codes", "wait_for_own_workers",
@@ -55,7 +56,13 @@ LOOP_TIMEOUT = 1.0
 _MAX_DEPTH = 10_000
 
 _loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-_get_running_loop = asyncio.events._get_running_loop
+
+
+def _get_running_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's running loop. Without asyncio imported no loop can run, so a host that
+    never uses asyncio never pays for importing it."""
+    events = sys.modules.get("asyncio.events")
+    return None if events is None else events._get_running_loop()
 
 
 def note_loop() -> None:
@@ -216,6 +223,8 @@ def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
 def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
                 codes: Container[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
     """(task name, roots in its chain, owner root, ids of awaitables in the chain) per task."""
+    import asyncio  # a loop was registered, so asyncio is imported already
+
     out: list[tuple[str, set[str], str | None, set[int]]] = []
     for task in asyncio.all_tasks(loop):
         hit: set[str] = set()

@@ -27,7 +27,6 @@ fresh version of the attempt, and re-raises before anything was published.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -307,6 +306,8 @@ class PluginManagerSwapper:
             HotswapError: as ``reload``.
         """
         note_loop()
+        import asyncio  # the host runs a loop, so this costs nothing
+
         return await asyncio.to_thread(self.reload, data)
 
     def reset_plugin_dir(self, new_dir: str | os.PathLike[str]) -> None:

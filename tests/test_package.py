@@ -32,3 +32,16 @@ def test_spec_import_line() -> None:
     )
 
     assert callable(live.wrap)
+
+
+def test_runtime_import_stays_cheap() -> None:
+    """A host importing hotswap_runtime pays for none of the build's libraries, msgspec or
+    asyncio: each is imported only when its feature is used."""
+    import subprocess
+    import sys
+
+    heavy = ("asyncio", "click", "jinja2", "libcst", "msgspec", "pytest", "hotswap_build")
+    code = (f"import sys, hotswap_runtime; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
