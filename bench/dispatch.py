@@ -18,6 +18,7 @@ from _plugins import build_stamped, make_plugin  # noqa: E402
 
 from hotswap_runtime import PluginManagerSwapper  # noqa: E402
 
+
 class _Plain:
     """An ordinary object holding a dict: what ``obj.attr[key](x)`` costs without hotswap."""
 

@@ -45,7 +45,7 @@ def median_us(fn: Callable[[], object], rounds: int = 2000) -> float:
 
 
 def main() -> None:
-    job = Job(uuid.uuid4(), "resize images", dt.datetime.now(dt.timezone.utc),
+    job = Job(uuid.uuid4(), "resize images", dt.datetime.now(dt.UTC),
               [Step("fetch", True), Step("resize"), Step("upload")], {"media", "batch"},
               {"bucket": "b1", "sizes": [64, 128, 256], "retries": 3})
     data = live.wrap(job)

@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 import _util
+import httpx
 
 
 def measure(runs: int, modules: int) -> dict[str, float]:

@@ -32,8 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _plugins import build_stamped, make_plugin  # noqa: E402
 
-from hotswap_runtime import PluginManagerSwapper  # noqa: E402
-from hotswap_runtime import inflight  # noqa: E402
+from hotswap_runtime import (
+    PluginManagerSwapper,  # noqa: E402
+    inflight,  # noqa: E402
+)
 
 NUMBER = 100_000
 REPEAT = 21

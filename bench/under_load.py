@@ -32,11 +32,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _util
 import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
-
-import _util
 
 
 @dataclass
@@ -93,7 +92,7 @@ async def ws_client(load: Load, index: int) -> None:
                     json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
                     load.tally.ws_messages += 1
                     await asyncio.sleep(0.05)
-        except (WebSocketException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, WebSocketException, OSError):
             if not load.done:
                 load.tally.dropped_ws += 1
                 await asyncio.sleep(0.05)

@@ -56,7 +56,7 @@ class BYTES(_Node, frozen=True, tag="bytes"):
 
 class DATETIME(_Node, frozen=True, tag="datetime", omit_defaults=True):
     v: _dt.datetime
-    zone: Union[str, None] = None   # a zoneinfo key, when the value had a ZoneInfo
+    zone: str | None = None   # a zoneinfo key, when the value had a ZoneInfo
 
 
 class DATE(_Node, frozen=True, tag="date"):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import HotswapError
 
 if TYPE_CHECKING:
-    import asyncio   # imported where used: a host without asyncio need not pay for it
+    import asyncio  # imported where used: a host without asyncio need not pay for it
 
 __all__ = ["reload_on_signal", "watch_plugin_dir", "areload_on_signal", "awatch_plugin_dir"]
 

@@ -16,7 +16,7 @@ import threading
 import typing
 import weakref
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import FunctionType, ModuleType
 from typing import Any
 
@@ -116,7 +116,7 @@ class Version:
         self.file = artifact.path if artifact is not None else name
         self.sha256 = artifact.sha256 if artifact is not None else None
         self.build_id = artifact.build_id if artifact is not None else ""
-        self.when = datetime.now(timezone.utc)
+        self.when = datetime.now(UTC)
         self.loader: VersionLoader | None = None
         self.package: ModuleType | None = None
         self.hooks: dict[str, Callable[..., Any]] = {}

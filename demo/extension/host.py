@@ -11,11 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hotswap_runtime import HotswapError, PluginManagerSwapper
-from hotswap_runtime.triggers import reload_on_signal
-
 from demo import common
 from demo.extension.shared import Router
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime.triggers import reload_on_signal
 
 log = logging.getLogger("demo.extension")
 

@@ -14,11 +14,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from hotswap_runtime import HotswapError, PluginManagerSwapper
-from hotswap_runtime.triggers import reload_on_signal
-
 from demo import common
 from demo.livex.shared import Job, JobQueue, Receipt
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime.triggers import reload_on_signal
 
 log = logging.getLogger("demo.livex")
 

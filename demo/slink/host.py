@@ -19,9 +19,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hotswap_runtime import HotswapError, PluginManagerSwapper
-
 from demo import common
+from hotswap_runtime import HotswapError, PluginManagerSwapper
 
 log = logging.getLogger("demo.slink")
 

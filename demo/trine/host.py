@@ -12,10 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from demo import common
 from hotswap_runtime import HotswapError, PluginManager, PluginManagerSwapper
 from hotswap_runtime.triggers import reload_on_signal
-
-from demo import common
 
 log = logging.getLogger("demo.trine")
 

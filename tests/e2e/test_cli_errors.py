@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import NOOP_HOOKS
 from click.testing import CliRunner
+from helpers import NOOP_HOOKS
 
 from hotswap_build.cli import main
 

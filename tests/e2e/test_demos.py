@@ -200,11 +200,10 @@ def test_livex_queue_hands_every_pending_job_to_the_next_version(tmp_path, monke
                                                                    capsys) -> None:
     """Jobs scheduled by kitchen v1 and due after a reload are all handled by v2's live code."""
     monkeypatch.syspath_prepend(str(ROOT))
-    from hotswap_build.build import build
-    from hotswap_runtime import PluginManagerSwapper
-
     from demo.livex.host import Worker
     from demo.livex.shared import JobQueue
+    from hotswap_build.build import build
+    from hotswap_runtime import PluginManagerSwapper
 
     # v2 changes the live type: a new field with a default, which the live function shows
     v1_dir = ROOT / "demo/livex/plugin/kitchen"

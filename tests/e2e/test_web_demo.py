@@ -16,6 +16,7 @@ import pytest
 from web_host import PLUGINS, REPO, Host, read_port, running_host
 from websockets.sync.client import connect
 
+
 @pytest.fixture
 def host(build_web: Callable[[str], Path], tmp_path: Path) -> Iterator[Host]:
     with running_host(build_web("v1"), tmp_path / "host.pid", free_delay=0) as started:

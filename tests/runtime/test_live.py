@@ -17,15 +17,15 @@ import uuid
 import weakref
 import zoneinfo
 from collections import OrderedDict, namedtuple
-from decimal import Decimal
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
 
 from hotswap_runtime import live
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MakeModule = Callable[[str, str], types.ModuleType]
 
 

@@ -74,7 +74,7 @@ def test_invoke_each_logs_errors_and_runs_the_rest(plugin_dir: Path, events, mak
             "SEEN = []\n"
             "def invoke_func(name, *params):\n"
             "    SEEN.append(name)\n"
-            f"    if NAME == 'b':\n        raise ValueError('b fails')\n"
+            "    if NAME == 'b':\n        raise ValueError('b fails')\n"
             "    return params\n"))})
     swapper = make_swapper()
     swapper.load_plugins()
