@@ -730,6 +730,9 @@ class PluginManagerSwapper:
                 # generations now (~0.1 ms) so their memory is reused by the next load
                 gc.collect(1)
         with self._state_lock:
+            # forget the freed versions that are gone here, not only in stats(): a host that
+            # never calls stats() must not keep one Version per reload forever
+            self._freed = [v for v in self._freed if v.alive()]
             self._freed.extend(doomed)
         if doomed:
             self._logger.info("freed plugin versions: %s",

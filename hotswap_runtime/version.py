@@ -237,7 +237,9 @@ class Version:
             if not self.refs:
                 self.track()
             root = self.root
-            names = {k for k in sys.modules if k == root or k.startswith(root + ".")}
+            # a copy: another thread importing meanwhile would end the iteration with
+            # "dictionary changed size" and leave the version in sys.modules for good
+            names = {k for k in list(sys.modules) if k == root or k.startswith(root + ".")}
             if self.loader is not None:
                 unmount(self.loader)
             _prune_loggers(root)
