@@ -30,6 +30,7 @@ from hotswap_runtime.artifact import (
     ARTIFACT_SUFFIX,
     REGISTRATION_MODULE,
     Manifest,
+    sweep_temporaries,
 )
 
 from . import __version__
@@ -475,6 +476,9 @@ def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
         raise BuildError([f'output folder "{os.fspath(out_path)}" cannot be created '
                           f"({exc.strerror or exc}); check the permissions of its parent or "
                           "pass another folder"], plugin=name) from exc
+    # what a killed build of this artifact left behind; a concurrent build's temporary is locked
+    for stale in sweep_temporaries(artifact):
+        logger.info("removed %s, left behind by an interrupted build", stale)
     try:
         write_artifact(artifact, name, members, manifest)
     except BaseException as exc:

@@ -49,6 +49,11 @@ from typing import Any
 
 from .errors import ArtifactError
 
+try:
+    import fcntl
+except ImportError:  # Windows: temporaries are not locked, and never swept
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "ARTIFACT_SUFFIX",
     "FORMAT_VERSION",
@@ -63,6 +68,7 @@ __all__ = [
     "read_artifact",
     "record_hash",
     "verify_bytes",
+    "sweep_temporaries",
     "write_atomically",
 ]
 
@@ -269,19 +275,79 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     A reader never sees half a file; on any failure (Ctrl-C included) the temporary is removed.
+    The temporary (``.<file name>.<random>.tmp``) stays locked until it is renamed, so that
+    ``sweep_temporaries`` can tell it from one a killed process left behind.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _locked_temporary(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            os.close(fd)  # only now: the lock must cover the rename
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def _locked_temporary(path: Path) -> tuple[int, str]:
+    """A new temporary next to ``path``, open and locked (where ``fcntl`` exists)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mine = os.fstat(fd)
+            there = os.stat(tmp)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                return fd, tmp
+        except OSError:
+            pass  # a sweep took it between its creation and the lock: make another
+        os.close(fd)
+
+
+def sweep_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that ``write_atomically`` left in a killed process.
+
+    Only ``.<file name>.*.tmp`` next to ``path``, and only those nobody holds locked: a
+    temporary another process is writing right now (a concurrent build) is left alone.
+    Without ``fcntl`` (Windows) nothing is removed. Returns what was removed; errors are ignored.
+    """
+    if fcntl is None:
+        return []
+    prefix = f".{path.name}."
+    try:
+        entries = os.listdir(path.parent)
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        candidate = path.parent / entry
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held, there = os.fstat(fd), os.stat(candidate, follow_symlinks=False)
+            if (stat.S_ISREG(held.st_mode)
+                    and (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)):
+                os.unlink(candidate)
+                removed.append(candidate)
+        except OSError:
+            continue  # locked by a live writer, renamed meanwhile, or not ours to remove
+        finally:
+            os.close(fd)
+    return removed
 
 
 #: how long a worker thread keeps the GIL between two yields while others want it (seconds)
