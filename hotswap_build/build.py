@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from . import __version__
 from .cache import cache_dir, file_key, index_path, load_index, read_entry, store_index, write_entry
 from .check import analyse
 from .errors import BuildError
-from .layout import PluginLayout, collect_files, locate_plugin
+from .layout import COMPUTED_IMPORTS_MODULE, PluginLayout, collect_files, locate_plugin
 from .scan import FileContext, FileScan
 
 __all__ = ["BuildResult", "build", "cache_dir"]
@@ -91,25 +91,40 @@ class _Outcome:
     times: tuple[float, float, float]
 
 
-def _render_registration(cache: Path, name: str, hooks: Sequence[str],
-                         live_funcs: Mapping[str, str], live_types: Mapping[str, str]) -> bytes:
-    """The registration module, from the cache when these names were rendered before (so a
-    rebuild does not even import jinja2)."""
+def _render_cached(cache: Path, template: str, values: tuple[object, ...], render: Callable[[], str]
+                   ) -> bytes:
+    """A generated module, from the cache when the same template was rendered with the same
+    values before (so a rebuild does not even import jinja2)."""
     from .render import templates_dir
 
-    template = (templates_dir() / "registration.py.j2").read_bytes()
-    key = hashlib.sha256(repr((__version__, template, name, sorted(hooks),
-                               sorted(live_funcs.items()),
-                               sorted(live_types.items()))).encode()).hexdigest()
+    text = (templates_dir() / template).read_bytes()
+    key = hashlib.sha256(repr((__version__, template, text, values)).encode()).hexdigest()
     path = cache / "render" / key[:2] / key
     cached = read_entry(path)
     if cached is not None:
         return cached
+    rendered = render().encode("utf-8")
+    write_entry(path, rendered)
+    return rendered
+
+
+def _render_registration(cache: Path, name: str, hooks: Sequence[str],
+                         live_funcs: Mapping[str, str], live_types: Mapping[str, str]) -> bytes:
+    """The registration module (rendered once per set of names)."""
     from .render import registration_module
 
-    text = registration_module(name, hooks, live_funcs, live_types).encode("utf-8")
-    write_entry(path, text)
-    return text
+    return _render_cached(
+        cache, "registration.py.j2",
+        (name, sorted(hooks), sorted(live_funcs.items()), sorted(live_types.items())),
+        lambda: registration_module(name, hooks, live_funcs, live_types))
+
+
+def _render_computed_imports(cache: Path, layout: PluginLayout) -> bytes:
+    """The ``_hotswap_imports`` module the rewritten computed imports call."""
+    from .render import computed_imports_module
+
+    return _render_cached(cache, "computed_imports.py.j2", (layout.name, layout.import_name),
+                          lambda: computed_imports_module(layout.name, layout.import_name))
 
 
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
@@ -429,7 +444,8 @@ def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
 
 def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
              registration: bytes, optimize: int) -> dict[str, bytes]:
-    """Every member of the artifact's package: sources, bytecode, data, registration."""
+    """Every member of the artifact's package: sources, bytecode, data, the generated modules
+    (registration; ``_hotswap_imports`` when a computed import was rewritten)."""
     from .pack import pyc_bytes, pyc_path
 
     name = layout.name
@@ -441,10 +457,14 @@ def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
         members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
     for rel in collected.data:
         members[f"{name}/{rel}"] = collected.contents[rel]
-    reg_member = f"{name}/{REGISTRATION_MODULE}.py"
-    members[reg_member] = registration
-    code = compile(registration, reg_member, "exec", dont_inherit=True, optimize=optimize)
-    members[pyc_path(reg_member, optimize)] = pyc_bytes(code, registration)
+    generated = {REGISTRATION_MODULE: registration}
+    if any(processed.outcomes[rel].scan.computed for rel in collected.sources):
+        generated[COMPUTED_IMPORTS_MODULE] = _render_computed_imports(processed.cache, layout)
+    for module, text in generated.items():
+        member = f"{name}/{module}.py"
+        members[member] = text
+        code = compile(text, member, "exec", dont_inherit=True, optimize=optimize)
+        members[pyc_path(member, optimize)] = pyc_bytes(code, text)
     return members
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from . import __version__
 from .static import STATIC_PLUGIN_PREFIX
 
-__all__ = ["registration_module", "static_plugin_module", "static_plugins_module",
-           "templates_dir"]
+__all__ = ["computed_imports_module", "registration_module", "static_plugin_module",
+           "static_plugins_module", "templates_dir"]
 
 
 def templates_dir() -> Path:
@@ -68,6 +68,17 @@ def registration_module(name: str, hooks: Iterable[str], live_funcs: Mapping[str
         live_funcs=sorted(live_funcs),
         live_types=sorted(live_types),
     )
+
+
+def computed_imports_module(name: str, import_name: str) -> str:
+    """The ``_hotswap_imports`` module: the functions the plugin's computed imports call.
+
+    Args:
+        name: the plugin name.
+        import_name: the plugin's real dotted import name, whose names it maps.
+    """
+    return _render("computed_imports.py.j2", name=name, import_name_repr=repr(import_name),
+                   dotted="." in import_name)
 
 
 def static_plugin_module(name: str, import_name: str) -> str:

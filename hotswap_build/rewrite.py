@@ -7,6 +7,22 @@ imports only), and libcst parses only the import statements that must change, on
 a time; stamps and ``import_module`` arguments are exact ``ast`` spans replaced as text.
 Rewritten statements are cached by their text (``cache_dir``), so a rebuild after an edit that
 keeps a file's imports does not even import libcst.
+
+Design note on computed imports (``importlib.import_module("docutils.writers." + name)``,
+pygments' ``__import__(module_name, None, None, ["__all__"])``, ``importlib.util.find_spec``):
+no rewrite at build time can know the name, so the call is pointed at a function that maps it at
+run time. The callee alone is replaced (every argument keeps its text, and every line its
+number) by ``__import__('importlib').import_module('<dots>_hotswap_imports', __package__).<fn>``:
+``_hotswap_imports`` is a module generated into the artifact (``templates/computed_imports.py.j2``)
+only when some call needs it. It knows the plugin's real import name from the build and its
+mounted name from its own ``__package__``, so it maps ``pygments.lexers.python`` to
+``_hotswap_pygments_3.lexers.python`` and passes every other name to the standard library as is.
+Why a generated module rather than a global the loader sets on every module or a function of
+``hotswap_runtime``: modules that never compute an import pay nothing (no extra global, no
+import); the artifact stays self-contained, so it behaves the same under any runtime that can
+mount it and when its build tree (``--leaveTemps``) is imported under the real name; and the
+plugin never reaches into the host's ``hotswap_runtime`` internals. A call costs one cached
+relative import (about a microsecond) on top of the import it makes.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hotswap_runtime.artifact import OPTIONAL_HOOKS, REQUIRED_HOOKS
 
-from .layout import PluginLayout
+from .layout import COMPUTED_IMPORTS_MODULE, PluginLayout
 
 __all__ = ["ALL_HOOKS", "Binding", "Edit", "FileContext", "FileScan", "Params", "scan_tree"]
 
@@ -113,7 +113,8 @@ def _prefilter(layout: PluginLayout, prefix: str, depth: int) -> re.Pattern[str]
         alternatives = [
             f"(?i:{re.escape(prefix)})",
             r"\b(?:" + "|".join(sorted(map(re.escape, words))) + r")\b",
-            r"\bfrom\s*\.{%d}" % (depth + 2),
+            rf"\bfrom\s*\.{{{depth + 2}}}",
+            _IMPORT_CALLS,
         ]
         pattern = _PREFILTERS[key] = re.compile("|".join(alternatives))
     return pattern
@@ -133,6 +134,7 @@ class FileScan:
         problems: messages for what is wrong in this file alone.
         rewritten: whether the source was changed.
         broken: the file does not compile, so what it defines is unknown.
+        computed: a call was rewritten to use the generated ``_hotswap_imports`` module.
     """
 
     rel: str
@@ -144,6 +146,7 @@ class FileScan:
     problems: tuple[str, ...] = ()
     rewritten: bool = False
     broken: bool = False
+    computed: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ class _Scanner:
         self.stamped: list[str] = []
         self.problems: list[str] = []
         self.edits: list[Edit] = []
+        self.computed = False
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -431,75 +435,87 @@ class _Scanner:
             start, end = self.span(node)
             self.edits.append(Edit(start, end, "import", self.source(node)))
 
-    # --- import_module("<own>.x") ---------------------------------------------------------
+    # --- import_module("<own>.x"), computed imports ---------------------------------------
 
     def named_calls(self, tree: ast.Module) -> None:
-        """Calls that name the plugin's own package in a string, which the runtime mounts
-        under another name: ``import_module("<own>.x")`` becomes
-        ``import_module("..x", __package__)``, and the package argument of
-        ``importlib.resources``/``pkgutil.get_data`` becomes an expression of ``__package__``.
+        """Calls that name modules by a string, which the runtime may mount under another name.
+
+        ``import_module("<own>.x")`` becomes ``import_module("..x", __package__)`` and
+        ``__import__("<own>.x")`` binds the mounted package (one-identifier real names); the
+        package argument of ``importlib.resources``/``pkgutil.get_data`` becomes an expression of
+        ``__package__``. Every other ``importlib.import_module``, ``__import__`` and
+        ``importlib.util.find_spec`` call that may name the plugin's own package (a computed
+        name, an own name with more arguments, a relative name with a computed package) calls
+        the function of the same role in the generated ``_hotswap_imports`` module instead,
+        which maps the plugin's real names to the mounted version at run time.
         """
-        dots = "." * self.dots
+        aliases = _ImportlibAliases.of(tree)
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and node.args):
+            if not isinstance(node, ast.Call):
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else (
                 func.id if isinstance(func, ast.Name) else "")
             if name in _RESOURCE_CALLS:
-                self.resource_call(node.args[0])
+                if node.args:
+                    self.resource_call(node.args[0])
                 continue
-            if name not in ("import_module", "__import__"):
-                continue
-            first = node.args[0]
-            if name == "__import__" and isinstance(first, ast.Constant) and isinstance(
-                    first.value, str):
-                self.dunder_import(node, first.value)
-                continue
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                target = first.value
-                if (target == self.own or target.startswith(self.own + ".")) and \
-                        len(node.args) == 1 and not node.keywords:
-                    relative = dots + target[len(self.own) + 1:]
-                    start, end = self.span(first)
-                    self.edits.append(Edit(start, end, "replace", f"{relative!r}, __package__"))
-                continue
-            head = first
-            while isinstance(head, ast.BinOp):
-                head = head.left
-            text = ""
-            if isinstance(head, ast.Constant) and isinstance(head.value, str):
-                text = head.value
-            elif isinstance(head, ast.JoinedStr) and head.values and isinstance(
-                    head.values[0], ast.Constant):
-                text = str(head.values[0].value)
-            if text == self.own or text.startswith(self.own + "."):
-                self.problem(node, f"{self.plugin}: {name}() in {{where}} builds a name "
-                             f'inside the plugin\'s own package "{self.own}", which cannot be '
-                             f'made relative; pass a relative name and the package: '
-                             f'import_module("{dots}" + name, __package__)')
+            role = aliases.role(func)
+            if role is None and name == "import_module" and node.args and _literal(node.args[0]):
+                role = "import_module"  # any import_module("<own>.x"), as before
+            if role is not None:
+                self.import_call(node, role)
 
+    def import_call(self, node: ast.Call, role: str) -> None:
+        """One call of ``import_module``, ``__import__`` or ``find_spec`` (``role``)."""
+        first = node.args[0] if node.args else _keyword(node, "name")
+        target = _literal(first) if first is not None else None
+        if target is not None and not target.startswith("."):
+            if target != self.own and not target.startswith(self.own + "."):
+                return  # a host module by a literal name: nothing to map
+            if role == "import_module" and len(node.args) == 1 and not node.keywords:
+                relative = "." * self.dots + target[len(self.own) + 1:]
+                start, end = self.span(node.args[0])
+                self.edits.append(Edit(start, end, "replace", f"{relative!r}, __package__"))
+                return
+            if role == "__import__" and self.dunder_import(node, target):
+                return
+        elif target is not None:
+            # a relative name: only the package says whose it is (__import__'s level is
+            # relative to the caller's own globals, which are the mounted module's already)
+            if role == "__import__":
+                return
+            package = node.args[1] if len(node.args) > 1 else _keyword(node, "package")
+            text = _literal(package) if package is not None else None
+            if package is None or (isinstance(package, ast.Name) and package.id in _OWN_NAMES):
+                return
+            if text is not None and text != self.own and not text.startswith(self.own + "."):
+                return
+        start, end = self.span(node.func)
+        helper = LOAD.format("." * self.dots + COMPUTED_IMPORTS_MODULE)
+        self.edits.append(Edit(start, end, "replace", f"{helper}.{_HELPERS[role]}"))
+        self.computed = True
 
-    def dunder_import(self, node: ast.Call, target: str) -> None:
+    def dunder_import(self, node: ast.Call, target: str) -> bool:
         """``__import__("<own>.x")`` imports ``<own>.x`` and returns the root package: with a
-        one-identifier real name and no other argument, both happen on the mounted package."""
-        if target != self.own and not target.startswith(self.own + "."):
-            return
+        one-identifier real name and no other argument, both happen on the mounted package.
+        Returns False when the call is left to the ``_hotswap_imports`` helper instead."""
         dots = "." * self.dots
-        if self.own_parent or len(node.args) != 1 or node.keywords:
-            why = (f'it returns the host package "{self.own.split(".")[0]}"'
-                   if self.own_parent else "it passes more than the module name")
+        if len(node.args) == 1 and not node.keywords and not self.own_parent:
+            rest = target[len(self.own) + 1:]
+            root = LOAD.format(dots)
+            text = f"({LOAD.format(dots + rest)}, {root})[1]" if rest else root
+            start, end = self.span(node)
+            self.edits.append(Edit(start, end, "replace", text))
+            return True
+        if self.own_parent and len(node.args) < 4 and _keyword(node, "fromlist") is None:
             self.problem(node, f'{self.plugin}: __import__("{target}") in {{where}} names the '
-                         f"plugin's own package, which the runtime mounts under another name, "
-                         f"and cannot be rewritten ({why}); write "
-                         f'importlib.import_module("{dots}{target[len(self.own) + 1:]}", '
-                         "__package__) instead")
-            return
-        rest = target[len(self.own) + 1:]
-        root = LOAD.format(dots)
-        text = f"({LOAD.format(dots + rest)}, {root})[1]" if rest else root
-        start, end = self.span(node)
-        self.edits.append(Edit(start, end, "replace", text))
+                         "plugin's own package, which the runtime mounts under another name, "
+                         "and cannot be rewritten (it returns the host package "
+                         f'"{self.own.split(".")[0]}"); write importlib.import_module('
+                         f'"{dots}{target[len(self.own) + 1:]}", __package__) instead')
+            return True
+        return False
 
     def resource_call(self, first: ast.expr) -> None:
         if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
@@ -517,7 +533,78 @@ class _Scanner:
 #: functions of importlib.resources and pkgutil that take a package name first
 _RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
                              "path", "contents", "is_resource", "get_data"})
-_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources|__import__)\b")
+_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources|__import__|find_spec)\b")
+#: the words that make a file worth parsing for computed imports alone
+_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec)\b"
+#: what each role calls in the generated ``_hotswap_imports`` module
+_HELPERS = {"import_module": "import_module", "__import__": "dunder_import",
+            "find_spec": "find_spec"}
+#: package arguments that already name the mounted version (the caller's own package)
+_OWN_NAMES = frozenset({"__package__", "__name__"})
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    """The value of a str constant, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _keyword(node: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in node.keywords if k.arg == name), None)
+
+
+@dataclass
+class _ImportlibAliases:
+    """The names a file binds to ``importlib``, ``importlib.util`` and their import functions
+    (anywhere in the file: a lazy ``import importlib`` inside a function counts too)."""
+
+    modules: set[str]
+    utils: set[str]
+    functions: dict[str, str]
+
+    @classmethod
+    def of(cls, tree: ast.Module) -> _ImportlibAliases:
+        found = cls(set(), set(), {})
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "importlib" or (alias.name.startswith("importlib.")
+                                                     and alias.asname is None):
+                        found.modules.add(alias.asname or "importlib")
+                    elif alias.name == "importlib.util":
+                        found.utils.add(alias.asname or "")
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                for alias in node.names:
+                    bound = alias.asname or alias.name
+                    if node.module == "importlib" and alias.name == "util":
+                        found.utils.add(bound)
+                    elif node.module == "importlib" and alias.name in ("import_module",
+                                                                       "__import__"):
+                        found.functions[bound] = alias.name
+                    elif node.module == "importlib.util" and alias.name == "find_spec":
+                        found.functions[bound] = "find_spec"
+        return found
+
+    def role(self, func: ast.expr) -> str | None:
+        """Which import function the callee ``func`` is, or None."""
+        if isinstance(func, ast.Name):
+            if func.id == "__import__":
+                return "__import__"
+            return self.functions.get(func.id)
+        if not isinstance(func, ast.Attribute):
+            return None
+        value = func.value
+        if isinstance(value, ast.Name):
+            if value.id in self.modules and func.attr in ("import_module", "__import__"):
+                return func.attr
+            if value.id in self.utils and func.attr == "find_spec":
+                return "find_spec"
+        elif (isinstance(value, ast.Attribute) and value.attr == "util"
+              and isinstance(value.value, ast.Name) and value.value.id in self.modules
+              and func.attr == "find_spec"):
+            return "find_spec"
+        return None
 
 
 def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext
@@ -525,7 +612,7 @@ def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContex
     """Scan one parsed file: bindings, imports, stamps; return what it found and the edits."""
     scanner = _Scanner(ctx, lines)
     scanner.visit_body(tree.body)
-    if _NAMED_CALLS.search(text) and ctx.layout.import_name in text:
+    if _NAMED_CALLS.search(text):
         scanner.named_calls(tree)
     scan = FileScan(
         rel=ctx.rel,
@@ -536,5 +623,6 @@ def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContex
         stamped=tuple(scanner.stamped),
         problems=tuple(scanner.problems),
         rewritten=bool(scanner.edits),
+        computed=scanner.computed,
     )
     return scan, sorted(scanner.edits, key=lambda e: e.start)

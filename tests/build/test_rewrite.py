@@ -115,6 +115,71 @@ def test_untouched_file_is_not_parsed() -> None:
     assert out == "import os\n\ndef helper():\n    return os.sep\n"
 
 
+def helper(rel: str, fn: str) -> str:
+    """What the callee of a computed import becomes in file ``rel``."""
+    dots = "." * (rel.count("/") + 1)
+    return f"{LOAD}('{dots}_hotswap_imports', __package__).{fn}"
+
+
+# every import_module/__import__/find_spec call that may name the plugin's own package through
+# a name known only at run time: the callee becomes the generated helper, the arguments stay
+COMPUTED_CASES = [
+    ("import importlib\nm = importlib.import_module('foo.writers.' + name)\n", "mod.py",
+     f"import importlib\nm = {helper('mod.py', 'import_module')}('foo.writers.' + name)\n"),
+    ("from importlib import import_module as im\ndef f(n):\n    return im(n)\n",
+     "sub/deep/mod.py",
+     "from importlib import import_module as im\ndef f(n):\n"
+     f"    return {helper('sub/deep/mod.py', 'import_module')}(n)\n"),
+    ("mod = __import__(module_name, None, None, ['__all__'])\n", "lexers/__init__.py",
+     f"mod = {helper('lexers/__init__.py', 'dunder_import')}(module_name, None, None, "
+     "['__all__'])\n"),
+    ("import importlib.util\ns = importlib.util.find_spec(n)\n", "mod.py",
+     f"import importlib.util\ns = {helper('mod.py', 'find_spec')}(n)\n"),
+    ("from importlib import util\ns = util.find_spec(n)  # c\n", "mod.py",
+     f"from importlib import util\ns = {helper('mod.py', 'find_spec')}(n)  # c\n"),
+    ("from importlib.util import find_spec as fs\ns = fs('foo.a')\n", "mod.py",
+     f"from importlib.util import find_spec as fs\ns = {helper('mod.py', 'find_spec')}('foo.a')\n"),
+    ("import importlib as il\nm = il.import_module(\n    name,\n    package=pkg,\n)\n", "mod.py",
+     f"import importlib as il\nm = {helper('mod.py', 'import_module')}(\n    name,\n"
+     "    package=pkg,\n)\n"),
+    ("import importlib\nm = importlib.import_module('.x', 'foo.sub')\n", "mod.py",
+     f"import importlib\nm = {helper('mod.py', 'import_module')}('.x', 'foo.sub')\n"),
+    ("x = __import__('foo.a', globals(), None, ['b'])\n", "mod.py",
+     f"x = {helper('mod.py', 'dunder_import')}('foo.a', globals(), None, ['b'])\n"),
+    ("import importlib\nm = importlib.import_module('foo.a', package='x')\n", "mod.py",
+     f"import importlib\nm = {helper('mod.py', 'import_module')}('foo.a', package='x')\n"),
+    ("import importlib\nm = importlib.import_module(*args)\n", "mod.py",
+     f"import importlib\nm = {helper('mod.py', 'import_module')}(*args)\n"),
+    # literal names of host modules, relative names within the caller's own package, and
+    # functions that are not importlib's stay as they are
+    ("import importlib\nm = importlib.import_module('os.path')\n", "mod.py", None),
+    ("import importlib\nm = importlib.import_module('.x', __package__)\n", "mod.py", None),
+    ("m = __import__('x', globals(), None, ['y'], 1)\n", "mod.py", None),
+    ("m = obj.import_module(name)\nn = find_spec(name)\n", "mod.py", None),
+    ("from importlib import util\nimport importlib.util as u\nu.find_spec('json')\n", "mod.py",
+     None),
+]
+
+
+@pytest.mark.parametrize(("before", "rel", "after"), COMPUTED_CASES)
+def test_computed_imports_call_the_generated_helper(before: str, rel: str, after: str | None
+                                                     ) -> None:
+    """Computed names go through _hotswap_imports; literal host names are left alone."""
+    scan, out = rewrite(before, rel)
+    assert out == (after or before)
+    assert not scan.problems
+    assert scan.computed == (after is not None)
+    compile(out, rel, "exec")
+
+
+def test_computed_imports_in_a_nested_plugin() -> None:
+    """A dotted real name (app.foo) is rewritten the same way; the helper maps app.foo.*."""
+    scan, out = rewrite("import importlib\nm = importlib.import_module('app.foo.' + n)\n",
+                        layout=NESTED)
+    assert out == f"import importlib\nm = {helper('mod.py', 'import_module')}('app.foo.' + n)\n"
+    assert scan.computed
+
+
 @pytest.mark.parametrize(("source", "layout", "message"), [
     ("import os\nimport app.foo.a\n", NESTED,
      'plugin "foo": "import app.foo.a" in foo/mod.py:2 cannot be made relative: it binds the '
@@ -126,14 +191,6 @@ def test_untouched_file_is_not_parsed() -> None:
      'plugin "foo": __import__("app.foo.a") in foo/mod.py:1 names the plugin\'s own package, '
      "which the runtime mounts under another name, and cannot be rewritten (it returns the "
      'host package "app"); write importlib.import_module(".a", __package__) instead'),
-    ("\nm = __import__('foo.a', globals(), None, ['b'])\n", LAYOUT,
-     'plugin "foo": __import__("foo.a") in foo/mod.py:2 names the plugin\'s own package, which '
-     "the runtime mounts under another name, and cannot be rewritten (it passes more than the "
-     'module name); write importlib.import_module(".a", __package__) instead'),
-    ("__import__(f'foo.{x}')\n", LAYOUT,
-     'plugin "foo": __import__() in foo/mod.py:1 builds a name inside the plugin\'s own '
-     'package "foo", which cannot be made relative; pass a relative name and the package: '
-     'import_module("." + name, __package__)'),
     ("if x:\n    def live_f():\n        pass\n", LAYOUT,
      'plugin "foo": live function "live_f" in foo/mod.py:2 is defined inside a module-level if '
      "block, so the registration module could not import it reliably; define it "
@@ -154,10 +211,6 @@ def test_untouched_file_is_not_parsed() -> None:
      'plugin "foo": foo/mod.py:3 imports "app.bar", the package of plugin "bar"; a plugin never '
      "imports another plugin's package: share types through a host-side module and reach "
      "other plugins through export() and import_()"),
-    ("import importlib\nimportlib.import_module(f'foo.{x}')\n", LAYOUT,
-     'plugin "foo": import_module() in foo/mod.py:2 builds a name inside the plugin\'s own '
-     'package "foo", which cannot be made relative; pass a relative name and the package: '
-     'import_module("." + name, __package__)'),
 ])
 def test_forms_that_cannot_be_rewritten(source: str, layout: PluginLayout, message: str) -> None:
     """Each refused form names the statement, file:line and the fix."""

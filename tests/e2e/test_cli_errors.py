@@ -80,10 +80,6 @@ CASES = {
         'Error: plugin "imports": "from .. import elsewhere" in imports/mod.py:2 reaches above '
         "the plugin's root package; import host-side modules absolutely, and other plugins "
         "through import_()",
-        'Error: plugin "imports": __import__("imports.sub") in imports/mod.py:1 names the '
-        "plugin's own package, which the runtime mounts under another name, and cannot be "
-        "rewritten (it passes more than the module name); write "
-        'importlib.import_module(".sub", __package__) instead',
         'Error: plugin "imports": live function "live_check" in imports/mod.py:4 is defined '
         "inside a module-level if block, so the registration module could not import it "
         'reliably; define it unconditionally at module level, or drop the "live_" prefix',
