@@ -3,10 +3,19 @@
 Design note: this module is the single definition of the format. The build imports it to pack
 (``pack``/``write_atomically``) and ``hotswap inspect`` uses ``read_artifact`` exactly as the
 runtime does, so what the build writes and what the runtime accepts cannot drift apart.
-Verification parses the central directory with ``zipfile`` but reads stored and deflated
-members straight from the bytes (``_read_member``: the same local-header, size and CRC checks,
-without a file object per member), since it runs on every load; it calls ``yield_gil`` between
-members, as the importer does between modules.
+
+Design note on reading hostile bytes: the file's type and size are checked on the open file
+before a byte is read (opened non-blocking: a FIFO never blocks), then it is read in one call.
+The zip is parsed here, not by ``zipfile``: the end record must end the file and the members
+must tile it from byte 0 to the central directory (nothing prepended, hidden or appended); only
+stored and deflated members are accepted, refused by method before any decompression; every
+size limit is checked against the *declared* sizes and inflating never produces more than a
+member declares, so the declared sizes bound the memory a file can cost. The whole-file sha256
+runs on another thread for big files (hashlib releases the GIL) while members are inflated and
+checked against RECORD here; RECORD's sha256 per member replaces the zip CRC-32 pass (RECORD
+and SIGNATURE, which no hash covers, keep their CRC check). Bytecode for this Python must be a
+hash-based pyc of the shipped source. ``yield_gil`` runs between members, as the importer does
+between modules.
 
 Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
 
@@ -17,8 +26,9 @@ Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
     <name>/_hotswap_registration.py              generated: HOOKS, LIVE_FUNCS, LIVE_TYPES dicts
     <name>.hsp-info/MANIFEST.json                see ``Manifest``
     <name>.hsp-info/RECORD                       ``path,sha256=<b64>,size`` per other member
+    <name>.hsp-info/SIGNATURE                    optional: Ed25519 over sha256(RECORD), see signing
 
-Members are sorted (the info folder last, RECORD the very last), stored with a fixed timestamp
+Members are sorted (the info folder last, RECORD then SIGNATURE last), with a fixed timestamp
 (1980-01-01) and mode 0644, so identical inputs give byte-identical files.
 
 The registration module (``REGISTRATION_MODULE``) defines three dicts: ``HOOKS`` (the seven
@@ -28,26 +38,32 @@ required functions, plus ``self_test`` when the plugin has one), ``LIVE_FUNCS`` 
 
 from __future__ import annotations
 
+import _imp
 import base64
 import csv
 import hashlib
+import importlib.util
 import io
 import json
 import keyword
 import os
+import re
 import stat
 import struct
 import tempfile
 import threading
 import time
-import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactError
+from .signing import Signature, parse_signature
+
+if TYPE_CHECKING:
+    from .signing import TrustedKeys
 
 try:
     import fcntl
@@ -99,7 +115,11 @@ HOOK_CALLS: dict[str, str] = {
 }
 
 MAX_TOTAL_SIZE = 256 * 1024 * 1024
+#: an artifact file larger than this is refused before it is read
+MAX_FILE_SIZE = 256 * 1024 * 1024
 MAX_MANIFEST_SIZE = 1024 * 1024
+MAX_MANIFEST_DEPTH = 32
+#: of a member (beyond ``RATIO_EXEMPT_SIZE``) and of the whole artifact: uncompressed / file size
 MAX_COMPRESSION_RATIO = 100
 #: members smaller than this are not held to the compression ratio (a 10 KiB run of spaces is
 #: no bomb, but it compresses 200:1)
@@ -107,6 +127,48 @@ RATIO_EXEMPT_SIZE = 64 * 1024
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _MANIFEST = "MANIFEST.json"
 _RECORD = "RECORD"
+_SIGNATURE = "SIGNATURE"
+
+# The zip structures (APPNOTE 4.3.7, 4.3.12, 4.3.16): magic, then little-endian fields.
+#: local header: magic, version needed, flags, method, time, date, crc, sizes, name, extra length
+_LOCAL = struct.Struct("<4s5H3L2H")
+#: central directory entry: magic, made by, needed, flags, method, time, date, crc, sizes,
+#: name/extra/comment lengths, disk, internal attributes, external attributes, local offset
+_CENTRAL = struct.Struct("<4s6H3L5H2L")
+#: end record: magic, disk, directory disk, entries here, entries, directory size and offset,
+#: comment length
+_END = struct.Struct("<4s4H2LH")
+_LOCAL_MAGIC, _CENTRAL_MAGIC, _END_MAGIC = b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06"
+_STORED, _DEFLATED = 0, 8
+_METHODS = {12: "bzip2", 14: "LZMA", 9: "deflate64", 93: "zstandard", 95: "xz", 98: "PPMd"}
+_ENCRYPTED, _DESCRIPTOR, _UTF8 = 0x0001 | 0x0040, 0x0008, 0x0800
+_VERSION = 20                      # zip 2.0: deflate
+_MADE_BY = (3 << 8) | _VERSION     # unix, so the mode below reads back the same everywhere
+_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, time 00:00:00 (ZIP_TIMESTAMP)
+_FILE_MODE = (stat.S_IFREG | 0o644) << 16
+#: from this size the whole-file digest runs on its own thread (starting one costs ~0.1 ms)
+_THREADED_DIGEST = 1 << 20
+#: opening never blocks (a FIFO swapped in) and never leaks into a child process
+_OPEN_FLAGS = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+#: a JSON string, so brackets inside strings do not count towards the nesting depth
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deeply the JSON ``text`` nests arrays and objects, counting up to ``limit + 1``
+    (found without parsing it, so a hostile document cannot exhaust the parser's stack)."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def info_dir(name: str) -> str:
@@ -163,10 +225,22 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
-        """Parse and check a manifest; raise ``ValueError`` saying what is wrong."""
+        """Parse and check a manifest; raise ``ValueError`` saying what is wrong.
+
+        It must be exactly the JSON the build writes (``to_json``), at most
+        ``MAX_MANIFEST_SIZE`` bytes and nested at most ``MAX_MANIFEST_DEPTH`` deep.
+        """
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise ValueError(f"manifest is larger than {MAX_MANIFEST_SIZE} bytes")
         try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"manifest is not valid UTF-8 ({exc})") from None
+        if json_depth(text, MAX_MANIFEST_DEPTH) > MAX_MANIFEST_DEPTH:
+            raise ValueError(f"manifest is nested deeper than {MAX_MANIFEST_DEPTH} levels")
+        try:
+            body = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"manifest is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
             raise ValueError("manifest is not a JSON object")
@@ -198,7 +272,7 @@ class Manifest:
         git_commit = body.get("git_commit")
         if git_commit is not None and not isinstance(git_commit, str):
             raise ValueError("manifest field 'git_commit' is not null or a string")
-        return cls(
+        manifest = cls(
             name=body["name"],
             build_id=body["build_id"],
             hotswap_version=body["hotswap_version"],
@@ -212,6 +286,10 @@ class Manifest:
             stamps=body["stamps"],
             git_commit=git_commit,
         )
+        if manifest.to_json() != raw:
+            raise ValueError("manifest is not the JSON hotswap build writes (extra fields, "
+                             "other spacing or order)")
+        return manifest
 
 
 @dataclass(frozen=True)
@@ -224,6 +302,14 @@ class Artifact:
         sha256: hex digest of the whole file.
         manifest: the parsed manifest.
         files: member path (``foo/jobs.py``) -> contents, for every member of the package.
+        content: hex digest of RECORD apart from the manifest's line: equal contents mean the
+            same code and data (what ``unchanged`` compares, with the build id).
+        record_digest: sha256 of the RECORD bytes, what a ``SIGNATURE`` signs.
+        signature: the parsed ``SIGNATURE`` member, or None when unsigned (checked against keys
+            only when ``read_artifact`` was given ``trusted_keys``).
+        signed_by: the trusted key id whose signature verified, or None.
+        identity: (device, inode, size, st_mtime_ns, st_ctime_ns) of the file read, from the
+            open file itself; None when verified from bytes.
     """
 
     path: str
@@ -231,6 +317,11 @@ class Artifact:
     sha256: str
     manifest: Manifest
     files: Mapping[str, bytes]
+    content: str = ""
+    record_digest: bytes = b""
+    signature: Signature | None = None
+    signed_by: str | None = None
+    identity: tuple[int, int, int, int, int] | None = None
 
     @property
     def build_id(self) -> str:
@@ -238,20 +329,28 @@ class Artifact:
         return self.manifest.build_id
 
 
-def _zipinfo(member: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(member, date_time=ZIP_TIMESTAMP)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.create_system = 3  # unix, so the mode below is read back the same everywhere
-    info.external_attr = (stat.S_IFREG | 0o644) << 16
-    return info
+def _zip_name(member: str) -> tuple[bytes, int]:
+    """A member name as zip stores it, and the flag bit 11 when it is UTF-8 (not ASCII)."""
+    try:
+        return member.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return member.encode("utf-8"), _UTF8
+
+
+def _deflate(data: bytes, level: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
 
 
 def pack(name: str, files: Mapping[str, bytes], manifest: Manifest, *,
-         compresslevel: int = 6) -> bytes:
+         compresslevel: int = 6, sign: Callable[[bytes], bytes] | None = None) -> bytes:
     """Return the bytes of a deterministic artifact holding ``files`` (paths under ``name/``).
 
-    RECORD is computed here; MANIFEST.json and RECORD are written last. ``compresslevel``
-    (deflate, 0-9) trades size for speed; the same level gives the same bytes.
+    RECORD is computed here; MANIFEST.json and RECORD are written last, then ``SIGNATURE`` when
+    ``sign`` is given (called with the RECORD bytes, it returns the member; see ``signing``).
+    Each member is deflated at ``compresslevel`` (0-9), or stored when deflate would not make
+    it smaller (incompressible data loads at the speed of one hash, without an inflate pass);
+    the same inputs give the same bytes.
     """
     meta = info_dir(name)
     manifest_path = f"{meta}/{_MANIFEST}"
@@ -263,12 +362,30 @@ def pack(name: str, files: Mapping[str, bytes], manifest: Manifest, *,
     for path, data in members:
         writer.writerow([path, record_hash(data), len(data)])
     writer.writerow([record_path, "", ""])
-    members.append((record_path, out.getvalue().encode("utf-8")))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in members:
-            archive.writestr(_zipinfo(path), data, compresslevel=compresslevel)
-    return buffer.getvalue()
+    record = out.getvalue().encode("utf-8")
+    members.append((record_path, record))
+    if sign is not None:
+        members.append((f"{meta}/{_SIGNATURE}", sign(record)))
+    chunks: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for path, data in members:
+        encoded, flags = _zip_name(path)
+        deflated = _deflate(data, compresslevel)
+        method, body = (_DEFLATED, deflated) if len(deflated) < len(data) else (_STORED, data)
+        crc = zlib.crc32(data)
+        local = _LOCAL.pack(_LOCAL_MAGIC, _VERSION, flags, method, 0, _DOS_DATE, crc, len(body),
+                            len(data), len(encoded), 0)
+        central.append(_CENTRAL.pack(_CENTRAL_MAGIC, _MADE_BY, _VERSION, flags, method, 0,
+                                     _DOS_DATE, crc, len(body), len(data), len(encoded), 0, 0, 0,
+                                     0, _FILE_MODE, offset) + encoded)
+        chunks += (local, encoded, body)
+        offset += len(local) + len(encoded) + len(body)
+    directory = b"".join(central)
+    if len(members) > 0xFFFF or offset + len(directory) > 0xFFFFFFFF:
+        raise ValueError(f"plugin {name!r} has too many or too large files for an artifact")
+    end = _END.pack(_END_MAGIC, 0, 0, len(members), len(members), len(directory), offset, 0)
+    return b"".join([*chunks, directory, end])
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -358,9 +475,6 @@ CONTENTION = 0.0001
 CONTENDED_FOR = 0.2
 #: a window longer than this is a pause between loads, not a measure of contention (seconds)
 _STALE = 0.02
-#: a zip local file header: magic, versions, flags, method, time, date, crc, sizes, name and
-#: extra lengths (APPNOTE 4.3.7)
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
 class _YieldState(threading.local):
@@ -401,49 +515,6 @@ def yield_gil() -> None:
     state.wall, state.cpu = now, cpu
 
 
-def _read_member(archive: zipfile.ZipFile, raw: memoryview, info: zipfile.ZipInfo) -> bytes:
-    """The contents of one member, checked as ``ZipFile.read`` checks them, without its file
-    objects: the local header (magic number, file name), size and CRC-32.
-
-    Stored and deflated members (all the build writes) are read straight from ``raw``; anything
-    else (other methods, encryption, patched data) goes through ``archive.read`` and its errors.
-    The deflate stream must end exactly at the declared size (stricter than ``zipfile``).
-    """
-    method = info.compress_type
-    if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x61:
-        return archive.read(info)
-    offset = info.header_offset
-    header = raw[offset:offset + _LOCAL_HEADER.size]
-    if len(header) != _LOCAL_HEADER.size:
-        raise zipfile.BadZipFile("Truncated file header")
-    magic, _, _, flags, *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
-    if magic != b"PK\003\004":
-        raise zipfile.BadZipFile("Bad magic number for file header")
-    name_start = offset + _LOCAL_HEADER.size
-    name_end = name_start + name_length
-    encoding = "utf-8" if flags & 0x800 else "cp437"
-    if bytes(raw[name_start:name_end]).decode(encoding) != info.orig_filename:
-        raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header "
-                                 f"{bytes(raw[name_start:name_end])!r} differ.")
-    start = name_end + extra_length
-    chunk = raw[start:start + info.compress_size]
-    if len(chunk) != info.compress_size:
-        raise EOFError(f"member data of {info.filename!r} is truncated")
-    if method == zipfile.ZIP_STORED:
-        data = bytes(chunk)
-    else:
-        inflater = zlib.decompressobj(-15)
-        data = inflater.decompress(chunk, info.file_size + 1)
-        if not inflater.eof and len(data) <= info.file_size:
-            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-    if len(data) != info.file_size:
-        raise zipfile.BadZipFile(f"{info.filename!r} does not hold the {info.file_size} bytes "
-                                 "its directory entry says")
-    if zlib.crc32(data) != info.CRC:
-        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
-    return data
-
-
 def _check_member_name(member: str, name: str) -> str | None:
     if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
         return f"member {member!r} has an absolute path"
@@ -482,144 +553,519 @@ def _parse_record(raw: bytes) -> dict[str, tuple[str, str]]:
     return rows
 
 
-def verify_bytes(path: str, raw: bytes) -> Artifact:
-    """Verify the bytes of an artifact read from ``path`` and return it.
+@dataclass
+class _Entry:
+    """One member as the central directory declares it (sizes are claims until read)."""
 
-    Raises:
-        ArtifactError: listing every problem found (corrupt zip, unsafe or duplicate member
-            names, symlinks, zip bombs, a RECORD or manifest that does not match).
+    name: str
+    raw_name: bytes
+    flags: int
+    method: int
+    crc: int
+    csize: int
+    usize: int
+    mode: int
+    offset: int
+    start: int = -1  # where its data begins, once its local header was checked
+
+
+def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry], int]:
+    """The central directory's entries and its offset; appends to ``problems`` what is wrong.
+
+    The end record must end the file (no comment, no trailing bytes) and the directory must
+    end where the end record begins: nothing may hide after the last member's data.
     """
-    base = os.path.basename(path)
-    name = base[: -len(ARTIFACT_SUFFIX)] if base.endswith(ARTIFACT_SUFFIX) else base
+    size = len(raw)
+    end_at = size - _END.size
+    if size < _END.size or raw[end_at:end_at + 4] != _END_MAGIC:
+        tail = bytes(raw[max(0, size - 0x10000 - _END.size):])
+        if _END_MAGIC in tail:
+            found = size - len(tail) + tail.rindex(_END_MAGIC)
+            problems.append(f"{size - found - _END.size} bytes follow the end of the central "
+                            "directory (a zip comment or appended data)")
+        elif bytes(raw[:4]) == _LOCAL_MAGIC:  # a zip whose end is gone: a copy cut short
+            problems.append("the file is truncated: it starts as a zip but its end is missing")
+        else:
+            problems.append("not a hotswap artifact (not a zip archive)")
+        return [], 0
+    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack_from(raw, end_at)
+    if disk or cd_disk or here != count:
+        problems.append("the zip spans several disks")
+        return [], 0
+    if comment:
+        problems.append("the zip end record is damaged (it declares a comment past the end)")
+        return [], 0
+    if cd_offset + cd_size < end_at:
+        # zipfile reads past this (it shifts every offset): here it is refused
+        problems.append(f"{end_at - cd_offset - cd_size} bytes of unknown data lie before the "
+                        "central directory (prepended or inserted data, or a zip64 archive)")
+        return [], 0
+    if cd_offset + cd_size > end_at:
+        problems.append("the central directory is damaged (it runs past its end record)")
+        return [], 0
+    entries: list[_Entry] = []
+    position = cd_offset
+    for _ in range(count):
+        if position + _CENTRAL.size > end_at:
+            problems.append("the central directory is shorter than its entry count says")
+            return [], 0
+        (magic, _, _, flags, method, _, _, crc, csize, usize, name_length, extra_length,
+         comment_length, _, _, external, offset) = _CENTRAL.unpack_from(raw, position)
+        if magic != _CENTRAL_MAGIC:
+            problems.append(f"the central directory is damaged at byte {position}")
+            return [], 0
+        name_start = position + _CENTRAL.size
+        raw_name = bytes(raw[name_start:name_start + name_length])
+        position = name_start + name_length + extra_length + comment_length
+        if position > end_at:
+            problems.append("the central directory runs past its end")
+            return [], 0
+        try:
+            name = raw_name.decode("utf-8" if flags & _UTF8 else "cp437")
+        except UnicodeDecodeError:
+            problems.append(f"member name {raw_name!r} is not valid UTF-8")
+            continue
+        entries.append(_Entry(name, raw_name, flags, method, crc, csize, usize, external >> 16,
+                              offset))
+    if position != end_at:
+        problems.append("the central directory holds more than its entry count says")
+        return [], 0
+    if not entries and not problems:
+        problems.append("not a hotswap artifact (an empty zip)")
+    return entries, cd_offset
 
-    def fail(problems: Iterable[str]) -> ArtifactError:
-        found = sorted(set(problems))
-        text = "; ".join(found)
-        return ArtifactError(
-            f"artifact {path} does not verify: {text}; rebuild it with hotswap build",
-            path=path, plugin=name, problems=tuple(found),
-        )
 
-    if not base.endswith(ARTIFACT_SUFFIX):
-        raise fail([f"not a hotswap artifact (the file name does not end in {ARTIFACT_SUFFIX})"])
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise fail([f"plugin name {name!r} taken from the file name is not a Python identifier"])
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(raw))
-    except zipfile.BadZipFile as exc:
-        if raw.startswith(b"PK\x03\x04"):  # a zip whose end is gone: a copy cut short
-            raise fail([f"the file is truncated: it starts as a zip but its end is missing "
-                        f"({exc})"]) from exc
-        raise fail([f"not a hotswap artifact ({exc})"]) from exc
-    except Exception as exc:  # truncated central directories raise assorted errors
-        raise fail([f"not a hotswap artifact ({type(exc).__name__}: {exc})"]) from exc
+def _check_entries(entries: list[_Entry], name: str, file_size: int) -> list[str]:
+    """What the central directory alone shows wrong: names, kinds, methods and sizes.
+
+    Sizes here are what the members *declare*: reading never produces more than declared, so
+    bounding the declared sizes bounds the memory a hostile file can make us allocate.
+    """
     problems: list[str] = []
-    infos = archive.infolist()
     seen: set[str] = set()
     total = 0
-    for info in infos:
-        member = info.filename
+    for entry in entries:
+        member = entry.name
         if member in seen:
             problems.append(f"member {member!r} appears twice")
         seen.add(member)
         issue = _check_member_name(member, name)
         if issue:
             problems.append(issue)
-        if stat.S_ISLNK(info.external_attr >> 16):
+        if stat.S_ISLNK(entry.mode):
             problems.append(f"member {member!r} is a symlink")
-        if info.is_dir():
+        if member.endswith("/"):
             problems.append(f"member {member!r} is a directory entry")
-        total += info.file_size
-        if (info.file_size > RATIO_EXEMPT_SIZE
-                and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+        if entry.method not in (_STORED, _DEFLATED):
+            kind = _METHODS.get(entry.method, f"method {entry.method}")
+            problems.append(f"member {member!r} is compressed with {kind}; only stored and "
+                            "deflated members are read (refused before any decompression)")
+        if entry.flags & _ENCRYPTED:
+            problems.append(f"member {member!r} is encrypted")
+        if entry.flags & _DESCRIPTOR:
+            problems.append(f"member {member!r} uses a data descriptor, which hotswap build "
+                            "never writes")
+        if entry.method == _STORED and entry.csize != entry.usize:
+            problems.append(f"stored member {member!r} declares {entry.csize} bytes stored but "
+                            f"{entry.usize} bytes of contents")
+        total += entry.usize
+        if (entry.usize > RATIO_EXEMPT_SIZE
+                and entry.usize > MAX_COMPRESSION_RATIO * max(entry.csize, 1)):
             problems.append(f"member {member!r} has a compression ratio over "
                             f"{MAX_COMPRESSION_RATIO} (zip bomb?)")
     renamed = _renamed_from(seen, name)
     if renamed is not None:
         # one line instead of one "lies outside" per member: the fix is the same for all
         problems = [p for p in problems if " lies outside " not in p]
-        problems.append(f"the file is {base!r} but everything in it lies outside {name}/ and "
-                        f"{info_dir(name)}/: it holds plugin {renamed!r}; rename it back to "
-                        f"{renamed}{ARTIFACT_SUFFIX} (do not rename artifacts)")
+        problems.append(f"the file is '{name}{ARTIFACT_SUFFIX}' but everything in it lies outside "
+                        f"{name}/ and {info_dir(name)}/: it holds plugin {renamed!r}; rename it "
+                        f"back to {renamed}{ARTIFACT_SUFFIX} (do not rename artifacts)")
     if total > MAX_TOTAL_SIZE:
         problems.append(f"uncompressed contents of {total} bytes exceed {MAX_TOTAL_SIZE} "
                         "(zip bomb?)")
-    if problems:
-        raise fail(problems)
-
+    elif total > MAX_COMPRESSION_RATIO * file_size:
+        problems.append(f"uncompressed contents of {total} bytes exceed {MAX_COMPRESSION_RATIO} "
+                        f"times the file's {file_size} bytes (zip bomb?)")
     meta = info_dir(name)
     manifest_path, record_path = f"{meta}/{_MANIFEST}", f"{meta}/{_RECORD}"
-    if manifest_path not in seen:
+    sizes = {entry.name: entry.usize for entry in entries}
+    if renamed is not None:
+        return problems  # its metadata is there, under the other name
+    if manifest_path not in sizes:
         problems.append(f"{manifest_path} is missing")
-    elif archive.getinfo(manifest_path).file_size > MAX_MANIFEST_SIZE:
+    elif sizes[manifest_path] > MAX_MANIFEST_SIZE:
         problems.append(f"{manifest_path} is larger than {MAX_MANIFEST_SIZE} bytes")
-    if record_path not in seen:
+    if record_path not in sizes:
         problems.append(f"{record_path} is missing")
-    if problems:
-        raise fail(problems)
+    return problems
 
-    contents: dict[str, bytes] = {}
-    view = memoryview(raw)
-    try:
-        for info in infos:
-            contents[info.filename] = _read_member(archive, view, info)
-            yield_gil()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
-            zlib.error) as exc:
-        raise fail([f"member {info.filename!r} cannot be read ({exc})"]) from exc
 
-    try:
-        record = _parse_record(contents[record_path])
-    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
-        raise fail([f"RECORD is malformed ({exc})"]) from exc
+def _check_layout(raw: bytes | bytearray, entries: list[_Entry], cd_offset: int) -> list[str]:
+    """Members must tile the file from byte 0 to the central directory, each local header
+    agreeing with its directory entry: no bytes before the first member, between members or
+    after the last, and no member overlapping another (so no data the directory hides)."""
+    problems: list[str] = []
+    expected = 0
+    before = "the first member"
+    for entry in sorted(entries, key=lambda e: e.offset):
+        member = entry.name
+        if entry.offset > expected:
+            problems.append(f"{entry.offset - expected} bytes of unknown data lie before "
+                            f"member {member!r}" if expected else
+                            f"{entry.offset} bytes lie before {before} (prepended data)")
+        elif entry.offset < expected:
+            problems.append(f"member {member!r} overlaps the member before it")
+            return problems
+        header = bytes(raw[entry.offset:entry.offset + _LOCAL.size])
+        if len(header) != _LOCAL.size:
+            problems.append(f"member {member!r} cannot be read (its local header is truncated)")
+            return problems
+        (magic, _, flags, method, _, _, crc, csize, usize, name_length,
+         extra_length) = _LOCAL.unpack(header)
+        name_start = entry.offset + _LOCAL.size
+        if magic != _LOCAL_MAGIC:
+            problems.append(f"member {member!r} cannot be read (bad magic number for its local "
+                            "header)")
+            return problems
+        if bytes(raw[name_start:name_start + name_length]) != entry.raw_name:
+            problems.append(f"member {member!r} cannot be read (file name in directory "
+                            f"{member!r} and header "
+                            f"{bytes(raw[name_start:name_start + name_length])!r} differ)")
+            return problems
+        if (method, crc, csize, usize) != (entry.method, entry.crc, entry.csize, entry.usize):
+            problems.append(f"member {member!r} cannot be read (its local header disagrees "
+                            "with the central directory on method, CRC or sizes)")
+            return problems
+        entry.start = name_start + name_length + extra_length
+        expected = entry.start + entry.csize
+        if expected > cd_offset:
+            problems.append(f"member {member!r} cannot be read (its data runs into the central "
+                            "directory)")
+            return problems
+    if expected < cd_offset:
+        problems.append(f"{cd_offset - expected} bytes of unknown data lie between the last "
+                        "member and the central directory")
+    return problems
+
+
+def _inflate(view: memoryview, entry: _Entry) -> bytes:
+    """A member's contents, never more than the size it declares (a bomb stops there)."""
+    chunk = view[entry.start:entry.start + entry.csize]
+    if entry.method == _STORED:
+        return bytes(chunk)
+    inflater = zlib.decompressobj(-15)
+    data = inflater.decompress(chunk, entry.usize + 1)
+    if len(data) != entry.usize or not inflater.eof or inflater.unused_data:
+        raise ValueError(f"its deflate stream does not hold exactly the {entry.usize} bytes "
+                         "its directory entry declares")
+    return data
+
+
+_PYC_NAME = re.compile(r"^(?P<folder>.+)/__pycache__/(?P<stem>[^/.]+)\.[^/]+\.pyc$")
+_RAW_MAGIC = int.from_bytes(importlib.util.MAGIC_NUMBER, "little")
+
+
+def _check_bytecode(contents: Mapping[str, bytes]) -> list[str]:
+    """Every pyc this Python would run must be hash-based and hash the shipped source.
+
+    A pyc for another Python is never run (the importer compiles the source instead), so only
+    pycs with this interpreter's magic number are held to it. The source hash proves the pyc
+    was made from the shipped source; ``hotswap inspect`` also recompiles to compare the code.
+    """
+    problems: list[str] = []
     for member, data in contents.items():
-        if member == record_path:
+        if not member.endswith(".pyc") or data[:4] != importlib.util.MAGIC_NUMBER:
+            continue
+        match = _PYC_NAME.match(member)
+        source = contents.get(f"{match['folder']}/{match['stem']}.py") if match else None
+        if source is None:
+            problems.append(f"bytecode {member!r} has no source member beside its __pycache__")
+        elif len(data) < 16 or not int.from_bytes(data[4:8], "little") & 0b01:
+            problems.append(f"bytecode {member!r} is not a hash-based pyc (hotswap build "
+                            "writes only those)")
+        elif data[8:16] != _imp.source_hash(_RAW_MAGIC, source):
+            problems.append(f"bytecode {member!r} was not compiled from the shipped source "
+                            "(its source hash differs)")
+    return problems
+
+
+def _content_digest(record: Mapping[str, tuple[str, str]], skip: Iterable[str]) -> str:
+    """The digest of RECORD's lines apart from ``skip``: what ``unchanged`` compares."""
+    left_out = set(skip)
+    digest = hashlib.sha256()
+    for path, (hashed, size) in sorted(record.items()):
+        if path not in left_out:
+            digest.update(f"{path}\0{hashed}\0{size}\n".encode())
+    return digest.hexdigest()
+
+
+class _FileDigest(threading.Thread):
+    """The whole file's sha256 on another thread: hashlib releases the GIL over big buffers,
+    so it runs on another core while the members are inflated and hashed here."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__(name="hotswap-digest", daemon=True)
+        self._data: bytes | bytearray | None = data
+        self.hexdigest = ""
+
+    def run(self) -> None:
+        assert self._data is not None
+        self.hexdigest = hashlib.sha256(self._data).hexdigest()
+        self._data = None
+
+    def result(self) -> str:
+        self.join()
+        return self.hexdigest
+
+
+class _Problems:
+    """Builds the one ``ArtifactError`` of an artifact, naming its path (and signing key)."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path = path
+        self.name = name
+        self.signer = ""  # ", signed by key <id>" once a SIGNATURE was parsed
+
+    def error(self, problems: Iterable[str]) -> ArtifactError:
+        found = sorted(set(problems))
+        return ArtifactError(
+            f"artifact {self.path}{self.signer} does not verify: {'; '.join(found)}; rebuild it "
+            "with hotswap build", path=self.path, plugin=self.name, problems=tuple(found),
+        )
+
+
+def verify_bytes(path: str, raw: bytes | bytearray, *, trusted_keys: TrustedKeys | None = None,
+                 identity: tuple[int, int, int, int, int] | None = None) -> Artifact:
+    """Verify the bytes of an artifact read from ``path`` and return it (see ``read_artifact``).
+
+    Raises:
+        ArtifactError: listing every problem found (corrupt zip, unsafe or duplicate member
+            names, symlinks, zip bombs, a RECORD, manifest, bytecode or signature that does
+            not match).
+    """
+    base = os.path.basename(path)
+    name = base[: -len(ARTIFACT_SUFFIX)] if base.endswith(ARTIFACT_SUFFIX) else base
+    report = _Problems(path, name)
+    if not base.endswith(ARTIFACT_SUFFIX):
+        raise report.error([f"not a hotswap artifact (the file name does not end in "
+                            f"{ARTIFACT_SUFFIX})"])
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise report.error([f"plugin name {name!r} taken from the file name is not a Python "
+                            "identifier"])
+    if len(raw) > MAX_FILE_SIZE:
+        raise report.error([f"the file's {len(raw)} bytes exceed {MAX_FILE_SIZE} (zip bomb?)"])
+    problems: list[str] = []
+    entries, cd_offset = _directory(raw, problems)
+    if problems:
+        raise report.error(problems)
+    problems = _check_entries(entries, name, len(raw)) or _check_layout(raw, entries, cd_offset)
+    if problems:
+        raise report.error(problems)
+    digest = _FileDigest(raw) if len(raw) >= _THREADED_DIGEST else None
+    if digest is not None:
+        digest.start()
+    try:
+        contents = _read_members(raw, entries, report)
+        manifest, record, record_digest, signature = _check_contents(contents, report,
+                                                                     trusted_keys)
+        sha256 = digest.result() if digest is not None else hashlib.sha256(raw).hexdigest()
+    finally:
+        if digest is not None:
+            digest.join()
+    meta = info_dir(name)
+    files = {m: d for m, d in contents.items() if m.startswith(f"{name}/")}
+    return Artifact(
+        path=path,
+        name=name,
+        sha256=sha256,
+        manifest=manifest,
+        files=files,
+        content=_content_digest(record, (f"{meta}/{_MANIFEST}", f"{meta}/{_RECORD}")),
+        record_digest=record_digest,
+        signature=signature,
+        signed_by=signature.key_id if signature is not None and trusted_keys is not None else None,
+        identity=identity,
+    )
+
+
+def _read_members(raw: bytes | bytearray, entries: list[_Entry],
+                  report: _Problems) -> dict[str, bytes]:
+    """Every member's contents. Only RECORD and SIGNATURE are checked against their CRC-32:
+    every other member is checked against its sha256 in RECORD, which is stronger, so a CRC
+    pass over them would only add a second pass over the same bytes."""
+    contents: dict[str, bytes] = {}
+    problems: list[str] = []
+    view = memoryview(raw)
+    for entry in entries:
+        try:
+            data = _inflate(view, entry)
+        except (ValueError, zlib.error) as exc:
+            problems.append(f"member {entry.name!r} cannot be read ({exc})")
+            continue
+        if entry.name.rpartition("/")[2] in (_RECORD, _SIGNATURE) and zlib.crc32(data) != entry.crc:
+            problems.append(f"member {entry.name!r} cannot be read (Bad CRC-32)")
+        contents[entry.name] = data
+        yield_gil()
+    if problems:
+        raise report.error(problems)
+    return contents
+
+
+def _check_contents(contents: dict[str, bytes], report: _Problems,
+                    trusted_keys: TrustedKeys | None
+                    ) -> tuple[Manifest, dict[str, tuple[str, str]], bytes, Signature | None]:
+    """RECORD against every member, the bytecode against its source, the manifest, and the
+    signature (against ``trusted_keys`` when given)."""
+    name = report.name
+    meta = info_dir(name)
+    manifest_path, record_path = f"{meta}/{_MANIFEST}", f"{meta}/{_RECORD}"
+    signature_path = f"{meta}/{_SIGNATURE}"
+    problems: list[str] = []
+    signature: Signature | None = None
+    if signature_path in contents:
+        try:
+            signature = parse_signature(contents[signature_path])
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            report.signer = f" (signed by key {signature.key_id})"
+    record_raw = contents[record_path]
+    try:
+        record = _parse_record(record_raw)
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise report.error([*problems, f"RECORD is malformed ({exc})"]) from exc
+    for member, data in contents.items():
+        if member in (record_path, signature_path):
             continue
         entry = record.get(member)
         if entry is None:
             problems.append(f"member {member!r} is not listed in RECORD")
         elif entry != (record_hash(data), str(len(data))):
             problems.append(f"member {member!r} does not match its RECORD hash and size")
-        yield_gil()
     for member in record:
-        if member not in contents:
+        if member == signature_path:
+            problems.append("RECORD lists SIGNATURE, which signs RECORD and so cannot be in it")
+        elif member not in contents:
             problems.append(f"RECORD lists {member!r}, which is absent")
+    problems.extend(_check_bytecode(contents))
     manifest: Manifest | None = None
     try:
         manifest = Manifest.from_json(contents[manifest_path])
     except ValueError as exc:
         problems.append(str(exc))
     if manifest is not None and manifest.name != name:
-        problems.append(f"manifest names plugin {manifest.name!r}, but the file is {base!r}; "
-                        "do not rename artifacts")
+        problems.append(f"manifest names plugin {manifest.name!r}, but the file is "
+                        f"'{name}{ARTIFACT_SUFFIX}'; do not rename artifacts")
+    if f"{name}/__init__.py" not in contents:
+        problems.append(f"{name}/__init__.py is missing")
     if problems or manifest is None:
-        raise fail(problems)
-    files = {m: d for m, d in contents.items() if m.startswith(f"{name}/")}
-    if f"{name}/__init__.py" not in files:
-        raise fail([f"{name}/__init__.py is missing"])
-    return Artifact(
-        path=path,
-        name=name,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        manifest=manifest,
-        files=files,
-    )
+        raise report.error(problems)
+    record_digest = hashlib.sha256(record_raw).digest()
+    if trusted_keys is not None:
+        _check_signature(report, signature, record_digest, trusted_keys)
+    return manifest, record, record_digest, signature
 
 
-def read_artifact(path: str | os.PathLike[str]) -> Artifact:
-    """Read the artifact at ``path`` once, into memory, and verify it.
+def _check_signature(report: _Problems, signature: Signature | None, record_digest: bytes,
+                     trusted_keys: TrustedKeys) -> None:
+    """With trusted keys, only an artifact signed by one of them, over this RECORD, loads."""
+    trusted = ", ".join(trusted_keys) or "none"
+    path, name = report.path, report.name
+    if signature is None:
+        message = (f"artifact {path} is not signed, and only artifacts signed by a trusted key "
+                   f"({trusted}) may load; build it with hotswap build --sign KEYFILE")
+        problem = "not signed"
+    elif signature.key_id not in trusted_keys:
+        message = (f"artifact {path} is signed by key {signature.key_id}, which is not trusted "
+                   f"(trusted: {trusted}); sign it with a trusted key or add that key's "
+                   "KEYFILE.pub to trusted_keys")
+        problem = f"signed by untrusted key {signature.key_id}"
+    elif not trusted_keys.verify(signature, record_digest):
+        message = (f"artifact {path}: the signature of key {signature.key_id} does not verify "
+                   "(RECORD was changed after signing); rebuild and sign it again")
+        problem = f"bad signature of key {signature.key_id}"
+    else:
+        return
+    raise ArtifactError(message, path=path, plugin=name, problems=(problem,))
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, for the error; None for a regular file."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _refuse_file(path: str, info: os.stat_result) -> None:
+    """Refuse, before reading a byte, anything but a regular file of at most MAX_FILE_SIZE."""
+    name = os.path.basename(path).removesuffix(ARTIFACT_SUFFIX)
+    kind = _kind(info.st_mode)
+    if kind is not None:
+        raise ArtifactError(f"artifact {path} is {kind}, not a regular file; remove it from the "
+                            "plugin folder or replace it with a file built by hotswap build",
+                            path=path, plugin=name, problems=(f"is {kind}",))
+    if info.st_size > MAX_FILE_SIZE:
+        raise ArtifactError(f"artifact {path} is {info.st_size} bytes, over the {MAX_FILE_SIZE} "
+                            "bytes an artifact may have; it is not one hotswap build made",
+                            path=path, plugin=name, problems=("too large",))
+
+
+def _read_file(path: str) -> tuple[bytearray, tuple[int, int, int, int, int]]:
+    """The file's bytes in one read, and the identity of the file read (from the open file).
+
+    Its type and size are checked before it is opened and again on the open file (it may have
+    been swapped in between); it is opened non-blocking, so a FIFO swapped in never blocks.
+    """
+    name = os.path.basename(path).removesuffix(ARTIFACT_SUFFIX)
+
+    def unreadable(exc: OSError) -> ArtifactError:
+        return ArtifactError(f"artifact {path} cannot be read ({exc.strerror or exc}); check "
+                             "that it exists and is readable", path=path, plugin=name)
+
+    try:
+        _refuse_file(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError as exc:
+        raise unreadable(exc) from exc
+    try:
+        info = os.fstat(fd)
+        _refuse_file(path, info)
+        size = info.st_size
+        buffer = bytearray(size)
+        with open(fd, "rb", buffering=0, closefd=False) as handle:
+            view = memoryview(buffer)
+            got = 0
+            while got < size:
+                count = handle.readinto(view[got:])
+                if not count:
+                    break
+                got += count
+            grew = handle.read(1)
+    except OSError as exc:
+        raise unreadable(exc) from exc
+    finally:
+        os.close(fd)
+    if got != size or grew:
+        raise ArtifactError(f"artifact {path} changed while it was read; write artifacts to a "
+                            "temporary name and rename them into place (hotswap build does)",
+                            path=path, plugin=name, problems=("changed while read",))
+    return buffer, (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def read_artifact(path: str | os.PathLike[str], *,
+                  trusted_keys: TrustedKeys | None = None) -> Artifact:
+    """Read the artifact at ``path`` once, into memory, and verify it as the runtime does.
+
+    With ``trusted_keys`` (``signing.load_trusted_keys``), the artifact must also carry a
+    ``SIGNATURE`` by one of those keys over its RECORD.
 
     Raises:
-        ArtifactError: the file cannot be read, or does not verify.
+        ArtifactError: the file cannot be read, is not a regular file of at most 256 MiB, does
+            not verify, or (with ``trusted_keys``) is not signed by a trusted key.
     """
     text = os.path.abspath(os.fspath(path))
-    try:
-        with open(text, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise ArtifactError(
-            f"artifact {text} cannot be read ({exc.strerror or exc}); check that it exists "
-            "and is readable",
-            path=text,
-        ) from exc
-    return verify_bytes(text, raw)
+    raw, identity = _read_file(text)
+    return verify_bytes(text, raw, trusted_keys=trusted_keys, identity=identity)

@@ -6,6 +6,7 @@ import os
 
 from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
 from .errors import HotswapError
+from .signing import TrustedKeys
 
 __all__ = ["artifact_files", "list_artifacts"]
 
@@ -13,7 +14,9 @@ __all__ = ["artifact_files", "list_artifacts"]
 def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
     """(lower-case plugin name, path) of each artifact file in ``folder``, sorted by file name.
 
-    Hidden files, other suffixes and non-files are skipped; names are not de-duplicated.
+    Hidden files and other suffixes are skipped; a ``*.hsp`` entry that is not a regular file
+    (a folder, a FIFO, a device) is listed, so that reading it reports it by name instead of
+    silently dropping the plugin it replaced. Names are not de-duplicated.
 
     Raises:
         HotswapError: the folder cannot be read (reported with ``step``).
@@ -30,14 +33,14 @@ def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
     for entry in entries:
         if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
             continue
-        path = os.path.join(folder, entry)
-        if os.path.isfile(path):
-            files.append((entry[: -len(ARTIFACT_SUFFIX)].lower(), path))
+        files.append((entry[: -len(ARTIFACT_SUFFIX)].lower(), os.path.join(folder, entry)))
     return files
 
 
-def list_artifacts(folder: str, whitelist: list[str] | None) -> dict[str, Artifact]:
-    """Read and verify the artifacts of ``folder`` that ``whitelist`` (None: all) selects.
+def list_artifacts(folder: str, whitelist: list[str] | None,
+                   trusted_keys: TrustedKeys | None = None) -> dict[str, Artifact]:
+    """Read and verify the artifacts of ``folder`` that ``whitelist`` (None: all) selects
+    (signed by one of ``trusted_keys`` when given).
 
     Returns lower-case plugin name -> ``Artifact``; an empty dict when there is none.
 
@@ -75,7 +78,7 @@ def list_artifacts(folder: str, whitelist: list[str] | None) -> dict[str, Artifa
     errors: list[HotswapError] = []
     for key, path in sorted(paths.items()):
         try:
-            artifacts[key] = read_artifact(path)
+            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
         except HotswapError as exc:
             errors.append(exc)
     if errors:

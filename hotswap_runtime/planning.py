@@ -21,13 +21,14 @@ from .listing import artifact_files
 
 if TYPE_CHECKING:
     from .manager import PluginManager
+    from .signing import TrustedKeys
     from .version import Version
 
 __all__ = ["plan_folder"]
 
 
-def plan_folder(folder: str, whitelist: list[str] | None,
-                current: PluginManager | None) -> dict[str, str]:
+def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager | None,
+                trusted_keys: TrustedKeys | None = None) -> dict[str, str]:
     """What ``reload()`` would do with ``folder``, as artifact path (or name) -> word.
 
     Raises:
@@ -50,7 +51,7 @@ def plan_folder(folder: str, whitelist: list[str] | None,
         if path in result:
             continue
         try:
-            artifacts[key] = read_artifact(path)
+            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
         except HotswapError as exc:
             result[path] = f"error: {exc}"
     running: dict[str, Version] = {}

@@ -47,6 +47,7 @@ from .inflight import note_loop, scan, wait_for_own_workers
 from .listing import list_artifacts
 from .manager import Details, Plugin, PluginManager, Vault
 from .planning import plan_folder
+from .signing import load_trusted_keys
 from .staged import PreparedReload, Staged
 from .static import StaticPlugin
 from .version import Version, next_load_number
@@ -115,12 +116,16 @@ class PluginManagerSwapper:
         free_timeout: seconds (>= 0) after ``free_delay`` that a replaced version waits for
             its code in flight (threads, tasks, pending awaitables) before it is freed anyway,
             with a warning.
+        trusted_keys: Ed25519 public keys (paths of ``KEYFILE.pub`` files, or PEM bytes); when
+            given, only artifacts signed by one of them load (see ``signing``).
 
     Raises:
         ValueError: ``free_delay`` or ``free_timeout`` is negative, or ``guard`` is not one
             of False, True, ``"strict"``.
         TypeError: ``whitelist`` is a single str instead of an iterable of names, or holds
             something that is not a str.
+        HotswapError: a trusted key is unreadable or malformed, or the ``sign`` extra that
+            checking signatures needs is not installed.
     """
 
     def __init__(
@@ -134,6 +139,8 @@ class PluginManagerSwapper:
         whitelist: Iterable[str] | None = None,
         guard: guarding.GuardMode = False,
         free_timeout: float = 3600.0,
+        *,
+        trusted_keys: Iterable[str | os.PathLike[str] | bytes] | None = None,
     ) -> None:
         if free_delay < 0:
             raise ValueError(f"free_delay must be >= 0, not {free_delay!r}")
@@ -158,6 +165,8 @@ class PluginManagerSwapper:
             if odd:
                 raise TypeError(f"whitelist entries must be plugin names (str), not {odd[0]!r}; "
                                 "pass the names of the plugins to load")
+        # loaded once, here: a bad key fails the constructor, not some later reload
+        self._trusted_keys = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock
@@ -295,7 +304,7 @@ class PluginManagerSwapper:
         if self._static is not None:
             raise HotswapError("running under static linking mode: nothing to reload",
                                step="plan")
-        return plan_folder(self._plugin_dir, self._whitelist, self._current)
+        return plan_folder(self._plugin_dir, self._whitelist, self._current, self._trusted_keys)
 
     async def areload(self, data: Any = None) -> Details:
         """``reload`` in a worker thread, so the running event loop keeps serving meanwhile.
@@ -481,7 +490,7 @@ class PluginManagerSwapper:
                 if wanted is None or key in wanted:
                     fresh[key] = Version(static.name, load, static=static)
         else:
-            artifacts = list_artifacts(self._plugin_dir, self._whitelist)
+            artifacts = list_artifacts(self._plugin_dir, self._whitelist, self._trusted_keys)
             paths = {key: artifact.path for key, artifact in artifacts.items()}
             if not artifacts:
                 self._logger.info("no plugins found in %s; keeping the current plugins",

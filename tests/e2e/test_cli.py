@@ -303,15 +303,17 @@ def test_inspect_refuses_corrupt_and_foreign_files(sample, tmp_path: Path) -> No
     tampered = invoke("inspect", str(tmp_path / "hello.hsp"))
     assert tampered.exit_code == 1
     assert tampered.stderr.splitlines() == [
-        f"Error: artifact {tmp_path / 'hello.hsp'} does not verify: member 'hello/jobs.py' does "
-        "not match its RECORD hash and size; rebuild it with hotswap build"]
+        f"Error: artifact {tmp_path / 'hello.hsp'} does not verify: bytecode "
+        "'hello/__pycache__/jobs.cpython-311.pyc' was not compiled from the shipped source (its "
+        "source hash differs); member 'hello/jobs.py' does not match its RECORD hash and size; "
+        "rebuild it with hotswap build".replace("cpython-311", sys.implementation.cache_tag)]
     foreign = tmp_path / "notes.hsp"
     foreign.write_text("hello")
     result = invoke("inspect", str(foreign))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"Error: artifact {foreign} does not verify: not a hotswap artifact (File is not a zip "
-        "file); rebuild it with hotswap build"]
+        f"Error: artifact {foreign} does not verify: not a hotswap artifact (not a zip "
+        "archive); rebuild it with hotswap build"]
     assert "Traceback" not in result.stderr
     manifest = Manifest(name="bare", build_id="0", hotswap_version="0", python="3", live_prefix="x",
                         live_funcs={}, live_types={}, hooks=("on_load", "on_init"))
@@ -339,7 +341,7 @@ def test_inspect_names_truncated_and_misnamed_files(sample, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f"Error: artifact {cut} does not verify: the file is truncated: it starts as a zip but its "
-        "end is missing (File is not a zip file); rebuild it with hotswap build"]
+        "end is missing; rebuild it with hotswap build"]
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     result = invoke("inspect", str(text))

@@ -128,7 +128,8 @@ def pack_plugin(out_dir: Path, name: str, files: dict[str, str | bytes], *,
                 continue
             folder, base = member.rsplit("/", 1)
             code = compile(data, member, "exec", dont_inherit=True)
-            header = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + b"\0" * 8
+            header = (importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                      + importlib.util.source_hash(data))
             tag = sys.implementation.cache_tag
             members[f"{folder}/__pycache__/{base[:-3]}.{tag}.pyc"] = header + marshal.dumps(code)
     digest = hashlib.sha256()
