@@ -30,6 +30,7 @@ from hotswap_runtime.artifact import (
     ARTIFACT_SUFFIX,
     REGISTRATION_MODULE,
     Manifest,
+    deflate,
     sweep_temporaries,
 )
 
@@ -89,6 +90,9 @@ class _Outcome:
     source: bytes
     pyc: bytes | None
     times: tuple[float, float, float]
+    # source and pyc as the artifact stores them (deflated at ``level``), cached with the rest
+    # so a rebuild does not compress every member again
+    deflated: tuple[int, bytes, bytes] | None = None
 
 
 def _render_cached(cache: Path, template: str, values: tuple[object, ...], render: Callable[[], str]
@@ -128,8 +132,8 @@ def _render_computed_imports(cache: Path, layout: PluginLayout) -> bytes:
 
 
 def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
-    """Scan and rewrite one file (when the text check asks for it), then compile it."""
-    from .pack import pyc_bytes
+    """Scan and rewrite one file (when the text check asks for it), then compile and deflate it."""
+    from .pack import COMPRESS_LEVEL, pyc_bytes
     from .rewrite import compile_problem, rewrite_source
 
     started = time.perf_counter()
@@ -146,7 +150,10 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
             scan = replace(scan, problems=(*scan.problems, problem), broken=True)
     done = time.perf_counter()
     times = (scanned - started - rewrite_time, rewrite_time, done - scanned)
-    return _Outcome(scan, out, pyc, times)
+    deflated = None
+    if pyc is not None:
+        deflated = (COMPRESS_LEVEL, deflate(out, COMPRESS_LEVEL), deflate(pyc, COMPRESS_LEVEL))
+    return _Outcome(scan, out, pyc, times, deflated)
 
 
 # Jobs handed to forked workers by inheritance: (context, source) pairs
@@ -357,7 +364,7 @@ def build(
     from .pack import build_id as compute_build_id
     from .pack import git_commit, make_manifest
 
-    members = _members(layout, collected, processed, registration, optimize)
+    members, deflated = _members(layout, collected, processed, registration, optimize)
     the_id = compute_build_id(collected.contents.items(), live_prefix, stamps, optimize)
     manifest = make_manifest(
         name=layout.name, build_id_=the_id, live_prefix=live_prefix,
@@ -373,7 +380,7 @@ def build(
         log("build tree kept at %s", tree)
     artifact = None
     if package:
-        artifact = _write_artifact(out_path, layout.name, members, manifest)
+        artifact = _write_artifact(out_path, layout.name, members, manifest, deflated)
         generated.append(artifact)
         log("wrote %s (build id %s)", artifact, the_id)
     timings["pack"] = time.perf_counter() - pack_started
@@ -443,18 +450,23 @@ def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
 
 
 def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
-             registration: bytes, optimize: int) -> dict[str, bytes]:
-    """Every member of the artifact's package: sources, bytecode, data, the generated modules
-    (registration; ``_hotswap_imports`` when a computed import was rewritten)."""
-    from .pack import pyc_bytes, pyc_path
+             registration: bytes, optimize: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Every member of the artifact's package (sources, bytecode, data, the generated modules:
+    registration; ``_hotswap_imports`` when a computed import was rewritten), and the deflated
+    form of those the cache holds (see ``pack``)."""
+    from .pack import COMPRESS_LEVEL, pyc_bytes, pyc_path
 
     name = layout.name
     members: dict[str, bytes] = {}
+    deflated: dict[str, bytes] = {}
     for rel in collected.sources:
         outcome = processed.outcomes[rel]
         assert outcome.pyc is not None, rel  # files with problems never get this far
-        members[f"{name}/{rel}"] = outcome.source
-        members[pyc_path(f"{name}/{rel}", optimize)] = outcome.pyc
+        source_member, pyc_member = f"{name}/{rel}", pyc_path(f"{name}/{rel}", optimize)
+        members[source_member] = outcome.source
+        members[pyc_member] = outcome.pyc
+        if outcome.deflated is not None and outcome.deflated[0] == COMPRESS_LEVEL:
+            deflated[source_member], deflated[pyc_member] = outcome.deflated[1:]
     for rel in collected.data:
         members[f"{name}/{rel}"] = collected.contents[rel]
     generated = {REGISTRATION_MODULE: registration}
@@ -465,7 +477,7 @@ def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
         members[member] = text
         code = compile(text, member, "exec", dont_inherit=True, optimize=optimize)
         members[pyc_path(member, optimize)] = pyc_bytes(code, text)
-    return members
+    return members, deflated
 
 
 def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:
@@ -484,7 +496,7 @@ def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> 
 
 
 def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
-                    manifest: Manifest) -> Path:
+                    manifest: Manifest, deflated: Mapping[str, bytes]) -> Path:
     """Write ``<out>/<name>.hsp`` atomically; a folder created for it goes again on failure."""
     from .pack import write_artifact
 
@@ -500,7 +512,7 @@ def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
     for stale in sweep_temporaries(artifact):
         logger.info("removed %s, left behind by an interrupted build", stale)
     try:
-        write_artifact(artifact, name, members, manifest)
+        write_artifact(artifact, name, members, manifest, deflated)
     except BaseException as exc:
         if created:
             shutil.rmtree(out_path, ignore_errors=True)

@@ -105,6 +105,11 @@ def make_manifest(*, name: str, build_id_: str, live_prefix: str, live_funcs: Ma
 COMPRESS_LEVEL = 1
 
 
-def write_artifact(path: Path, name: str, members: Mapping[str, bytes], manifest: Manifest) -> None:
-    """Pack ``members`` and write ``path`` atomically (a temporary name, then a rename)."""
-    write_atomically(path, pack(name, members, manifest, compresslevel=COMPRESS_LEVEL))
+def write_artifact(path: Path, name: str, members: Mapping[str, bytes], manifest: Manifest,
+                   deflated: Mapping[str, bytes] | None = None) -> None:
+    """Pack ``members`` and write ``path`` atomically (a temporary name, then a rename).
+
+    ``deflated``: members already compressed at ``COMPRESS_LEVEL`` (the build cache's).
+    """
+    write_atomically(path, pack(name, members, manifest, compresslevel=COMPRESS_LEVEL,
+                                deflated=deflated))

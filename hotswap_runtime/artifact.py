@@ -79,6 +79,7 @@ __all__ = [
     "OPTIONAL_HOOKS",
     "Artifact",
     "Manifest",
+    "deflate",
     "info_dir",
     "pack",
     "read_artifact",
@@ -337,20 +338,25 @@ def _zip_name(member: str) -> tuple[bytes, int]:
         return member.encode("utf-8"), _UTF8
 
 
-def _deflate(data: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+def deflate(data: bytes, compresslevel: int) -> bytes:
+    """``data`` raw-deflated as ``pack`` deflates a member at ``compresslevel``, so a build can
+    cache it and hand it back to ``pack``."""
+    compressor = zlib.compressobj(compresslevel, zlib.DEFLATED, -15)
     return compressor.compress(data) + compressor.flush()
 
 
 def pack(name: str, files: Mapping[str, bytes], manifest: Manifest, *,
-         compresslevel: int = 6, sign: Callable[[bytes], bytes] | None = None) -> bytes:
+         compresslevel: int = 6, sign: Callable[[bytes], bytes] | None = None,
+         deflated: Mapping[str, bytes] | None = None) -> bytes:
     """Return the bytes of a deterministic artifact holding ``files`` (paths under ``name/``).
 
     RECORD is computed here; MANIFEST.json and RECORD are written last, then ``SIGNATURE`` when
     ``sign`` is given (called with the RECORD bytes, it returns the member; see ``signing``).
     Each member is deflated at ``compresslevel`` (0-9), or stored when deflate would not make
     it smaller (incompressible data loads at the speed of one hash, without an inflate pass);
-    the same inputs give the same bytes.
+    the same inputs give the same bytes. ``deflated`` maps members to
+    ``deflate(files[member], compresslevel)`` made earlier (the build's cache), used instead
+    of compressing them again: the result is byte for byte the same.
     """
     meta = info_dir(name)
     manifest_path = f"{meta}/{_MANIFEST}"
@@ -366,13 +372,16 @@ def pack(name: str, files: Mapping[str, bytes], manifest: Manifest, *,
     members.append((record_path, record))
     if sign is not None:
         members.append((f"{meta}/{_SIGNATURE}", sign(record)))
+    ready = deflated or {}
     chunks: list[bytes] = []
     central: list[bytes] = []
     offset = 0
     for path, data in members:
         encoded, flags = _zip_name(path)
-        deflated = _deflate(data, compresslevel)
-        method, body = (_DEFLATED, deflated) if len(deflated) < len(data) else (_STORED, data)
+        packed = ready.get(path)
+        if packed is None:
+            packed = deflate(data, compresslevel)
+        method, body = (_DEFLATED, packed) if len(packed) < len(data) else (_STORED, data)
         crc = zlib.crc32(data)
         local = _LOCAL.pack(_LOCAL_MAGIC, _VERSION, flags, method, 0, _DOS_DATE, crc, len(body),
                             len(data), len(encoded), 0)

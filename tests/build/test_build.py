@@ -170,3 +170,31 @@ def test_cache_entry_write_failure_leaves_no_temporary(tmp_path: Path, monkeypat
     monkeypatch.undo()
     write_entry(entry, b"body")
     assert read_entry(entry) == b"body"
+
+
+def test_rebuild_deflates_only_what_changed(tmp_path: Path, build_plugin, monkeypatch) -> None:
+    """The cache keeps each member deflated: a one-file rebuild packs without compressing the
+    unchanged files again, and the artifact is byte for byte what packing from scratch gives."""
+    import hotswap_runtime.artifact as artifact_module
+    from hotswap_build.pack import COMPRESS_LEVEL
+
+    plugin = make_plugin(tmp_path, 20)
+    build_plugin(plugin, tmp_path / "out")
+    packed: list[int] = []
+    real = artifact_module.deflate
+
+    def counting(data: bytes, compresslevel: int) -> bytes:
+        packed.append(len(data))
+        return real(data, compresslevel)
+
+    monkeypatch.setattr(artifact_module, "deflate", counting)
+    (plugin / "m004.py").write_text("def f(): return 'changed'\n")
+    result = build_plugin(plugin, tmp_path / "out")
+    # pack compresses the registration module and its pyc, MANIFEST.json and RECORD; m004.py
+    # and its pyc were deflated as they were compiled (into the cache), the rest came from it
+    assert len(packed) == 4
+    monkeypatch.setattr(artifact_module, "deflate", real)
+    artifact = artifact_module.read_artifact(result.artifact)
+    again = artifact_module.pack(artifact.name, artifact.files, artifact.manifest,
+                                 compresslevel=COMPRESS_LEVEL)
+    assert again == result.artifact.read_bytes()
