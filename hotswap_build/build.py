@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hotswap_runtime.artifact import (
     ARTIFACT_SUFFIX,
@@ -40,6 +41,9 @@ from .check import analyse
 from .errors import BuildError
 from .layout import COMPUTED_IMPORTS_MODULE, PluginLayout, collect_files, locate_plugin
 from .scan import FileContext, FileScan
+
+if TYPE_CHECKING:
+    from hotswap_runtime.signing import SigningKey
 
 __all__ = ["BuildResult", "build", "cache_dir"]
 
@@ -288,6 +292,7 @@ def build(
     package: bool = True,
     verbose: bool = False,
     flag_problems: Sequence[str] = (),
+    sign: str | os.PathLike[str] | None = None,
 ) -> BuildResult:
     """Build the plugin in ``plugin_dir`` into ``output_dir`` (SPEC section 3).
 
@@ -308,6 +313,7 @@ def build(
         flag_problems: problems the caller found in its own arguments (the CLI's bad build
             flags); the build goes on to find its other problems, then fails with all of them,
             these first.
+        sign: a private key file (``hotswap keygen``): add a ``SIGNATURE`` member by it.
 
     Raises:
         BuildError: listing every problem found; nothing was written to ``output_dir``.
@@ -316,6 +322,18 @@ def build(
     out_path = Path(output_dir)
     stamps = dict(stamps or {})
     log = logger.info if verbose else logger.debug
+    signer = None
+    if sign is not None:  # a bad key is found before any work, with the other option problems
+        from hotswap_runtime.errors import HotswapError
+        from hotswap_runtime.signing import SigningKey
+
+        try:
+            signer = SigningKey.load(sign)
+        except HotswapError as exc:
+            flag_problems = [*flag_problems, str(exc)]
+        if static_linking:
+            flag_problems = [*flag_problems, "--sign signs artifacts; static linking makes "
+                             "none: drop --sign or --staticLinking"]
     layout, include_re, exclude_re = _check_options(
         Path(plugin_dir), out_path, live_prefix, stamps, optimize, include, exclude,
         static_linking, clean, flag_problems)
@@ -380,9 +398,10 @@ def build(
         log("build tree kept at %s", tree)
     artifact = None
     if package:
-        artifact = _write_artifact(out_path, layout.name, members, manifest, deflated)
+        artifact = _write_artifact(out_path, layout.name, members, manifest, deflated, signer)
         generated.append(artifact)
-        log("wrote %s (build id %s)", artifact, the_id)
+        log("wrote %s (build id %s%s)", artifact, the_id,
+            f", signed by key {signer.key_id}" if signer is not None else "")
     timings["pack"] = time.perf_counter() - pack_started
     timings["total"] = time.perf_counter() - started
     return BuildResult(artifact=artifact, build_id=the_id if package else None,
@@ -496,7 +515,8 @@ def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> 
 
 
 def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
-                    manifest: Manifest, deflated: Mapping[str, bytes]) -> Path:
+                    manifest: Manifest, deflated: Mapping[str, bytes],
+                    signer: SigningKey | None = None) -> Path:
     """Write ``<out>/<name>.hsp`` atomically; a folder created for it goes again on failure."""
     from .pack import write_artifact
 
@@ -512,7 +532,8 @@ def _write_artifact(out_path: Path, name: str, members: Mapping[str, bytes],
     for stale in sweep_temporaries(artifact):
         logger.info("removed %s, left behind by an interrupted build", stale)
     try:
-        write_artifact(artifact, name, members, manifest, deflated)
+        write_artifact(artifact, name, members, manifest, deflated,
+                       sign=signer.sign_record if signer is not None else None)
     except BaseException as exc:
         if created:
             shutil.rmtree(out_path, ignore_errors=True)

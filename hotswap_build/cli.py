@@ -1,4 +1,5 @@
-"""The ``hotswap`` command: ``hotswap build`` and ``hotswap inspect`` (click only).
+"""The ``hotswap`` command: ``hotswap build``, ``hotswap inspect`` and ``hotswap keygen`` (click
+only).
 
 The CLI parses and delegates: ``hotswap_build.build.build`` does the work. A ``BuildError``
 (or an artifact that does not verify) becomes one ``Error: ...`` line per problem on stderr and
@@ -87,6 +88,8 @@ def main() -> None:
               help="generate static-linking glue instead of an artifact")
 @click.option("--clean", is_flag=True, hidden=True,
               help="with --staticLinking: remove what static linking generated for the plugin")
+@click.option("--sign", "sign", metavar="KEYFILE", default=None,
+              help="sign the artifact with this private key (made by hotswap keygen)")
 @click.option("-v", "--verbose", is_flag=True,
               help="list live functions, live types, generated files and timings")
 @click.argument("plugin_dir", metavar="<pluginDir>", type=click.Path(file_okay=True))
@@ -94,7 +97,7 @@ def main() -> None:
 @click.argument("build_flags", nargs=-1, type=click.UNPROCESSED, metavar="-- [buildFlags]")
 def build_command(debug: bool, exclude: str | None, include: str | None, leave_temps: bool,
                   live_prefix: str, package: bool, static_linking: bool, clean: bool,
-                  verbose: bool, plugin_dir: str, output_dir: str,
+                  sign: str | None, verbose: bool, plugin_dir: str, output_dir: str,
                   build_flags: tuple[str, ...]) -> None:
     """Build the plugin in <pluginDir> into <outputDir>/<name>.hsp.
 
@@ -109,6 +112,7 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
       hotswap build plugin/foo bin
       hotswap build -v plugin/foo bin -- -X CompileTimeString=abc
       hotswap build --staticLinking plugin/foo plugin
+      hotswap build --sign deploy.key plugin/foo bin
     """
     # bad flags are reported with the build's other problems, after it has looked for them
     stamps, optimize, flag_problems = parse_build_flags(build_flags)
@@ -126,7 +130,7 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
                        optimize=optimize, include=include, exclude=exclude,
                        static_linking=static_linking, clean=clean,
                        leave_temps=leave_temps or not package, package=package, verbose=verbose,
-                       flag_problems=flag_problems)
+                       flag_problems=flag_problems, sign=sign)
     except BuildError as exc:
         if debug:
             traceback.print_exc()
@@ -175,13 +179,37 @@ def _print_verbose(result: Any) -> None:
 
 @main.command("inspect", context_settings=_CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="print the manifest and members as JSON")
+@click.option("--trusted-key", "trusted", multiple=True, metavar="KEYFILE.pub",
+              help="check the signature against this public key (repeatable); an artifact not "
+                   "signed by one of them fails")
 @click.argument("artifact", metavar="<artifact>", type=click.Path())
-def inspect_command(artifact: str, as_json: bool) -> None:
-    """Verify <artifact> exactly as the runtime does and print its manifest."""
-    from .inspect import describe, describe_json
+def inspect_command(artifact: str, as_json: bool, trusted: tuple[str, ...]) -> None:
+    """Verify <artifact> exactly as the runtime does and print its manifest.
+
+    Also recompiles each shipped source and fails when its bytecode holds other code.
+    """
+    from .inspect import describe, describe_json, printable
 
     try:
-        text = describe_json(artifact) if as_json else describe(artifact)
+        text = describe_json(artifact, trusted) if as_json else describe(artifact, trusted)
     except HotswapError as exc:
-        _fail([str(exc)])  # one line: the message already lists every problem, with the path
+        # one line: the message already lists every problem, with the path
+        _fail([printable(str(exc))])
     click.echo(text)
+
+
+@main.command("keygen", context_settings=_CONTEXT)
+@click.argument("keyfile", metavar="KEYFILE", type=click.Path())
+def keygen_command(keyfile: str) -> None:
+    """Make an Ed25519 key pair for signing artifacts: KEYFILE (private, mode 0600) and
+    KEYFILE.pub (public; give it to hosts as trusted_keys). Prints the key id last.
+    """
+    from hotswap_runtime.signing import generate_key
+
+    try:
+        kid = generate_key(keyfile)
+    except HotswapError as exc:
+        _fail([str(exc)])
+    click.echo(f"Wrote the private key {keyfile} (mode 0600: keep it on the build machine, "
+               f"never in the plugin or release folder) and the public key {keyfile}.pub")
+    click.echo(kid)

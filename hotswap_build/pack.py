@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -106,10 +106,12 @@ COMPRESS_LEVEL = 1
 
 
 def write_artifact(path: Path, name: str, members: Mapping[str, bytes], manifest: Manifest,
-                   deflated: Mapping[str, bytes] | None = None) -> None:
+                   deflated: Mapping[str, bytes] | None = None, *,
+                   sign: Callable[[bytes], bytes] | None = None) -> None:
     """Pack ``members`` and write ``path`` atomically (a temporary name, then a rename).
 
     ``deflated``: members already compressed at ``COMPRESS_LEVEL`` (the build cache's).
+    ``sign``: makes the ``SIGNATURE`` member from the RECORD (``signing.SigningKey``).
     """
     write_atomically(path, pack(name, members, manifest, compresslevel=COMPRESS_LEVEL,
-                                deflated=deflated))
+                                deflated=deflated, sign=sign))

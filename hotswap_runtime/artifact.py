@@ -338,6 +338,14 @@ def _zip_name(member: str) -> tuple[bytes, int]:
         return member.encode("utf-8"), _UTF8
 
 
+def _csv_field(text: str) -> str:
+    """``text`` as a CSV field: quoted when it holds a comma, a quote or a line break (``csv``
+    itself leaves a lone carriage return unquoted, which its reader then takes for a line end)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def deflate(data: bytes, compresslevel: int) -> bytes:
     """``data`` raw-deflated as ``pack`` deflates a member at ``compresslevel``, so a build can
     cache it and hand it back to ``pack``."""
@@ -363,12 +371,9 @@ def pack(name: str, files: Mapping[str, bytes], manifest: Manifest, *,
     record_path = f"{meta}/{_RECORD}"
     members = sorted(files.items())
     members.append((manifest_path, manifest.to_json()))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for path, data in members:
-        writer.writerow([path, record_hash(data), len(data)])
-    writer.writerow([record_path, "", ""])
-    record = out.getvalue().encode("utf-8")
+    lines = [f"{_csv_field(path)},{record_hash(data)},{len(data)}\n" for path, data in members]
+    lines.append(f"{_csv_field(record_path)},,\n")
+    record = "".join(lines).encode("utf-8")
     members.append((record_path, record))
     if sign is not None:
         members.append((f"{meta}/{_SIGNATURE}", sign(record)))
@@ -550,7 +555,7 @@ def _renamed_from(members: set[str], name: str) -> str | None:
 
 def _parse_record(raw: bytes) -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(raw.decode("utf-8"))):
+    for row in csv.reader(io.StringIO(raw.decode("utf-8"), newline="")):
         if not row:
             continue
         if len(row) != 3:

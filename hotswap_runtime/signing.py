@@ -214,14 +214,14 @@ class SigningKey:
         ed25519, serialization = _crypto()
         shown = os.fspath(path)
         pem = _read_pem(path, "signing key")
-        if os.name == "posix":
+        if b"PRIVATE KEY" not in pem:
+            raise HotswapError(f'signing key "{shown}" is not a private key; pass the KEYFILE '
+                               "that hotswap keygen wrote (not KEYFILE.pub)", step="sign")
+        if os.name == "posix":  # as ssh does: a key others can read is no longer a secret
             mode = stat.S_IMODE(os.stat(shown).st_mode)
             if mode & 0o077:
                 raise HotswapError(f'signing key "{shown}" is readable by others (mode '
                                    f"{mode:04o}); run chmod 600 {shown}", step="sign")
-        if b"PRIVATE KEY" not in pem:
-            raise HotswapError(f'signing key "{shown}" is not a private key; pass the KEYFILE '
-                               "that hotswap keygen wrote (not KEYFILE.pub)", step="sign")
         try:
             private = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as exc:
