@@ -440,7 +440,7 @@ def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
     """Every source file from the cache, or scanned, rewritten and compiled (then cached)."""
     cache = cache_dir()
     index_file = index_path(cache, layout)
-    index = load_index(index_file)
+    index = load_index(index_file, _Outcome)
     outcomes: dict[str, _Outcome] = {}
     misses: list[tuple[FileContext, bytes]] = []
     keys: dict[str, str] = {}
@@ -448,7 +448,7 @@ def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
         ctx = FileContext.create(layout, rel, live_prefix, stamps, optimize)
         keys[rel] = key = file_key(ctx, collected.contents[rel])
         cached = index.get(key)
-        if isinstance(cached, _Outcome):
+        if cached is not None:
             outcomes[rel] = cached
         else:
             misses.append((ctx, collected.contents[rel]))

@@ -5,17 +5,26 @@ always safe to delete: every read that fails or finds damage is a miss, every wr
 only costs speed. Per plugin folder, one index file maps each file's key (its contents and every
 option that shapes its result) to that result, so a rebuild reads one file, not one per module.
 Small entries (rewritten statements, rendered modules) carry a checksum.
+
+Design note on trust: the cache holds data only, never an executable format (no pickle: a
+tampered pickle runs code as it loads). The index is JSON decoded by msgspec into the exact
+types the build expects (bytes as base64), each entry stored with the sha256 of its JSON; an
+entry that fails to decode, to match its digest or to hold a pyc of its own source is left out
+and rebuilt, never used. Extending an entry is adding a field with a default to its dataclass
+(and raising ``CACHE_FORMAT`` when old entries must not be reused).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
-import pickle
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from hotswap_runtime.artifact import write_atomically
 
@@ -30,7 +39,9 @@ logger = logging.getLogger("hotswap.build")
 
 #: the version of what a cached result means; raise it whenever the scan or the rewrite changes
 #: what it makes of the same file, so caches of an earlier build are not reused
-CACHE_FORMAT = f"{__version__}/3"
+CACHE_FORMAT = f"{__version__}/4"
+
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -55,24 +66,65 @@ def file_key(ctx: FileContext, source: bytes) -> str:
 def index_path(folder: Path, layout: PluginLayout) -> Path:
     """The index file of one plugin folder."""
     key = hashlib.sha256(f"{CACHE_FORMAT}\0{layout.root}".encode()).hexdigest()
-    return folder / "plugins" / f"{layout.name}-{key[:24]}.pickle"
+    return folder / "plugins" / f"{layout.name}-{key[:24]}.json"
 
 
-def load_index(path: Path) -> dict[str, Any]:
-    """The index at ``path``; empty when it is missing or damaged."""
+class _Index(msgspec.Struct, frozen=True):
+    """The index file: its format, then key -> (sha256 of the entry's JSON, the entry)."""
+
+    format: str
+    entries: dict[str, tuple[str, msgspec.Raw]]
+
+
+_INDEX = msgspec.json.Decoder(_Index)
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _pyc_of(source: Any, pyc: Any) -> bool:
+    """Whether ``pyc`` (a hash-based pyc, or None) was compiled from ``source``."""
+    if not isinstance(source, bytes) or not isinstance(pyc, bytes):
+        return pyc is None
+    return pyc[:4] == importlib.util.MAGIC_NUMBER and pyc[8:16] == importlib.util.source_hash(source)
+
+
+def load_index(path: Path, kind: type[T]) -> dict[str, T]:
+    """The entries of the index at ``path``, each decoded as a ``kind`` (a dataclass).
+
+    Empty when the file is missing or damaged; an entry that does not decode, match its digest
+    or (when it has ``source`` and ``pyc`` fields) hold a pyc of its source is left out.
+    """
     try:
-        with open(path, "rb") as handle:
-            index = pickle.load(handle)
-    except Exception:  # noqa: BLE001 - any damage is a cache miss, never a failed build
+        index = _INDEX.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
         return {}
-    return index if isinstance(index, dict) else {}
+    if index.format != CACHE_FORMAT:
+        return {}
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    entries: dict[str, T] = {}
+    for key, (digest, raw) in index.entries.items():
+        if hashlib.sha256(raw).hexdigest() != digest:
+            continue
+        try:
+            entry = decoder.decode(raw)
+        except msgspec.DecodeError:  # a valid digest of a wrong shape: still only a miss
+            continue
+        if hasattr(entry, "pyc") and not _pyc_of(getattr(entry, "source", None), entry.pyc):
+            continue
+        entries[key] = entry
+    return entries
 
 
 def store_index(path: Path, index: dict[str, Any]) -> None:
-    """Replace the index at ``path`` atomically."""
+    """Replace the index at ``path`` atomically (``index``: key -> dataclass entry)."""
+    entries = {}
+    for key, entry in index.items():
+        raw = msgspec.json.encode(entry)
+        entries[key] = (hashlib.sha256(raw).hexdigest(), msgspec.Raw(raw))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomically(path, msgspec.json.encode(_Index(CACHE_FORMAT, entries)))
     except OSError as exc:
         logger.debug("cannot write the build cache %s: %s", path, exc)
 
