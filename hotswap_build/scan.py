@@ -447,7 +447,9 @@ class _Scanner:
         ``importlib.util.find_spec`` call that may name the plugin's own package (a computed
         name, an own name with more arguments, a relative name with a computed package) calls
         the function of the same role in the generated ``_hotswap_imports`` module instead,
-        which maps the plugin's real names to the mounted version at run time.
+        which maps the plugin's real names to the mounted version at run time; so does every
+        ``importlib.metadata.entry_points`` call, since entry points found in the host's
+        installed copy of the package name the real package's modules (babel's extractors).
         """
         aliases = _ImportlibAliases.of(tree)
         for node in ast.walk(tree):
@@ -469,7 +471,7 @@ class _Scanner:
     def import_call(self, node: ast.Call, role: str) -> None:
         """One call of ``import_module``, ``__import__`` or ``find_spec`` (``role``)."""
         first = node.args[0] if node.args else _keyword(node, "name")
-        target = _literal(first) if first is not None else None
+        target = _literal(first) if first is not None and role != "entry_points" else None
         if target is not None and not target.startswith("."):
             if target != self.own and not target.startswith(self.own + "."):
                 return  # a host module by a literal name: nothing to map
@@ -533,12 +535,13 @@ class _Scanner:
 #: functions of importlib.resources and pkgutil that take a package name first
 _RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
                              "path", "contents", "is_resource", "get_data"})
-_NAMED_CALLS = re.compile(r"\b(?:import_module|get_data|resources|__import__|find_spec)\b")
+_NAMED_CALLS = re.compile(
+    r"\b(?:import_module|get_data|resources|__import__|find_spec|entry_points)\b")
 #: the words that make a file worth parsing for computed imports alone
-_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec)\b"
+_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec|entry_points)\b"
 #: what each role calls in the generated ``_hotswap_imports`` module
 _HELPERS = {"import_module": "import_module", "__import__": "dunder_import",
-            "find_spec": "find_spec"}
+            "find_spec": "find_spec", "entry_points": "entry_points"}
 #: package arguments that already name the mounted version (the caller's own package)
 _OWN_NAMES = frozenset({"__package__", "__name__"})
 
@@ -554,37 +557,52 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in node.keywords if k.arg == name), None)
 
 
+#: the functions whose calls may reach the plugin's own modules by a name known at run time:
+#: (module, function) -> role
+_IMPORT_FUNCTIONS = {("importlib", "import_module"): "import_module",
+                     ("importlib", "__import__"): "__import__",
+                     ("importlib.util", "find_spec"): "find_spec",
+                     ("importlib.metadata", "entry_points"): "entry_points"}
+
+
 @dataclass
 class _ImportlibAliases:
-    """The names a file binds to ``importlib``, ``importlib.util`` and their import functions
-    (anywhere in the file: a lazy ``import importlib`` inside a function counts too)."""
+    """The names a file binds to ``importlib``, its ``util`` and ``metadata`` modules and their
+    import functions (anywhere in the file: a lazy ``import importlib`` inside a function counts
+    too). ``modules`` maps a bound name to the module it is (``importlib``, ``importlib.util``).
+    """
 
-    modules: set[str]
-    utils: set[str]
+    modules: dict[str, str]
     functions: dict[str, str]
 
     @classmethod
     def of(cls, tree: ast.Module) -> _ImportlibAliases:
-        found = cls(set(), set(), {})
+        found = cls({}, {})
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name == "importlib" or (alias.name.startswith("importlib.")
-                                                     and alias.asname is None):
-                        found.modules.add(alias.asname or "importlib")
-                    elif alias.name == "importlib.util":
-                        found.utils.add(alias.asname or "")
-            elif isinstance(node, ast.ImportFrom) and not node.level:
+                    if alias.asname is None and alias.name.split(".")[0] == "importlib":
+                        found.modules["importlib"] = "importlib"
+                    elif alias.asname is not None and alias.name.startswith("importlib"):
+                        found.modules[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 for alias in node.names:
                     bound = alias.asname or alias.name
-                    if node.module == "importlib" and alias.name == "util":
-                        found.utils.add(bound)
-                    elif node.module == "importlib" and alias.name in ("import_module",
-                                                                       "__import__"):
-                        found.functions[bound] = alias.name
-                    elif node.module == "importlib.util" and alias.name == "find_spec":
-                        found.functions[bound] = "find_spec"
+                    role = _IMPORT_FUNCTIONS.get((node.module, alias.name))
+                    if role is not None:
+                        found.functions[bound] = role
+                    elif node.module == "importlib":
+                        found.modules[bound] = f"importlib.{alias.name}"
         return found
+
+    def _module(self, node: ast.expr) -> str | None:
+        """The importlib module the expression ``node`` names (``importlib.util``), or None."""
+        if isinstance(node, ast.Name):
+            return self.modules.get(node.id)
+        if isinstance(node, ast.Attribute):
+            parent = self._module(node.value)
+            return f"{parent}.{node.attr}" if parent is not None else None
+        return None
 
     def role(self, func: ast.expr) -> str | None:
         """Which import function the callee ``func`` is, or None."""
@@ -594,17 +612,8 @@ class _ImportlibAliases:
             return self.functions.get(func.id)
         if not isinstance(func, ast.Attribute):
             return None
-        value = func.value
-        if isinstance(value, ast.Name):
-            if value.id in self.modules and func.attr in ("import_module", "__import__"):
-                return func.attr
-            if value.id in self.utils and func.attr == "find_spec":
-                return "find_spec"
-        elif (isinstance(value, ast.Attribute) and value.attr == "util"
-              and isinstance(value.value, ast.Name) and value.value.id in self.modules
-              and func.attr == "find_spec"):
-            return "find_spec"
-        return None
+        module = self._module(func.value)
+        return _IMPORT_FUNCTIONS.get((module, func.attr)) if module is not None else None
 
 
 def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext

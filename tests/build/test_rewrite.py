@@ -150,6 +150,14 @@ COMPUTED_CASES = [
      f"import importlib\nm = {helper('mod.py', 'import_module')}('foo.a', package='x')\n"),
     ("import importlib\nm = importlib.import_module(*args)\n", "mod.py",
      f"import importlib\nm = {helper('mod.py', 'import_module')}(*args)\n"),
+    # entry points of the host's installed copy name the real package's modules
+    ("from importlib.metadata import entry_points\neps = entry_points(group='g', name='x')\n",
+     "mod.py", "from importlib.metadata import entry_points\n"
+     f"eps = {helper('mod.py', 'entry_points')}(group='g', name='x')\n"),
+    ("import importlib.metadata\neps = importlib.metadata.entry_points()\n", "sub/mod.py",
+     f"import importlib.metadata\neps = {helper('sub/mod.py', 'entry_points')}()\n"),
+    ("from importlib import metadata as md\neps = md.entry_points(group=g)\n", "mod.py",
+     f"from importlib import metadata as md\neps = {helper('mod.py', 'entry_points')}(group=g)\n"),
     # literal names of host modules, relative names within the caller's own package, and
     # functions that are not importlib's stay as they are
     ("import importlib\nm = importlib.import_module('os.path')\n", "mod.py", None),

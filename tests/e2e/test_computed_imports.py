@@ -48,6 +48,14 @@ def by_dunder_top(short):
     return __import__("calcplug.parts." + short)
 
 
+def by_entry_point(name):
+    # the entry points of an installed distribution of the same name name the real package
+    from importlib.metadata import entry_points
+
+    (point,) = entry_points(group="calcplug.parts", name=name)
+    return point.load()
+
+
 def spec(short):
     return importlib.util.find_spec("calcplug.parts." + short)
 
@@ -93,6 +101,11 @@ def hosts_own_copy(tmp_path: Path) -> Iterator[Path]:
     (package / "parts" / "__init__.py").write_text("")
     for part in ("alpha", "beta", "gamma", "delta", "epsilon"):
         (package / "parts" / f"{part}.py").write_text(_part(f"host {part}"))
+    # its distribution's metadata, with entry points into its own modules
+    info = site / f"{NAME}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {NAME}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{NAME}.parts]\nbeta = {NAME}.parts.beta:WHO\n")
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     importlib.import_module(f"{NAME}.parts.alpha")
@@ -136,6 +149,8 @@ def test_computed_imports_reach_the_plugins_own_modules(
         # __import__ without a fromlist returns the top-level package: the mounted root
         top = plugin.invoke_func("by_dunder_top", "alpha")
         assert top.__name__ == root and top.parts.alpha.WHO == "plugin alpha v1"
+        # an entry point of the host's distribution loads from the version
+        assert plugin.invoke_func("by_entry_point", "beta") == "plugin beta v1"
         found = plugin.invoke_func("spec", "beta")
         assert found.name == f"{root}.parts.beta" and str(result.artifact) in found.origin
         assert plugin.invoke_func("spec", "nope") is None

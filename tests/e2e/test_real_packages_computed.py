@@ -4,7 +4,8 @@ pygments finds lexers, formatters and styles with ``__import__(module_name, None
 ["__all__"])``, docutils its readers, parsers, writers, languages and directives with
 ``importlib.import_module("docutils.writers." + name)``, mistune its plugins by names kept in a
 dict (at import time: its root package does it), babel its extractors with
-``__import__(module, {}, {}, [attrname])``. Each package is copied from site-packages (the pinned
+``__import__(module, {}, {}, [attrname])`` or through the entry points of its installed
+distribution (``importlib.metadata.entry_points``). Each package is copied from site-packages (the pinned
 release in the ``dev`` extra) into a plugin folder with a probe module, built with the real
 ``hotswap`` CLI, loaded by the real runtime, called, compared with the same release imported
 normally by the host, reloaded with a new stamp and freed. The host of the in-process tests has
@@ -156,6 +157,7 @@ BABEL = Case("babel", '''\
 import io
 import sys
 
+from babel.messages._compat import find_entrypoints
 from babel.messages.extract import extract
 from babel.messages.pofile import normalize
 
@@ -183,7 +185,10 @@ def probe():
                      comment_tags=["NOTE:"])
     javascript = extract("babel.messages.extract:extract_javascript", io.BytesIO(JAVASCRIPT),
                          comment_tags=["NOTE:"])
+    # a method by name: the entry points of the host's installed babel, if any, else built-in
+    by_name = extract("python", io.BytesIO(PYTHON), comment_tags=["NOTE:"])
     return {"python": _listed(python), "javascript": _listed(javascript),
+            "by_name": _listed(by_name),
             "po": normalize("a long message that the po writer wraps", width=20)}
 
 
@@ -194,7 +199,9 @@ def extractor(fileobj, keywords, comment_tags, options):
 def reached():
     # babel imports "babel.<module>:<function>" extractors with __import__(module, {}, {}, [f])
     ((_, module, _, _),) = extract("babel.hotswap_probe:extractor", io.BytesIO(b""))
-    return [sys.modules[module]]
+    # and the installed babel's entry points name babel.messages.extract:extract_python
+    python = dict(find_entrypoints("babel.extractors"))["python"]()
+    return [sys.modules[module], sys.modules[python.__module__]]
 ''', include=r"\.dat$", keep=_babel_data)
 
 CASES = [PYGMENTS, DOCUTILS, MISTUNE, BABEL]
