@@ -17,6 +17,21 @@ from hotswap_runtime import PluginManagerSwapper
 
 NAME = "calcplug"
 
+#: the seven hooks; invoke_func calls the root package's function of that name
+HOOKS = '''
+
+def on_load(data): pass
+def on_init(vault): pass
+def on_free(): pass
+def export(): pass
+def import_(): pass
+def reloadable(): return True
+
+
+def invoke_func(name, *params):
+    return globals()[name](*params)
+'''
+
 ROOT = '''\
 import importlib
 import importlib.util
@@ -62,19 +77,7 @@ def spec(short):
 
 def outside(name):
     return importlib.import_module(name)
-
-
-def on_load(data): pass
-def on_init(vault): pass
-def on_free(): pass
-def export(): pass
-def import_(): pass
-def reloadable(): return True
-
-
-def invoke_func(name, *params):
-    return globals()[name](*params)
-'''
+''' + HOOKS
 
 
 def _part(text: str) -> str:
@@ -203,17 +206,8 @@ def test_generated_helper_ships_only_when_needed(
     assert helper in read_artifact(build_plugin(plugin_dir, tmp_path / "bin").artifact).files
     plain = tmp_path / "plain" / "plainplug"
     plain.mkdir(parents=True)
-    (plain / "__init__.py").write_text(textwrap.dedent('''\
-        import importlib
-        JSON = importlib.import_module("json")
-        def on_load(data): pass
-        def on_init(vault): pass
-        def on_free(): pass
-        def export(): pass
-        def import_(): pass
-        def reloadable(): return True
-        def invoke_func(name, *params): pass
-        '''))
+    (plain / "__init__.py").write_text('import importlib\nJSON = importlib.import_module("json")\n'
+                                       + HOOKS)
     files = read_artifact(build_plugin(plain, tmp_path / "bin").artifact).files
     assert "plainplug/_hotswap_imports.py" not in files
 
@@ -234,17 +228,7 @@ def test_dotted_real_name(tmp_path: Path, build_plugin: Callable[..., BuildResul
 
         def dunder(name, fromlist):
             return __import__("app.nested." + name, fromlist=fromlist)
-
-        def on_load(data): pass
-        def on_init(vault): pass
-        def on_free(): pass
-        def export(): pass
-        def import_(): pass
-        def reloadable(): return True
-
-        def invoke_func(name, *params):
-            return globals()[name](*params)
-        '''))
+        ''') + HOOKS)
     build_plugin(plugin, tmp_path / "bin")
     swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0)
     try:
