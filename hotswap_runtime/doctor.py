@@ -15,8 +15,8 @@ versions are walked together; each node remembers, per version, the child it was
 from, so two versions held by one list both get their chain.
 
 What the walk itself creates (its tables, the argument tuples of ``get_referrers``), the
-runtime's own bookkeeping (``Version``, ``Pending``, ``Freer``) and the runtime's frames are
-never taken for referrers.
+runtime's own bookkeeping (``Version``, ``Pending``, ``Freer``, ``FreePolicy``) and the
+runtime's frames are never taken for referrers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
-from .freeing import Freer, Pending
+from .freeing import FreePolicy, Freer, Pending
 from .version import Version
 
 __all__ = ["explain", "describe", "version_of_module"]
@@ -37,7 +37,7 @@ __all__ = ["explain", "describe", "version_of_module"]
 _ROOT = re.compile(r"_hotswap_(?P<name>.+)_(?P<load>\d+)(?:\.|$)")
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 #: runtime bookkeeping that is never a referrer worth naming
-_OWN_TYPES = (Version, Pending, Freer)
+_OWN_TYPES = (Version, Pending, Freer, FreePolicy)
 #: attributes that hold references without appearing in ``vars()``
 _SPECIAL_ATTRS = ("__self__", "__func__", "__wrapped__", "__closure__", "__defaults__",
                   "__kwdefaults__", "__globals__", "cell_contents", "func", "args", "keywords",

@@ -1,6 +1,17 @@
-"""Deferred freeing: replaced managers wait here until their ``free_delay`` has passed.
+"""Freeing: when the versions a reload replaced are freed, and how.
 
-Design note: one long-lived daemon thread per swapper (started at its first reload) sleeps on a
+Design note on the policy (``FreePolicy``): a replaced manager is due ``free_delay`` seconds
+after the swap, on the swapper's ``Freer`` thread. Until then it is the rollback target; once
+due, the versions only it uses are searched for code in flight (``inflight.scan``: thread
+stacks, asyncio tasks, pending awaitables) and the check repeats, backing off to every 0.25 s,
+until none is left or ``free_timeout`` has passed (then a warning). Releasing drops one
+reference from each of its versions; those that reach zero (not carried over into a newer
+manager) run ``on_free`` in reverse dependency order on that thread, their own threads and tasks
+still running get a warning, then they are pruned (see ``Version.prune``). Freed versions are
+watched through weak references only, for ``stats()``. ``close()`` releases at once, without
+the search.
+
+Design note on the timer: one long-lived daemon thread per swapper (started at its first reload) sleeps on a
 condition until the earliest deadline, rather than a ``threading.Timer`` per reload: starting a
 thread costs the reload that starts it a few milliseconds of GIL hand-over, and a daemon thread
 never keeps the process alive.
@@ -8,6 +19,7 @@ never keeps the process alive.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import logging
@@ -16,17 +28,25 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .errors import HotswapError
+from .inflight import scan, wait_for_own_workers
+
 if TYPE_CHECKING:
     from .manager import PluginManager
+    from .version import Version
 
-__all__ = ["Freer", "Pending"]
+__all__ = ["FreePolicy", "Freer", "Pending", "run_on_free"]
+
+#: seconds a freed version's own threads and tasks get to end after on_free before the warning
+WORKER_GRACE = 0.25
 
 
 class Pending:
     """A replaced manager waiting for its free."""
 
     def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
+        # None once done: the freer's queue may still hold the entry, and must not keep it
+        self.manager: PluginManager | None = manager
         self.done = False
         self.expired = False  # free_delay has passed: no longer a rollback target
         self.give_up: float | None = None  # monotonic time at which it is freed regardless
@@ -93,3 +113,135 @@ class Freer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+
+
+def run_on_free(version: Version, logger: logging.Logger) -> None:
+    """Run ``version``'s ``on_free``; a failure is logged, never raised (freeing goes on)."""
+    try:
+        version.call("on_free", logger)
+    except HotswapError as exc:
+        logger.error("%s", exc, exc_info=exc)
+
+
+def warn_running_workers(doomed: list[Version], logger: logging.Logger) -> None:
+    """SPEC 8.2: warn of each thread or task of a freed version that ``on_free`` did not stop."""
+    found = wait_for_own_workers(doomed, WORKER_GRACE)
+    for version in doomed:
+        f = found[id(version)]
+        for kind, names in (("thread", f.own_threads), ("task", f.own_tasks)):
+            for name in names:
+                logger.warning(
+                    'plugin "%s" version #%d is freed while its %s "%s" still runs; stop '
+                    "it in on_free (set a stop flag and join the thread, cancel the task)",
+                    version.name, version.load, kind, name)
+
+
+class FreePolicy:
+    """When and how one swapper frees the versions of the managers it replaced.
+
+    Attributes:
+        lock: guards the bookkeeping shared with the freer thread (``pending``,
+            ``last_replaced``, ``freed`` and every version's ``managers`` count); held briefly,
+            never while a hook runs, so a free never waits for a load.
+        freeing: held while versions are freed (``on_free``, pruning, collecting); a load waits
+            for it (bounded) before it allocates.
+        pending: replaced managers whose free has not run yet.
+        last_replaced: the manager the last reload (or rollback) replaced: the rollback target.
+        freed: versions freed but maybe still referenced (followed through weak references).
+    """
+
+    def __init__(self, logger: logging.Logger, free_delay: float, free_timeout: float) -> None:
+        self.lock = threading.Lock()
+        self.freeing = threading.Lock()
+        self.pending: list[Pending] = []
+        self.last_replaced: Pending | None = None
+        self.freed: list[Version] = []
+        self._logger = logger
+        self._free_delay = free_delay
+        self._free_timeout = free_timeout
+        self._freer = Freer(self.due, logger)
+
+    def replaced(self, manager: PluginManager) -> Pending:
+        """Record ``manager`` as replaced (the new rollback target); call with ``lock`` held,
+        then ``schedule`` the entry once it is released."""
+        entry = Pending(manager)
+        self.pending.append(entry)
+        self.last_replaced = entry
+        return entry
+
+    def schedule(self, entry: Pending) -> None:
+        """Make ``entry`` due ``free_delay`` seconds from now."""
+        self._freer.schedule(entry, self._free_delay)
+
+    def stop(self) -> None:
+        """Stop the freer thread; what it has queued is forgotten (``close`` releases it)."""
+        self._freer.stop()
+
+    def due(self, entry: Pending) -> float | None:
+        """The freer's call once ``free_delay`` has passed: free when no code of the doomed
+        versions is in flight (or ``free_timeout`` is reached); else say when to look again."""
+        with self.lock:
+            if entry.done or entry.manager is None:
+                return None
+            entry.expired = True
+            doomed = [v for v in entry.manager._versions() if v.managers <= 1]
+        now = time.monotonic()
+        if entry.give_up is None:
+            entry.give_up = now + self._free_timeout
+        if doomed:
+            found = scan(doomed)
+            busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
+            if busy and now < entry.give_up:
+                entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
+                if entry.retry >= 0.25:
+                    self._logger.debug("freeing %s waits for code in flight",
+                                       ", ".join(f"{v.name}#{v.load}" for v, _ in busy))
+                return min(entry.retry, max(entry.give_up - now, 0.0))
+            for version, f in busy:
+                self._logger.warning(
+                    'plugin "%s" version #%d is freed after free_timeout (%g s) while its code '
+                    "still runs in %d threads, %d tasks and %d awaitables (threads: %s; "
+                    "tasks: %s); those calls now run code that was freed",
+                    version.name, version.load, self._free_timeout, len(f.threads),
+                    len(f.tasks), f.awaitables, ", ".join(f.threads) or "-",
+                    ", ".join(f.tasks) or "-")
+        self.release(entry)
+        return None
+
+    def release(self, entry: Pending) -> None:
+        """Drop one manager's hold on its versions and free those nobody uses any more."""
+        with self.lock:
+            manager = entry.manager
+            if entry.done or manager is None:
+                return
+            entry.done = True
+            if entry in self.pending:
+                self.pending.remove(entry)
+            entry.manager = None
+            doomed: list[Version] = []
+            for version in reversed(manager._versions()):
+                version.managers -= 1
+                if version.managers <= 0:
+                    version.state = "freeing"
+                    doomed.append(version)
+        with self.freeing:
+            for version in doomed:
+                run_on_free(version, self._logger)
+            if doomed:
+                warn_running_workers(doomed, self._logger)
+            for version in doomed:
+                version.track()
+                version.prune()
+                version.state = "freed"
+            if doomed:
+                # a version's modules, classes and functions are cycles: collect the young
+                # generations now (~0.1 ms) so their memory is reused by the next load
+                gc.collect(1)
+        with self.lock:
+            # forget the freed versions that are gone here, not only in stats(): a host that
+            # never calls stats() must not keep one Version per reload forever
+            self.freed = [v for v in self.freed if v.alive()]
+            self.freed.extend(doomed)
+        if doomed:
+            self._logger.info("freed plugin versions: %s",
+                              ", ".join(f"{v.name}#{v.load}" for v in doomed))

@@ -7,22 +7,17 @@ half-initialised manager. Bookkeeping shared with the freer thread (reference co
 frees, freed versions) sits under a second, short-held lock (``_state_lock``), so a free never
 waits for a reload to finish.
 
-Design note on freeing: a replaced manager is due ``free_delay`` seconds after the swap, on the
-swapper's ``Freer`` thread (see ``freeing``). Until then it is the rollback target; once due,
-the versions only it uses are searched for code in flight (``inflight.scan``: thread stacks,
-asyncio tasks, pending awaitables) and the check repeats, backing off to every 0.25 s, until
-none is left or ``free_timeout`` has passed (then a warning). Releasing drops one reference
-from each of its versions; those that reach zero (not carried over into a newer manager) run
-``on_free`` in reverse dependency order on that thread, their own threads and tasks still
-running get a warning, then they are pruned (see ``Version.prune``). Freed versions are watched
-through weak references only, for ``stats()``. ``close()`` frees at once, without the search.
+Design note on the layout: this module is the public API and the locking; which plugins a
+load takes fresh or carries over is ``selection`` (one rule, shared with ``plan()``), running
+the lifecycle over them is ``assembly``, and when and how replaced versions are freed is
+``freeing``.
 
 Design note on staging: every load is ``_prepare`` (lock, build the manager off to the side)
 then ``PreparedReload.commit`` (the swap) or ``abort``; see ``staged`` for the lock hand-over.
 
-Failure changes nothing: each step of a load may raise; the ``except`` clause of ``_load``
-runs ``on_free`` for the fresh versions whose ``on_load`` ran (reverse order), prunes every
-fresh version of the attempt, and re-raises before anything was published.
+Failure changes nothing: each step of a load may raise; ``assembly.discard`` then runs
+``on_free`` for the fresh versions whose ``on_load`` ran (reverse order), prunes every fresh
+version of the attempt, and the error is re-raised before anything was published.
 """
 
 from __future__ import annotations
@@ -33,20 +28,18 @@ import gc
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
 from . import doctor
 from . import guard as guarding
-from .deps import check_and_order, declared, wire
+from .assembly import Callback, assemble, discard
 from .errors import HotswapError
-from .freeing import Freer, Pending
-from .inflight import note_loop, scan, wait_for_own_workers
-from .listing import list_artifacts
-from .manager import Details, Plugin, PluginManager, Vault
-from .planning import plan_folder
+from .freeing import FreePolicy, Pending
+from .inflight import note_loop, scan
+from .manager import Details, PluginManager
+from .selection import list_artifacts, plan_folder, static_versions, versions_for_load
 from .signing import load_trusted_keys
 from .staged import PreparedReload, Staged
 from .static import StaticPlugin
@@ -56,10 +49,6 @@ __all__ = ["PluginManagerSwapper", "VersionStats"]
 
 #: longest a load waits for a free in progress (on_free, pruning) before it goes ahead anyway
 FREE_WAIT = 2.0
-
-Callback = Callable[[PluginManager, "PluginManager | None"], Any]
-#: seconds a freed version's own threads and tasks get to end after on_free before the warning
-WORKER_GRACE = 0.25
 
 
 @final
@@ -170,13 +159,8 @@ class PluginManagerSwapper:
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock
-        self._state_lock = threading.Lock()
-        self._pending: list[Pending] = []
-        self._last_replaced: Pending | None = None  # the rollback target
-        self._freed: list[Version] = []
-        self._freer = Freer(self._due, self._logger)
-        # held while versions are freed (on_free, prune, collect); a load waits for it
-        self._freeing = threading.Lock()
+        self._frees = FreePolicy(self._logger, self._free_delay, self._free_timeout)
+        self._state_lock = self._frees.lock  # reference counts and pending frees
         self._loaded = False
         self._closed = False
         self.reload_counter = 0
@@ -253,30 +237,28 @@ class PluginManagerSwapper:
         with self._locked():
             self._refuse_if_closed("rollback")
             with self._state_lock:
-                entry = self._last_replaced
+                entry = self._frees.last_replaced
                 if entry is None:
                     raise HotswapError("nothing to roll back to: no reload has replaced a "
                                        "manager yet", step="rollback")
-                if entry.done or entry.expired:
+                target = entry.manager
+                if entry.done or entry.expired or target is None:
                     raise HotswapError(
                         "nothing to roll back to: the versions the last reload replaced were "
                         f"freed ({self._free_delay:g} s free_delay has passed); rebuild the "
                         "old code and reload, or raise free_delay to keep them longer",
                         step="rollback")
-                target = entry.manager
                 old = self._current
                 assert old is not None
                 entry.done = True  # the freer's queue may still hold it: make that a no-op
-                entry.manager = None  # type: ignore[assignment]
-                self._pending.remove(entry)
+                entry.manager = None
+                self._frees.pending.remove(entry)
                 self.reload_counter += 1
                 self._current = target
-                replaced = Pending(old)
-                self._pending.append(replaced)
-                self._last_replaced = replaced
+                replaced = self._frees.replaced(old)
                 for version in target._versions():
                     version.state = "current"
-            self._freer.schedule(replaced, self._free_delay)
+            self._frees.schedule(replaced)
             before = {id(v) for v in old._versions()}
             details = Details(
                 (plugin.file, plugin.name,
@@ -333,16 +315,15 @@ class PluginManagerSwapper:
             if self._closed:
                 return
             self._closed = True
-            self._freer.stop()
+            self._frees.stop()
             with self._state_lock:
-                pending = list(self._pending)
+                pending = list(self._frees.pending)
             for entry in pending:
-                self._release(entry)
+                self._frees.release(entry)
             current = self._current
             self._current = None
             if current is not None:
-                final_entry = Pending(current)
-                self._release(final_entry)
+                self._frees.release(Pending(current))
 
     def stats(self, explain: bool = False) -> list[VersionStats]:
         """Every version alive: current, pending free, and freed but still referenced.
@@ -364,11 +345,12 @@ class PluginManagerSwapper:
         in_current = {id(v) for v in current._versions()} if current is not None else set()
         seen: dict[int, Version] = {}
         with self._state_lock:
-            for entry in self._pending:
-                for v in entry.manager._versions():
-                    seen[id(v)] = v
-            self._freed = [v for v in self._freed if v.alive()]
-            freed = list(self._freed)
+            for entry in self._frees.pending:
+                if entry.manager is not None:
+                    for v in entry.manager._versions():
+                        seen[id(v)] = v
+            self._frees.freed = [v for v in self._frees.freed if v.alive()]
+            freed = list(self._frees.freed)
         if current is not None:
             for v in current._versions():
                 seen[id(v)] = v
@@ -433,8 +415,8 @@ class PluginManagerSwapper:
             # one's half-emptied arenas and the process keeps both (bench/memory.py). Bounded,
             # so an on_free that waits for a reload, or reloads itself, cannot deadlock. Inside
             # the try: a Ctrl-C during the wait must not leave the reload lock held.
-            if self._freeing.acquire(timeout=FREE_WAIT):
-                self._freeing.release()
+            if self._frees.freeing.acquire(timeout=FREE_WAIT):
+                self._frees.freeing.release()
             # closed first: "already loaded; call reload()" would send the caller to a reload
             # that refuses too
             self._refuse_if_closed("load")
@@ -463,32 +445,12 @@ class PluginManagerSwapper:
 
     def _load_unlogged(self, data: Any, extra: Callback | None) -> Staged:
         old = self._current
-        old_versions = {v.name.lower(): v for v in old._versions()} if old is not None else {}
+        running = {v.name.lower(): v for v in old._versions()} if old is not None else {}
         load = next_load_number()
-        fresh: dict[str, Version] = {}
         carried: dict[str, tuple[Version, str]] = {}
         paths: dict[str, str] = {}  # lower-case name -> path of its artifact in this load
         if self._static is not None:
-            wanted = None
-            if self._whitelist is not None:
-                wanted = {name.lower() for name in self._whitelist}
-                present = {name.lower() for name in self._static}
-                missing = sorted(n for n in self._whitelist if n.lower() not in present)
-                if missing:
-                    quoted = ", ".join(f'"{name}"' for name in missing)
-                    raise HotswapError(f"whitelisted plugins not among the static plugins: "
-                                       f"{quoted}; link them statically or remove them from "
-                                       "the whitelist", plugin=missing[0], step="list")
-            seen_static: dict[str, str] = {}
-            for name, static in sorted(self._static.items()):
-                key = name.lower()
-                if key in seen_static:
-                    raise HotswapError(f'duplicate name: static plugins "{seen_static[key]}" '
-                                       f'and "{name}" differ only in case; keep one',
-                                       plugin=name, step="list")
-                seen_static[key] = name
-                if wanted is None or key in wanted:
-                    fresh[key] = Version(static.name, load, static=static)
+            fresh = static_versions(self._static, self._whitelist, load)
         else:
             artifacts = list_artifacts(self._plugin_dir, self._whitelist, self._trusted_keys)
             paths = {key: artifact.path for key, artifact in artifacts.items()}
@@ -496,34 +458,7 @@ class PluginManagerSwapper:
                 self._logger.info("no plugins found in %s; keeping the current plugins",
                                   self._plugin_dir)
                 return Staged(old, Details(), old, {}, swap=False)
-            for key, version in old_versions.items():
-                if not version.reloadable:
-                    carried[key] = (version, "not reloadable")
-                    artifact = artifacts.get(key)
-                    if artifact is None:
-                        self._logger.warning('plugin "%s" is not reloadable: it stays although '
-                                             "its artifact has gone", version.name)
-                    elif artifact.sha256 != version.sha256:
-                        self._logger.warning('plugin "%s" is not reloadable: its rebuilt '
-                                             "artifact is ignored", version.name)
-            for key, artifact in artifacts.items():
-                if key in carried:
-                    continue
-                previous = old_versions.get(key)
-                if (previous is not None and previous.static is None
-                        and previous.build_id == artifact.build_id):
-                    carried[key] = (previous, "unchanged")
-                else:
-                    fresh[key] = Version(artifact.name, load, artifact=artifact)
-            # a plugin whose dependency gets a fresh version gets one too (re-wired)
-            changed = True
-            while changed:
-                changed = False
-                for key, (version, word) in list(carried.items()):
-                    if word == "unchanged" and any(dep in fresh for dep in version.deps):
-                        del carried[key]
-                        fresh[key] = Version(version.name, load, artifact=artifacts[key])
-                        changed = True
+            fresh, carried = versions_for_load(running, artifacts, load, self._logger)
 
         def names(word: str) -> str:
             found = sorted(v.name for v, w in carried.values() if w == word)
@@ -533,9 +468,13 @@ class PluginManagerSwapper:
                           names("not reloadable"), names("unchanged"),
                           ", ".join(sorted(v.name for v in fresh.values())) or "-")
         try:
-            manager = self._build(data, old, fresh, carried, extra, paths)
+            manager = assemble(
+                data, old, fresh, carried, paths,
+                callbacks=(("reload_callback", self._reload_callback), ("extra callback", extra)),
+                extension_factory=self._extension_factory, guard=self._guard,
+                logger=self._logger)
         except BaseException:
-            self._discard(fresh)
+            discard(fresh, self._logger)
             raise
         details = Details(
             (plugin.file, plugin.name, plugin.note) for plugin in manager.plugins()
@@ -557,11 +496,9 @@ class PluginManagerSwapper:
                 self.reload_counter += 1
             self._current = manager
             if old is not None:
-                entry = Pending(old)
-                self._pending.append(entry)
-                self._last_replaced = entry
+                entry = self._frees.replaced(old)
         if old is not None:
-            self._freer.schedule(entry, self._free_delay)
+            self._frees.schedule(entry)
         self._loaded = True
         self._logger.info("loaded plugins: %s", staged.details)
         return staged.details
@@ -569,180 +506,5 @@ class PluginManagerSwapper:
     def _abort(self, staged: Staged) -> None:
         """Undo a prepared load: ``on_free`` where ``on_load`` ran, then prune what it loaded."""
         if staged.fresh:
-            self._discard(staged.fresh)
+            discard(staged.fresh, self._logger)
             self._logger.info("prepared reload aborted: %s", staged.details)
-
-    def _build(self, data: Any, old: PluginManager | None, fresh: dict[str, Version],
-               carried: dict[str, tuple[Version, str]], extra: Callback | None,
-               paths: Mapping[str, str]) -> PluginManager:
-        logger = self._logger
-        ordered_fresh = [fresh[key] for key in sorted(fresh)]
-        for version in ordered_fresh:
-            version.mount_and_import()
-        for version in ordered_fresh:
-            version.reloadable = bool(version.call("reloadable", logger))
-        for version in ordered_fresh:
-            version.export_value = version.call("export", logger)
-        for version in ordered_fresh:
-            version.import_obj = version.call("import_", logger)
-        declared_by = {key: declared(version) for key, version in sorted(fresh.items())}
-        everything = {key: version for key, (version, _) in carried.items()}
-        everything.update(fresh)
-        order = check_and_order(everything, declared_by)
-        for key, annotations in declared_by.items():
-            wire(fresh[key], annotations, everything)
-        fresh_ids = {id(v) for v in ordered_fresh}
-        for index, version in enumerate(order):
-            if id(version) in fresh_ids:
-                version.call("on_load", logger, data)
-                version.on_load_index = index
-        live_funcs: dict[str, Any] = {}
-        live_types: dict[str, Any] = {}
-        owners: dict[str, str] = {}
-        clashes: list[tuple[str, str]] = []  # (text, the plugin it names first)
-        for version in order:
-            for table, target in ((version.live_funcs, live_funcs), (version.live_types, live_types)):
-                for live_name, value in table.items():
-                    if live_name in owners:
-                        clashes.append((f'live name "{live_name}" is defined by plugins '
-                                        f'"{owners[live_name]}" and "{version.name}"',
-                                        owners[live_name]))
-                    else:
-                        owners[live_name] = version.name
-                        target[live_name] = value
-        if clashes:
-            clashes.sort()
-            raise HotswapError(f"{'; '.join(text for text, _ in clashes)}; rename one of them",
-                               plugin=clashes[0][1], step="vault")
-        extension = None
-        if self._extension_factory is not None:
-            try:
-                extension = self._extension_factory()
-            except Exception as exc:
-                raise HotswapError(f"extension_factory failed: {type(exc).__name__}: {exc}",
-                                   step="extension_factory") from exc
-        vault = Vault(live_funcs, live_types, {}, extension)
-        for version in order:
-            version.call("on_init", logger, vault)
-        for version in order:
-            if id(version) in fresh_ids and "self_test" in version.hooks:
-                version.call("self_test", logger, vault)
-        notes = {id(v): "ok" for v in ordered_fresh}
-        notes.update({id(v): word for v, word in carried.values()})
-        # a carried-over version is reported under its artifact's current path (the folder may
-        # have been reset), or its old one when the artifact has gone
-        files = {id(v): v.name if v.static is not None else v.file for v in order}
-        files.update({id(v): paths[v.name.lower()] for v, _ in carried.values()
-                      if v.name.lower() in paths})
-        manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
-                                logger)
-        if self._guard:
-            guarding.install_guard(manager, self._guard, logger)
-        for name, callback in (("reload_callback", self._reload_callback), ("extra callback", extra)):
-            if callback is None:
-                continue
-            try:
-                callback(manager, old)
-            except Exception as exc:
-                raise HotswapError(f"{name} failed: {type(exc).__name__}: {exc}",
-                                   step="reload_callback") from exc
-        return manager
-
-    def _discard(self, fresh: Mapping[str, Version]) -> None:
-        """Undo a failed attempt: ``on_free`` where ``on_load`` ran, then prune every version."""
-        ran = [v for v in fresh.values() if v.on_load_index >= 0]
-        # on_load ran in dependency order; free in the reverse of it
-        ran.sort(key=lambda v: v.on_load_index, reverse=True)
-        for version in ran:
-            self._free_hook(version)
-        for version in fresh.values():
-            version.prune()
-            version.state = "discarded"
-
-    def _warn_running_workers(self, doomed: list[Version]) -> None:
-        """SPEC 8.2: a thread or task of a freed version that ``on_free`` did not stop."""
-        found = wait_for_own_workers(doomed, WORKER_GRACE)
-        for version in doomed:
-            f = found[id(version)]
-            for kind, names in (("thread", f.own_threads), ("task", f.own_tasks)):
-                for name in names:
-                    self._logger.warning(
-                        'plugin "%s" version #%d is freed while its %s "%s" still runs; stop '
-                        "it in on_free (set a stop flag and join the thread, cancel the task)",
-                        version.name, version.load, kind, name)
-
-    def _free_hook(self, version: Version) -> None:
-        try:
-            version.call("on_free", self._logger)
-        except HotswapError as exc:
-            self._logger.error("%s", exc, exc_info=exc)
-
-    def _due(self, entry: Pending) -> float | None:
-        """The freer's call once ``free_delay`` has passed: free when no code of the doomed
-        versions is in flight (or ``free_timeout`` is reached); else say when to look again."""
-        with self._state_lock:
-            if entry.done:
-                return None
-            entry.expired = True
-            doomed = [v for v in entry.manager._versions() if v.managers <= 1]
-        now = time.monotonic()
-        if entry.give_up is None:
-            entry.give_up = now + self._free_timeout
-        if doomed:
-            found = scan(doomed)
-            busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
-            if busy and now < entry.give_up:
-                entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
-                if entry.retry >= 0.25:
-                    self._logger.debug("freeing %s waits for code in flight",
-                                       ", ".join(f"{v.name}#{v.load}" for v, _ in busy))
-                return min(entry.retry, max(entry.give_up - now, 0.0))
-            for version, f in busy:
-                self._logger.warning(
-                    'plugin "%s" version #%d is freed after free_timeout (%g s) while its code '
-                    "still runs in %d threads, %d tasks and %d awaitables (threads: %s; "
-                    "tasks: %s); those calls now run code that was freed",
-                    version.name, version.load, self._free_timeout, len(f.threads),
-                    len(f.tasks), f.awaitables, ", ".join(f.threads) or "-",
-                    ", ".join(f.tasks) or "-")
-        self._release(entry)
-        return None
-
-    def _release(self, entry: Pending) -> None:
-        """Drop one manager's hold on its versions and free those nobody uses any more."""
-        with self._state_lock:
-            if entry.done:
-                return
-            entry.done = True
-            if entry in self._pending:
-                self._pending.remove(entry)
-            manager = entry.manager
-            # the freer's queue may still hold the entry: drop the manager so nothing keeps it
-            entry.manager = None  # type: ignore[assignment]
-            doomed: list[Version] = []
-            for version in reversed(manager._versions()):
-                version.managers -= 1
-                if version.managers <= 0:
-                    version.state = "freeing"
-                    doomed.append(version)
-        with self._freeing:
-            for version in doomed:
-                self._free_hook(version)
-            if doomed:
-                self._warn_running_workers(doomed)
-            for version in doomed:
-                version.track()
-                version.prune()
-                version.state = "freed"
-            if doomed:
-                # a version's modules, classes and functions are cycles: collect the young
-                # generations now (~0.1 ms) so their memory is reused by the next load
-                gc.collect(1)
-        with self._state_lock:
-            # forget the freed versions that are gone here, not only in stats(): a host that
-            # never calls stats() must not keep one Version per reload forever
-            self._freed = [v for v in self._freed if v.alive()]
-            self._freed.extend(doomed)
-        if doomed:
-            self._logger.info("freed plugin versions: %s",
-                              ", ".join(f"{v.name}#{v.load}" for v in doomed))

@@ -253,7 +253,7 @@ def test_stats_and_freed_but_referenced(plugin_dir: Path, events, make_swapper) 
     assert isinstance(stats[0], VersionStats) and stats[0].load < stats[1].load
     other = make_swapper(plugin_dir)
     other.load_plugins()
-    swapper._release(swapper._pending[0])  # the free timer firing now
+    swapper._frees.release(swapper._frees.pending[0])  # the free timer firing now
     gc.collect()
     assert [s.state for s in swapper.stats()] == ["freed", "current"]
     ref = weakref.ref(type(job))

@@ -1,0 +1,141 @@
+"""Assembling a manager: the lifecycle of section 2 run over the versions a load selected.
+
+Design note: ``assemble`` takes the fresh versions (not yet mounted) and the carried-over ones
+that ``selection`` chose, and runs the steps in the order the contract fixes: mount and import
+every fresh version, ``reloadable``, ``export``, ``import_``, the dependency check and wiring,
+``on_load`` in dependency order, the vault (a live name defined twice fails, naming both),
+``on_init``, ``self_test``, the guard, then the reload callbacks. It changes nothing the host can
+see: the swapper publishes the manager it returns, or calls ``discard`` when any step raised, so
+a failed load leaves the old manager serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from . import guard as guarding
+from .deps import check_and_order, declared, wire
+from .errors import HotswapError
+from .freeing import run_on_free
+from .manager import Plugin, PluginManager, Vault
+from .version import Version
+
+__all__ = ["Callback", "assemble", "discard"]
+
+Callback = Callable[[PluginManager, "PluginManager | None"], Any]
+
+
+def assemble(data: Any, old: PluginManager | None, fresh: Mapping[str, Version],
+             carried: Mapping[str, tuple[Version, str]], paths: Mapping[str, str], *,
+             callbacks: Sequence[tuple[str, Callback | None]],
+             extension_factory: Callable[[], Any] | None, guard: guarding.GuardMode,
+             logger: logging.Logger) -> PluginManager:
+    """Run the lifecycle over ``fresh`` and ``carried`` and return the new manager (not current).
+
+    Args:
+        data: the load's ``data`` (passed to ``on_load``).
+        old: the current manager, given to the callbacks as ``old_manager``.
+        fresh: lower-case name -> a version to mount and run.
+        carried: lower-case name -> (running version, its Details word).
+        paths: lower-case name -> path of its artifact in this load (empty when static).
+        callbacks: (name for errors, ``fn(new, old)`` or None), run in this order last.
+        extension_factory: makes the vault's ``extension``.
+        guard: the swapper's guard mode.
+        logger: the swapper's logger.
+
+    Raises:
+        HotswapError: naming the plugin and step of the first failure.
+    """
+    ordered_fresh = [fresh[key] for key in sorted(fresh)]
+    for version in ordered_fresh:
+        version.mount_and_import()
+    for version in ordered_fresh:
+        version.reloadable = bool(version.call("reloadable", logger))
+    for version in ordered_fresh:
+        version.export_value = version.call("export", logger)
+    for version in ordered_fresh:
+        version.import_obj = version.call("import_", logger)
+    declared_by = {key: declared(version) for key, version in sorted(fresh.items())}
+    everything = {key: version for key, (version, _) in carried.items()}
+    everything.update(fresh)
+    order = check_and_order(everything, declared_by)
+    for key, wanted in declared_by.items():
+        wire(fresh[key], wanted, everything)
+    fresh_ids = {id(v) for v in ordered_fresh}
+    for index, version in enumerate(order):
+        if id(version) in fresh_ids:
+            version.call("on_load", logger, data)
+            version.on_load_index = index
+    vault = Vault(*_live_tables(order), {}, _extension(extension_factory))
+    for version in order:
+        version.call("on_init", logger, vault)
+    for version in order:
+        if id(version) in fresh_ids and "self_test" in version.hooks:
+            version.call("self_test", logger, vault)
+    notes = {id(v): "ok" for v in ordered_fresh}
+    notes.update({id(v): word for v, word in carried.values()})
+    # a carried-over version is reported under its artifact's current path (the folder may
+    # have been reset), or its old one when the artifact has gone
+    files = {id(v): v.name if v.static is not None else v.file for v in order}
+    files.update({id(v): paths[v.name.lower()] for v, _ in carried.values()
+                  if v.name.lower() in paths})
+    manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
+                            logger)
+    if guard:
+        guarding.install_guard(manager, guard, logger)
+    for name, callback in callbacks:
+        if callback is None:
+            continue
+        try:
+            callback(manager, old)
+        except Exception as exc:
+            raise HotswapError(f"{name} failed: {type(exc).__name__}: {exc}",
+                               step="reload_callback") from exc
+    return manager
+
+
+def _live_tables(order: Sequence[Version]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The vault's ``live_funcs`` and ``live_types``; a name defined twice fails, naming both."""
+    live_funcs: dict[str, Any] = {}
+    live_types: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    clashes: list[tuple[str, str]] = []  # (text, the plugin it names first)
+    for version in order:
+        for table, target in ((version.live_funcs, live_funcs), (version.live_types, live_types)):
+            for live_name, value in table.items():
+                if live_name in owners:
+                    clashes.append((f'live name "{live_name}" is defined by plugins '
+                                    f'"{owners[live_name]}" and "{version.name}"',
+                                    owners[live_name]))
+                else:
+                    owners[live_name] = version.name
+                    target[live_name] = value
+    if clashes:
+        clashes.sort()
+        raise HotswapError(f"{'; '.join(text for text, _ in clashes)}; rename one of them",
+                           plugin=clashes[0][1], step="vault")
+    return live_funcs, live_types
+
+
+def _extension(factory: Callable[[], Any] | None) -> Any:
+    if factory is None:
+        return None
+    try:
+        return factory()
+    except Exception as exc:
+        raise HotswapError(f"extension_factory failed: {type(exc).__name__}: {exc}",
+                           step="extension_factory") from exc
+
+
+def discard(fresh: Mapping[str, Version], logger: logging.Logger) -> None:
+    """Undo a failed or aborted load: ``on_free`` where ``on_load`` ran, then prune every version."""
+    ran = [v for v in fresh.values() if v.on_load_index >= 0]
+    # on_load ran in dependency order; free in the reverse of it
+    ran.sort(key=lambda v: v.on_load_index, reverse=True)
+    for version in ran:
+        run_on_free(version, logger)
+    for version in fresh.values():
+        version.prune()
+        version.state = "discarded"

@@ -1,0 +1,278 @@
+"""Which plugins a load takes fresh and which it carries over; listing the plugin folder.
+
+Design note: one pure function, ``select``, decides what a load does with every plugin —
+``fresh`` (a new version from its artifact), ``unchanged`` (the running version carried over:
+its artifact has the running version's contents), ``not reloadable`` (the running version
+carried over whatever its artifact: its ``reloadable()`` said False), ``re-wired`` (a fresh
+version because a plugin it depends on, directly or not, gets one) and ``dropped`` (running,
+artifact gone). The load (``versions_for_load``) and the dry run (``plan_folder``) both call it,
+so what ``plan()`` shows is the rule ``reload`` applies, not a copy of it.
+
+What a plan cannot know: the manifest carries no dependencies, and a fresh artifact's
+dependencies are known only once its ``import_`` runs, which a dry run must not do. The running
+versions' dependencies are known (their ``import_`` ran at their load), and that is all the rule
+needs: re-wiring follows the running versions' dependencies. What a plan cannot foresee: a fresh
+version importing a plugin that is missing, a dependency cycle a fresh version introduces, and
+any failure of an import, hook or ``self_test``; ``prepare()`` finds those without changing
+anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Final
+
+from .artifact import ARTIFACT_SUFFIX, Artifact, read_artifact
+from .errors import HotswapError
+from .signing import TrustedKeys
+from .static import StaticPlugin
+from .version import Version
+
+if TYPE_CHECKING:
+    from .manager import PluginManager
+
+__all__ = [
+    "DROPPED",
+    "FRESH",
+    "NOT_RELOADABLE",
+    "REWIRED",
+    "UNCHANGED",
+    "artifact_files",
+    "list_artifacts",
+    "plan_folder",
+    "select",
+    "static_versions",
+    "versions_for_load",
+]
+
+FRESH: Final = "fresh"
+UNCHANGED: Final = "unchanged"
+NOT_RELOADABLE: Final = "not reloadable"
+REWIRED: Final = "re-wired"
+DROPPED: Final = "dropped"
+
+
+def select(running: Mapping[str, Version], listed: Collection[str],
+           artifacts: Mapping[str, Artifact]) -> dict[str, str]:
+    """What a load does with each plugin, as lower-case name -> word (the words above).
+
+    Args:
+        running: the running versions by lower-case name (empty before the first load).
+        listed: the lower-case names that have an artifact in the folder (readable or not).
+        artifacts: the artifacts read and verified, by lower-case name; a listed name missing
+            here (its artifact failed to read) gets no word and its running version is
+            neither carried over nor dropped.
+
+    A plugin is ``not reloadable`` first (whether its artifact was rebuilt or is gone), then
+    ``dropped`` when its artifact is gone, ``unchanged`` when its artifact has the running
+    version's contents, ``fresh`` otherwise; then every ``unchanged`` plugin that depends,
+    directly or not, on a ``fresh`` or ``re-wired`` one is ``re-wired``.
+    """
+    words: dict[str, str] = {}
+    for key, version in running.items():
+        if not version.reloadable:
+            words[key] = NOT_RELOADABLE
+        elif key not in listed:
+            words[key] = DROPPED
+    for key, artifact in artifacts.items():
+        if key in words:
+            continue
+        previous = running.get(key)
+        words[key] = UNCHANGED if previous is not None and _same(previous, artifact) else FRESH
+    changed = True
+    while changed:
+        changed = False
+        for key, word in sorted(words.items()):
+            if word == UNCHANGED and any(words.get(dep) in (FRESH, REWIRED)
+                                         for dep in running[key].deps):
+                words[key] = REWIRED
+                changed = True
+    return dict(sorted(words.items()))
+
+
+def _same(running: Version, artifact: Artifact) -> bool:
+    """True when ``artifact`` holds the contents of the running version (SPEC section 3)."""
+    return running.static is None and running.build_id == artifact.build_id
+
+
+def versions_for_load(running: Mapping[str, Version], artifacts: Mapping[str, Artifact],
+                      load: int, logger: logging.Logger,
+                      ) -> tuple[dict[str, Version], dict[str, tuple[Version, str]]]:
+    """Apply ``select`` to a load: (fresh versions, carried-over versions with their word).
+
+    Fresh and re-wired plugins get a new ``Version`` of load ``load`` (not yet mounted); a
+    ``not reloadable`` plugin whose artifact was rebuilt or is gone gets a warning.
+    """
+    fresh: dict[str, Version] = {}
+    carried: dict[str, tuple[Version, str]] = {}
+    for key, word in select(running, artifacts.keys(), artifacts).items():
+        if word in (FRESH, REWIRED):
+            fresh[key] = Version(artifacts[key].name, load, artifact=artifacts[key])
+        elif word in (UNCHANGED, NOT_RELOADABLE):
+            version = running[key]
+            carried[key] = (version, word)
+            if word == NOT_RELOADABLE:
+                artifact = artifacts.get(key)
+                if artifact is None:
+                    logger.warning('plugin "%s" is not reloadable: it stays although its '
+                                   "artifact has gone", version.name)
+                elif artifact.sha256 != version.sha256:
+                    logger.warning('plugin "%s" is not reloadable: its rebuilt artifact is '
+                                   "ignored", version.name)
+    return fresh, carried
+
+
+def static_versions(static: Mapping[str, StaticPlugin], whitelist: Iterable[str] | None,
+                    load: int) -> dict[str, Version]:
+    """The versions a load in static linking mode makes: every static plugin, or those
+    ``whitelist`` names.
+
+    Raises:
+        HotswapError: a whitelisted name is not a static plugin, or two static plugins' names
+            differ only in case.
+    """
+    wanted = None
+    if whitelist is not None:
+        names = list(whitelist)
+        wanted = {name.lower() for name in names}
+        present = {name.lower() for name in static}
+        missing = sorted(n for n in names if n.lower() not in present)
+        if missing:
+            quoted = ", ".join(f'"{name}"' for name in missing)
+            raise HotswapError(f"whitelisted plugins not among the static plugins: {quoted}; "
+                               "link them statically or remove them from the whitelist",
+                               plugin=missing[0], step="list")
+    fresh: dict[str, Version] = {}
+    seen: dict[str, str] = {}
+    for name, plugin in sorted(static.items()):
+        key = name.lower()
+        if key in seen:
+            raise HotswapError(f'duplicate name: static plugins "{seen[key]}" and "{name}" '
+                               "differ only in case; keep one", plugin=name, step="list")
+        seen[key] = name
+        if wanted is None or key in wanted:
+            fresh[key] = Version(plugin.name, load, static=plugin)
+    return fresh
+
+
+def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager | None,
+                trusted_keys: TrustedKeys | None = None) -> dict[str, str]:
+    """What ``reload()`` would do with ``folder``, as artifact path (or name) -> word.
+
+    The words are ``select``'s, ``fresh`` shown as ``ok`` (the word Details will use), plus
+    ``error: <why>`` for an artifact that does not read or verify.
+
+    Raises:
+        HotswapError: the folder cannot be read.
+    """
+    wanted = {name.lower() for name in whitelist} if whitelist is not None else None
+    result: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for key, path in artifact_files(folder, step="plan"):
+        if wanted is not None and key not in wanted:
+            continue
+        if key in paths:
+            why = (f"duplicate name: {os.path.basename(paths[key])} and "
+                   f"{os.path.basename(path)} differ only in case; remove all but one")
+            result[paths[key]] = result[path] = f"error: {why}"
+            continue
+        paths[key] = path
+    artifacts: dict[str, Artifact] = {}
+    for key, path in paths.items():
+        if path in result:
+            continue
+        try:
+            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
+        except HotswapError as exc:
+            result[path] = f"error: {exc}"
+    running: dict[str, Version] = {}
+    if current is not None:
+        running = {v.name.lower(): v for v in current._versions()}
+    if not paths:  # reload keeps the current plugins when the folder holds none
+        for version in running.values():
+            result[version.file] = UNCHANGED
+        return result
+    for key, word in select(running, paths.keys(), artifacts).items():
+        where = paths[key] if key in paths else running[key].name
+        result[where] = "ok" if word == FRESH else word
+    return dict(sorted(result.items()))
+
+
+def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
+    """(lower-case plugin name, path) of each artifact file in ``folder``, sorted by file name.
+
+    Hidden files and other suffixes are skipped; a ``*.hsp`` entry that is not a regular file
+    (a folder, a FIFO, a device) is listed, so that reading it reports it by name instead of
+    silently dropping the plugin it replaced. Names are not de-duplicated.
+
+    Raises:
+        HotswapError: the folder cannot be read (reported with ``step``).
+    """
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise HotswapError(
+            f"plugin folder {folder} cannot be read ({exc.strerror or exc}); check the "
+            "folder given to PluginManagerSwapper",
+            step=step,
+        ) from exc
+    files: list[tuple[str, str]] = []
+    for entry in entries:
+        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
+            continue
+        files.append((entry[: -len(ARTIFACT_SUFFIX)].lower(), os.path.join(folder, entry)))
+    return files
+
+
+def list_artifacts(folder: str, whitelist: list[str] | None,
+                   trusted_keys: TrustedKeys | None = None) -> dict[str, Artifact]:
+    """Read and verify the artifacts of ``folder`` that ``whitelist`` (None: all) selects
+    (signed by one of ``trusted_keys`` when given).
+
+    Returns lower-case plugin name -> ``Artifact``; an empty dict when there is none.
+
+    Raises:
+        HotswapError: the folder cannot be read, two names differ only in case, whitelisted
+            names are missing, or artifacts do not verify (every one is reported).
+    """
+    paths: dict[str, str] = {}
+    duplicates: list[str] = []
+    for key, path in artifact_files(folder, step="list"):
+        if key in paths:
+            duplicates.append(f"{os.path.basename(paths[key])} and {os.path.basename(path)}")
+        else:
+            paths[key] = path
+    if duplicates:
+        raise HotswapError(
+            f"duplicate name: artifacts {'; '.join(duplicates)} in {folder} differ only in "
+            "case; remove all but one",
+            step="list",
+        )
+    if not paths:
+        return {}
+    if whitelist is not None:
+        wanted = {name.lower(): name for name in whitelist}
+        missing = sorted(name for key, name in wanted.items() if key not in paths)
+        if missing:
+            quoted = ", ".join(f'"{name}"' for name in missing)
+            raise HotswapError(
+                f"whitelisted plugins not found in {folder}: {quoted}; build them into it "
+                "or remove them from the whitelist",
+                plugin=missing[0], step="list",
+            )
+        paths = {key: path for key, path in paths.items() if key in wanted}
+    artifacts: dict[str, Artifact] = {}
+    errors: list[HotswapError] = []
+    for key, path in sorted(paths.items()):
+        try:
+            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
+        except HotswapError as exc:
+            errors.append(exc)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise HotswapError("; ".join(str(e) for e in errors), plugin=errors[0].plugin,
+                           step="verify") from errors[0]
+    return artifacts
