@@ -635,7 +635,9 @@ def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry
             problems.append("the central directory runs past its end")
             return [], 0
         try:
-            name = raw_name.decode("utf-8" if flags & _UTF8 else "cp437")
+            # ASCII first: it is what the build writes, and cp437 is a codec module to import
+            name = (raw_name.decode("utf-8") if flags & _UTF8 or raw_name.isascii()
+                    else raw_name.decode("cp437"))
         except UnicodeDecodeError:
             problems.append(f"member name {raw_name!r} is not valid UTF-8")
             continue

@@ -4,7 +4,8 @@ Design note: ``assemble`` takes the fresh versions (not yet mounted) and the car
 that ``selection`` chose, and runs the steps in the order the contract fixes: mount and import
 every fresh version, ``reloadable``, ``export``, ``import_``, the dependency check and wiring,
 ``on_load`` in dependency order, the vault (a live name defined twice fails, naming both),
-``on_init``, ``self_test``, the guard, then the reload callbacks. It changes nothing the host can
+``on_init``, ``self_test``, the check that no module was planted under a fresh version's mounted
+name, the guard, then the reload callbacks. It changes nothing the host can
 see: the swapper publishes the manager it returns, or calls ``discard`` when any step raised, so
 a failed load leaves the old manager serving.
 """
@@ -19,6 +20,7 @@ from . import guard as guarding
 from .deps import check_and_order, declared, wire
 from .errors import HotswapError
 from .freeing import run_on_free
+from .importer import planted_modules, planting_error
 from .manager import Plugin, PluginManager, Vault
 from .version import Version
 
@@ -74,6 +76,13 @@ def assemble(data: Any, old: PluginManager | None, fresh: Mapping[str, Version],
     for version in order:
         if id(version) in fresh_ids and "self_test" in version.hooks:
             version.call("self_test", logger, vault)
+    # a plugin's hooks may have planted modules under another fresh version's name since it
+    # was imported (each import checked its own): one pass over sys.modules for the whole load
+    planted = planted_modules(v.loader for v in ordered_fresh if v.loader is not None)
+    if planted:
+        victim = min(planted)
+        raise HotswapError(f'plugin "{victim}": {planting_error(victim, planted[victim])}',
+                           plugin=victim, step="import")
     notes = {id(v): "ok" for v in ordered_fresh}
     notes.update({id(v): word for v, word in carried.values()})
     # a carried-over version is reported under its artifact's current path (the folder may

@@ -27,7 +27,7 @@ import marshal
 import posixpath
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.resources.abc import Traversable, TraversableResources
 from types import CodeType, ModuleType
 from typing import Any
@@ -137,6 +137,9 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
             opt = f".opt-{optimize}" if optimize else ""
             self._pyc_suffix = f".{sys.implementation.cache_tag}{opt}.pyc"
         self._optimize = bytecode.get("optimize", 0) if bytecode else 0
+        # module name -> id of the module object this loader executed, to tell its own
+        # modules from ones other code planted in sys.modules under its mounted name
+        self._executed: dict[str, int] = {}
         # module name -> (member path, is package)
         self._index: dict[str, tuple[str, bool]] = {}
         for member in files:
@@ -188,6 +191,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
 
     def exec_module(self, module: ModuleType) -> None:
         """Run the module's code (its stored bytecode when usable) in ``module``."""
+        self._executed[module.__name__] = id(module)
         if self._entry(module.__name__)[0].endswith("/"):
             return  # a namespace package: nothing to run
         # a package body importing its submodules runs each through here: yielding around every
@@ -249,6 +253,17 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         folder = member[:-1] if member.endswith("/") else posixpath.dirname(member)
         return _Resources(self._files, folder)
 
+    def planted(self) -> list[str]:
+        """This version's module names whose ``sys.modules`` entry it did not execute itself.
+
+        Another plugin of the same load can compute this version's mounted name and put a
+        module there before this version imports, so that this version's own imports pick up
+        foreign code; this finds it (a dict lookup per module of the version).
+        """
+        modules = sys.modules
+        return sorted(name for name in self._index
+                      if name in modules and self._executed.get(name) != id(modules[name]))
+
     def filenames(self) -> list[str]:
         """Every filename this version's modules may carry (for ``linecache`` pruning)."""
         return [self._filename(member) for member, _ in self._index.values()
@@ -301,6 +316,26 @@ def unmount(loader: VersionLoader) -> None:
         if not _FINDER.mounts:
             while _FINDER in sys.meta_path:
                 sys.meta_path.remove(_FINDER)
+
+
+def planted_modules(loaders: Iterable[VersionLoader]) -> dict[str, list[str]]:
+    """Every ``sys.modules`` entry under one of ``loaders``' mounted roots that its loader did
+    not execute, by plugin name (one pass over ``sys.modules`` for a whole load)."""
+    by_root = {loader.root: loader for loader in loaders}
+    found: dict[str, list[str]] = {}
+    for key, module in list(sys.modules.items()):
+        loader = by_root.get(key.partition(".")[0])
+        if loader is not None and loader._executed.get(key) != id(module):
+            found.setdefault(loader.name, []).append(key)
+    return found
+
+
+def planting_error(name: str, planted: list[str]) -> ImportError:
+    """The error for modules found under plugin ``name``'s mounted name that it did not load."""
+    shown = ", ".join(f'"{key}"' for key in sorted(planted))
+    return ImportError(f"{shown} under its mounted name did not come from its artifact: other "
+                       "code (another plugin of this load?) put them in sys.modules; the load is "
+                       "refused so that they never answer its calls")
 
 
 def import_root(loader: VersionLoader) -> ModuleType:

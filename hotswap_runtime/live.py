@@ -309,14 +309,42 @@ def _plain(node: Any, mark: bool) -> Any:
     if t is n.TUPLE:
         return tuple([_plain(v, mark) for v in node.v])
     if t is n.SET:
-        return {_plain(v, mark) for v in node.v}
+        return set(_set_members([_plain(v, mark) for v in node.v]))
     if t is n.FROZENSET:
-        return frozenset([_plain(v, mark) for v in node.v])
+        return frozenset(_set_members([_plain(v, mark) for v in node.v]))
     if t is n.FLOAT:
         return float(node.v)
     if t is n.DATETIME and node.zone is not None:
         return _in_zone(node.v, node.zone)
     return node.v
+
+
+#: a set holding more than this many distinct values of one hash is refused (hash flooding)
+MAX_SAME_HASH = 64
+
+
+def _set_members(items: list[Any]) -> list[Any]:
+    """``items``, checked to make a set in linear time.
+
+    A set of values whose hashes all collide (UUIDs or ints that differ by multiples of
+    2**61 - 1, crafted in untrusted JSON) costs quadratic time to build. Grouping by hash is
+    linear; a group of more than ``MAX_SAME_HASH`` values that are not all equal is refused.
+
+    Raises:
+        ValueError: such a group was found.
+    """
+    if len(items) <= MAX_SAME_HASH:
+        return items
+    groups: dict[int, list[Any]] = {}
+    for item in items:
+        groups.setdefault(hash(item), []).append(item)
+    for group in groups.values():
+        if len(group) > MAX_SAME_HASH and any(item != group[0] for item in group):
+            raise ValueError(f"a set holds more than {MAX_SAME_HASH} different values with one "
+                             f"hash ({group[0]!r}...): refused as hash flooding, which would "
+                             "take quadratic time; do not unwrap live data from untrusted "
+                             "sources without checking it")
+    return items
 
 
 def _in_zone(value: _dt.datetime, zone: str) -> _dt.datetime:
@@ -482,11 +510,22 @@ def _render(node: Any) -> str:
     return repr(_plain(node, False))
 
 
+#: ints outside this range can share a hash with many others (hash(i) is i mod 2**61 - 1)
+_SMALL_INT = (1 << 61) - 2
+
+
 def _canon(node: Any) -> Any:
-    """A hashable form in which equal data compare equal and ``1``, ``1.0``, ``True`` differ."""
+    """A hashable form in which equal data compare equal and ``1``, ``1.0``, ``True`` differ.
+
+    Leaves whose own hash an attacker can make collide (UUIDs and big ints: both hash as ints
+    modulo 2**61 - 1; Decimals) are keyed by bytes or text instead, whose hash is randomised,
+    so comparing and hashing ``Data`` stays linear on hostile input.
+    """
     t = type(node)
     if t is str or node is None:
         return node
+    if t is int and not -_SMALL_INT <= node <= _SMALL_INT:
+        return ("bigint", node.to_bytes((node.bit_length() + 8) // 8, "little", signed=True))
     if t is int or t is bool or t is float:
         return (t.__name__, node)
     n = _n()
@@ -499,7 +538,11 @@ def _canon(node: Any) -> Any:
         return (t.__name__, tuple(_canon(v) for v in node.v))
     if t is n.SET or t is n.FROZENSET:
         return (t.__name__, frozenset(_canon(v) for v in node.v))
-    return node   # leaves are frozen structs of stdlib values: hashable and comparable
+    if t is n.UUID:
+        return ("uuid", node.v.bytes)
+    if t is n.DECIMAL:
+        return ("decimal", str(node.v))
+    return node   # other leaves are frozen structs of stdlib values, hashed by their bytes
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,8 +626,12 @@ class Data:
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Data:
         """Read what ``to_json`` wrote.
 
+        Untrusted bytes are safe here (JSON, decoded into fixed types): never ``pickle.loads``
+        them instead.
+
         Raises:
-            ValueError: ``raw`` is not live data JSON, or was written by a newer hotswap.
+            ValueError: ``raw`` is not live data JSON, is nested too deeply, or was written by
+                a newer hotswap.
         """
         n = _n()
         import msgspec
@@ -593,6 +640,9 @@ class Data:
         except msgspec.DecodeError as exc:
             raise ValueError(f"not live data JSON: {exc}; pass bytes made by "
                              "Data.to_json()") from exc
+        except RecursionError:  # msgspec's own depth guard (the interpreter's recursion limit)
+            raise ValueError("not live data JSON: nested too deeply to read; pass bytes made "
+                             "by Data.to_json()") from None
         if envelope.hotswap_live > n.FORMAT:
             raise ValueError(f"live data JSON format {envelope.hotswap_live} is newer than "
                              f"this hotswap reads ({n.FORMAT}); upgrade hotswap")

@@ -28,7 +28,7 @@ from .artifact import (
     Artifact,
 )
 from .errors import HotswapError
-from .importer import VersionLoader, module_root, mount, unmount
+from .importer import VersionLoader, module_root, mount, planting_error, unmount
 from .static import StaticPlugin
 
 __all__ = ["Version", "next_load_number", "check_hooks", "missing_hooks_error"]
@@ -167,8 +167,14 @@ class Version:
             mount(self.loader)
             registration_name = f"{self.root}.{REGISTRATION_MODULE}"
             try:
+                planted = self.loader.planted()  # before it runs: nothing may wait there
+                if planted:
+                    raise planting_error(self.name, planted)
                 registration = __import__(registration_name, fromlist=["HOOKS"])
                 self.package = sys.modules[self.root]
+                planted = self.loader.planted()
+                if planted:
+                    raise planting_error(self.name, planted)
             except Exception as exc:
                 raise HotswapError(
                     f'plugin "{self.name}": importing it failed: {type(exc).__name__}: {exc}',

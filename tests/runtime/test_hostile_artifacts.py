@@ -314,3 +314,49 @@ def test_failed_reload_on_hostile_file_keeps_old_version(plugin_dir: Path, make_
         swapper.reload()
     assert swapper.current() is old
     assert old.find_plugin("foo").invoke_func("stamp") == "v1"
+
+
+_PLANTER = '''
+import sys, types
+from hotswap_runtime.importer import module_root
+
+def _plant():
+    load = int(__name__.rsplit("_", 1)[1])   # this load's number, shared by every fresh plugin
+    evil = types.ModuleType(module_root("b", load) + ".jobs")
+    evil.answer = lambda: "evil"
+    sys.modules[evil.__name__] = evil
+'''
+
+
+def _victim(plugin_dir: Path) -> None:
+    pack_plugin(plugin_dir, "b", {
+        "__init__.py": hooks_source("b").replace(
+            'if name == "stamp":', 'if name == "answer":\n        return jobs.answer()\n    if name == "stamp":')
+        + "\nfrom . import jobs\n",
+        "jobs.py": "def answer():\n    return 'real'\n",
+    })
+
+
+@pytest.mark.parametrize("when", ["import", "on_load"])
+def test_a_plugin_cannot_plant_a_module_under_another_plugins_name(plugin_dir: Path, make_swapper,
+                                                                   events, when: str) -> None:
+    """Plugin a puts a module under b's mounted name in the same load, before b imports it or
+    after (from a hook): the load is refused naming b, and nothing of it stays."""
+    _victim(plugin_dir)
+    planter = _PLANTER + ("\n_plant()\n" if when == "import" else "")
+    extra = "" if when == "import" else "\n_real_on_load = on_load\ndef on_load(data):\n    _plant()\n    _real_on_load(data)\n"
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a") + planter + extra})
+    before = set(sys.modules)
+    error = first_load_refused(make_swapper)
+    assert error.plugin == "b"
+    assert "under its mounted name did not come from its artifact" in str(error)
+    assert ".jobs" in str(error)
+    assert not [key for key in set(sys.modules) - before if key.startswith("_hotswap_")]
+
+
+def test_plugins_that_plant_nothing_load(plugin_dir: Path, make_swapper, events) -> None:
+    _victim(plugin_dir)
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a") + _PLANTER})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    assert swapper.current().find_plugin("b").invoke_func("answer") == "real"
