@@ -449,7 +449,9 @@ class _Scanner:
         the function of the same role in the generated ``_hotswap_imports`` module instead,
         which maps the plugin's real names to the mounted version at run time; so does every
         ``importlib.metadata.entry_points`` call, since entry points found in the host's
-        installed copy of the package name the real package's modules (babel's extractors).
+        installed copy of the package name the real package's modules (babel's extractors), and
+        every ``pickle.load``/``loads``/``Unpickler`` call, since a pickle shipped with the
+        package names its classes by the real package's modules (babel's locale data).
         """
         aliases = _ImportlibAliases.of(tree)
         for node in ast.walk(tree):
@@ -471,7 +473,7 @@ class _Scanner:
     def import_call(self, node: ast.Call, role: str) -> None:
         """One call of ``import_module``, ``__import__`` or ``find_spec`` (``role``)."""
         first = node.args[0] if node.args else _keyword(node, "name")
-        target = _literal(first) if first is not None and role != "entry_points" else None
+        target = _literal(first) if first is not None and role in _NAME_ROLES else None
         if target is not None and not target.startswith("."):
             if target != self.own and not target.startswith(self.own + "."):
                 return  # a host module by a literal name: nothing to map
@@ -536,12 +538,14 @@ class _Scanner:
 _RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
                              "path", "contents", "is_resource", "get_data"})
 _NAMED_CALLS = re.compile(
-    r"\b(?:import_module|get_data|resources|__import__|find_spec|entry_points)\b")
+    r"\b(?:import_module|get_data|resources|__import__|find_spec|entry_points|pickle)\b")
 #: the words that make a file worth parsing for computed imports alone
-_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec|entry_points)\b"
+_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec|entry_points|pickle)\b"
 #: what each role calls in the generated ``_hotswap_imports`` module
 _HELPERS = {"import_module": "import_module", "__import__": "dunder_import",
-            "find_spec": "find_spec", "entry_points": "entry_points"}
+            "find_spec": "find_spec", "entry_points": "entry_points",
+            "pickle.load": "pickle_load", "pickle.loads": "pickle_loads",
+            "pickle.Unpickler": "unpickler"}
 #: package arguments that already name the mounted version (the caller's own package)
 _OWN_NAMES = frozenset({"__package__", "__name__"})
 
@@ -559,17 +563,28 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
 
 #: the functions whose calls may reach the plugin's own modules by a name known at run time:
 #: (module, function) -> role
+#: the functions whose calls may reach the plugin's own modules by a name known only at run
+#: time: (module, function) -> role. Pickles name classes by module (babel's locale data names
+#: ``babel.localedata``), so unpickling is an import too.
 _IMPORT_FUNCTIONS = {("importlib", "import_module"): "import_module",
                      ("importlib", "__import__"): "__import__",
                      ("importlib.util", "find_spec"): "find_spec",
-                     ("importlib.metadata", "entry_points"): "entry_points"}
+                     ("importlib.metadata", "entry_points"): "entry_points",
+                     ("pickle", "load"): "pickle.load",
+                     ("pickle", "loads"): "pickle.loads",
+                     ("pickle", "Unpickler"): "pickle.Unpickler"}
+#: the top-level modules of those functions
+_IMPORT_MODULES = frozenset(module.split(".")[0] for module, _ in _IMPORT_FUNCTIONS)
+#: the roles whose first argument is a module name (the others are always rewritten)
+_NAME_ROLES = frozenset({"import_module", "__import__", "find_spec"})
 
 
 @dataclass
 class _ImportlibAliases:
-    """The names a file binds to ``importlib``, its ``util`` and ``metadata`` modules and their
-    import functions (anywhere in the file: a lazy ``import importlib`` inside a function counts
-    too). ``modules`` maps a bound name to the module it is (``importlib``, ``importlib.util``).
+    """The names a file binds to ``importlib`` (and its ``util`` and ``metadata``), ``pickle``
+    and their import functions (anywhere in the file: a lazy ``import importlib`` inside a
+    function counts too). ``modules`` maps a bound name to the module it is (``importlib``,
+    ``importlib.util``), ``functions`` a bound name to its role.
     """
 
     modules: dict[str, str]
@@ -581,9 +596,12 @@ class _ImportlibAliases:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.asname is None and alias.name.split(".")[0] == "importlib":
-                        found.modules["importlib"] = "importlib"
-                    elif alias.asname is not None and alias.name.startswith("importlib"):
+                    top = alias.name.split(".")[0]
+                    if top not in _IMPORT_MODULES:
+                        continue
+                    if alias.asname is None:
+                        found.modules[top] = top
+                    else:
                         found.modules[alias.asname] = alias.name
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 for alias in node.names:
@@ -591,8 +609,8 @@ class _ImportlibAliases:
                     role = _IMPORT_FUNCTIONS.get((node.module, alias.name))
                     if role is not None:
                         found.functions[bound] = role
-                    elif node.module == "importlib":
-                        found.modules[bound] = f"importlib.{alias.name}"
+                    elif node.module in _IMPORT_MODULES:
+                        found.modules[bound] = f"{node.module}.{alias.name}"
         return found
 
     def _module(self, node: ast.expr) -> str | None:

@@ -158,6 +158,15 @@ COMPUTED_CASES = [
      f"import importlib.metadata\neps = {helper('sub/mod.py', 'entry_points')}()\n"),
     ("from importlib import metadata as md\neps = md.entry_points(group=g)\n", "mod.py",
      f"from importlib import metadata as md\neps = {helper('mod.py', 'entry_points')}(group=g)\n"),
+    # pickles shipped with the package name its classes by the real package's modules
+    ("import pickle\nwith open(p, 'rb') as f:\n    data = pickle.load(f)\n", "mod.py",
+     f"import pickle\nwith open(p, 'rb') as f:\n    data = {helper('mod.py', 'pickle_load')}(f)\n"),
+    ("from pickle import loads as unpack\nx = unpack(b, encoding='bytes')\n", "mod.py",
+     "from pickle import loads as unpack\n"
+     f"x = {helper('mod.py', 'pickle_loads')}(b, encoding='bytes')\n"),
+    ("import pickle as pk\nu = pk.Unpickler(f)\n", "a/b.py",
+     f"import pickle as pk\nu = {helper('a/b.py', 'unpickler')}(f)\n"),
+    ("import pickle\nb = pickle.dumps(x)\nclass U(pickle.Unpickler): pass\n", "mod.py", None),
     # literal names of host modules, relative names within the caller's own package, and
     # functions that are not importlib's stay as they are
     ("import importlib\nm = importlib.import_module('os.path')\n", "mod.py", None),

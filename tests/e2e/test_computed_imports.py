@@ -17,6 +17,7 @@ from hotswap_build.build import BuildResult
 from hotswap_runtime import PluginManagerSwapper
 
 NAME = "calcplug"
+PARTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 
 #: the seven hooks; invoke_func calls the root package's function of that name
 HOOKS = '''
@@ -72,6 +73,19 @@ def by_entry_point(name):
     return point.load()
 
 
+def by_pickle(short, how):
+    # a pickle made with the real package names its objects by the real module names
+    import io
+    import pickle
+
+    data = b"ccalcplug.parts." + short.encode() + b"\\nWHO\\n."
+    if how == "load":
+        return pickle.load(io.BytesIO(data))
+    if how == "Unpickler":
+        return pickle.Unpickler(io.BytesIO(data)).load()
+    return pickle.loads(data)
+
+
 def spec(short):
     return importlib.util.find_spec("calcplug.parts." + short)
 
@@ -90,7 +104,7 @@ def _write_plugin(folder: Path, who: str) -> Path:
     (plugin / "parts").mkdir(parents=True, exist_ok=True)
     (plugin / "__init__.py").write_text(ROOT)
     (plugin / "parts" / "__init__.py").write_text("")
-    for part in ("alpha", "beta", "gamma", "delta", "epsilon"):
+    for part in PARTS:
         (plugin / "parts" / f"{part}.py").write_text(_part(f"plugin {part} {who}"))
     return plugin
 
@@ -103,7 +117,7 @@ def hosts_own_copy(tmp_path: Path) -> Iterator[Path]:
     (package / "parts").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "parts" / "__init__.py").write_text("")
-    for part in ("alpha", "beta", "gamma", "delta", "epsilon"):
+    for part in PARTS:
         (package / "parts" / f"{part}.py").write_text(_part(f"host {part}"))
     # its distribution's metadata, with entry points into its own modules
     info = site / f"{NAME}-1.0.dist-info"
@@ -160,6 +174,9 @@ def test_computed_imports_reach_the_plugins_own_modules(
         # __import__ without a fromlist returns the top-level package: the mounted root
         top = plugin.invoke_func("by_dunder_top", "alpha")
         assert top.__name__ == root and top.parts.alpha.WHO == "plugin alpha v1"
+        # a pickle's objects come from the version
+        for how, short in (("loads", "alpha"), ("load", "gamma"), ("Unpickler", "zeta")):
+            assert plugin.invoke_func("by_pickle", short, how) == f"plugin {short} v1", how
         # an entry point of the host's distribution loads from the version
         assert plugin.invoke_func("by_entry_point", "beta") == "plugin beta v1"
         found = plugin.invoke_func("spec", "beta")
