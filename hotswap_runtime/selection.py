@@ -93,8 +93,11 @@ def select(running: Mapping[str, Version], listed: Collection[str],
 
 
 def _same(running: Version, artifact: Artifact) -> bool:
-    """True when ``artifact`` holds the contents of the running version (SPEC section 3)."""
-    return running.static is None and running.build_id == artifact.build_id
+    """True when ``artifact`` holds the contents of the running version (SPEC section 3): the
+    same ``build_id`` *and* the same RECORD apart from the manifest's line. The build id alone
+    is a claim the artifact makes of itself: new code carrying the running id is fresh."""
+    return (running.static is None and running.build_id == artifact.build_id
+            and running.content == artifact.content)
 
 
 def versions_for_load(running: Mapping[str, Version], artifacts: Mapping[str, Artifact],

@@ -116,6 +116,8 @@ class Version:
         self.file = artifact.path if artifact is not None else name
         self.sha256 = artifact.sha256 if artifact is not None else None
         self.build_id = artifact.build_id if artifact is not None else ""
+        # the digest of RECORD apart from the manifest: what "unchanged" compares, with build_id
+        self.content = artifact.content if artifact is not None else ""
         self.when = datetime.now(UTC)
         self.loader: VersionLoader | None = None
         self.package: ModuleType | None = None

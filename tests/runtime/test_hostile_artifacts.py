@@ -344,7 +344,8 @@ def test_a_plugin_cannot_plant_a_module_under_another_plugins_name(plugin_dir: P
     after (from a hook): the load is refused naming b, and nothing of it stays."""
     _victim(plugin_dir)
     planter = _PLANTER + ("\n_plant()\n" if when == "import" else "")
-    extra = "" if when == "import" else "\n_real_on_load = on_load\ndef on_load(data):\n    _plant()\n    _real_on_load(data)\n"
+    extra = "" if when == "import" else (
+        "\n_real_on_load = on_load\ndef on_load(data):\n    _plant()\n    _real_on_load(data)\n")
     pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a") + planter + extra})
     before = set(sys.modules)
     error = first_load_refused(make_swapper)
@@ -360,3 +361,27 @@ def test_plugins_that_plant_nothing_load(plugin_dir: Path, make_swapper, events)
     swapper = make_swapper()
     swapper.load_plugins()
     assert swapper.current().find_plugin("b").invoke_func("answer") == "real"
+
+
+def test_a_claimed_build_id_with_other_code_is_a_fresh_version(plugin_dir: Path, make_swapper,
+                                                               events) -> None:
+    """New code carrying the running version's build_id is loaded (it was reported unchanged
+    and never ran); the same contents are still unchanged, whatever the manifest says besides."""
+    path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo")}, build_id="same")
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo", stamp="v2")},
+                build_id="same")
+    assert swapper.plan() == {str(path): "ok"}
+    assert swapper.reload()[str(path)] == "ok"
+    assert swapper.current().find_plugin("foo").invoke_func("stamp") == "v2"
+    # same files and build id, another manifest (a git commit recorded): unchanged
+    source = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
+    members = {info.filename: source.read(info) for info in source.infolist()}
+    manifest = Manifest.from_json(members["foo.hsp-info/MANIFEST.json"])
+    files = {m: d for m, d in members.items() if m.startswith("foo/")}
+    from dataclasses import replace
+
+    path.write_bytes(pack("foo", files, replace(manifest, git_commit="abc123")))
+    assert swapper.plan() == {str(path): "unchanged"}
+    assert swapper.reload()[str(path)] == "unchanged"
