@@ -1,0 +1,332 @@
+"""The NATS channel alone against a real nats-server: buckets, compare-and-set, watches,
+tampering, faults and a three-node cluster (the follower and CLI tests live beside it)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from hotswap_runtime.fleet import (
+    ArtifactRef,
+    ChannelError,
+    ChannelUnavailable,
+    PublishConflict,
+    Release,
+)
+from hotswap_runtime.fleet.nats import ARTIFACT_BUCKET, NatsChannel, status_key
+from hotswap_runtime.fleet.nats_server import NatsCluster, NatsServer, free_port
+
+
+def make_artifact(folder: Path, name: str, body: bytes) -> tuple[Path, ArtifactRef]:
+    path = folder / f"{name}.hsp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return path, ArtifactRef(name=name, file=path.name, sha256=hashlib.sha256(body).hexdigest(),
+                             size=len(body), build_id=hashlib.sha256(body).hexdigest()[:16])
+
+
+def release_of(channel: NatsChannel, revision: int, refs: list[ArtifactRef], *, by: str = "test",
+               cohort: int = 100) -> Release:
+    return Release(channel=channel.name, revision=revision, previous=revision - 1 or None, cohort=cohort,
+                   artifacts={r.name: r for r in refs}, published="2026-12-04T12:00:00Z", by=by)
+
+
+def publish(channel: NatsChannel, folder: Path, body: bytes, *, name: str = "world") -> Release:
+    path, ref = make_artifact(folder / hashlib.sha256(body).hexdigest()[:8], name, body)
+    channel.put_artifact(path, ref)
+    current = channel.current()
+    return channel.publish_release(release_of(channel, (current.revision if current else 0) + 1, [ref]))
+
+
+@pytest.fixture
+def open_nats(nats_server: NatsServer) -> Iterator:
+    """``open_nats(name="prod", **options)``: NatsChannels on the test server, closed afterwards."""
+    opened: list[NatsChannel] = []
+
+    def open_(name: str = "prod", url: str | None = None, **options) -> NatsChannel:
+        channel = NatsChannel(url or nats_server.channel_url(name), **options)
+        opened.append(channel)
+        return channel
+
+    yield open_
+    for channel in opened:
+        channel.close()
+
+
+def js_stream(server_url: str, stream: str):
+    """The stream info of a bucket, read with a plain nats-py client (what an operator sees)."""
+    async def go():
+        nc = await nats.connect(server_url)
+        try:
+            return await nc.jetstream().stream_info(stream)
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
+def test_publish_history_and_fetch(open_nats, tmp_path: Path) -> None:
+    channel = open_nats()
+    assert channel.current() is None
+    assert channel.history() == []
+    first = publish(channel, tmp_path, b"v1" * 100)
+    second = publish(channel, tmp_path, b"v2" * 100)
+    assert (first.revision, second.revision, second.previous) == (1, 2, 1)
+    # another process's view: everything comes from the server
+    other = open_nats()
+    assert other.current() == second
+    assert [r.revision for r in other.history()] == [1, 2]
+    assert other.release(1) == first
+    with pytest.raises(ChannelError, match=r"release 9 is not in its history \(kept: 1\.\.2\)"):
+        other.release(9)
+    dest = other.fetch_artifact(first.artifacts["world"], tmp_path / "cache" / "a.hsp")
+    assert dest.read_bytes() == b"v1" * 100
+    # the bucket keeps 64 releases per key (rollback and audit), and the release is the JSON contract
+    info = js_stream(channel._servers[0], "KV_hotswap-release-prod")
+    assert info.config.max_msgs_per_subject == 64
+    assert json.loads(json.dumps(second.to_json()))["revision"] == 2
+
+
+def test_each_artifact_is_stored_once_under_its_sha256(open_nats, tmp_path: Path) -> None:
+    channel = open_nats()
+    path, ref = make_artifact(tmp_path, "world", b"same bytes" * 50)
+    for revision in (1, 2, 3):
+        channel.put_artifact(path, ref)
+        channel.publish_release(release_of(channel, revision, [ref]))
+    info = js_stream(channel._servers[0], f"OBJ_{ARTIFACT_BUCKET}")
+    assert info.state.messages == 2            # one chunk and one meta record: stored once
+    with pytest.raises(ChannelError, match="is not the one described"):
+        channel.put_artifact(path, ArtifactRef("world", "world.hsp", "0" * 64, ref.size, "x"))
+
+
+def test_publishing_needs_stored_artifacts_and_the_next_revision(open_nats, tmp_path: Path) -> None:
+    channel = open_nats()
+    _, ref = make_artifact(tmp_path, "world", b"never stored")
+    with pytest.raises(ChannelError, match=r"artifact 'world.hsp' \(.*\) is not stored"):
+        channel.publish_release(release_of(channel, 1, [ref]))
+    publish(channel, tmp_path, b"one")
+    path, ref = make_artifact(tmp_path / "x", "world", b"two")
+    channel.put_artifact(path, ref)
+    with pytest.raises(PublishConflict, match="revision 3 cannot be published, the current one is 1"):
+        channel.publish_release(release_of(channel, 3, [ref]))
+    assert channel.current().revision == 1
+
+
+def test_two_concurrent_publishers_never_both_win_and_lose_no_revision(open_nats, tmp_path: Path) -> None:
+    publishers = [open_nats(), open_nats()]
+    wins: dict[int, list[int]] = {0: [], 1: []}
+    conflicts = [0, 0]
+    start = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        channel = publishers[i]
+        path, ref = make_artifact(tmp_path / f"p{i}", "world", f"publisher {i}".encode())
+        channel.put_artifact(path, ref)
+        start.wait()
+        for _ in range(15):
+            current = channel.current()
+            try:
+                won = channel.publish_release(release_of(channel, (current.revision if current else 0) + 1,
+                                                         [ref], by=f"p{i}"))
+                wins[i].append(won.revision)
+            except PublishConflict:
+                conflicts[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    history = publishers[0].history()
+    won = sorted(wins[0] + wins[1])
+    assert set(wins[0]).isdisjoint(wins[1])                      # never both win a revision
+    assert [r.revision for r in history] == list(range(1, len(history) + 1)) == won   # none lost
+    assert {r.revision: r.by for r in history} == {**{n: "p0" for n in wins[0]}, **{n: "p1" for n in wins[1]}}
+    assert len(won) + sum(conflicts) == 30
+
+
+def test_wait_for_change_is_woken_by_a_publish(open_nats, tmp_path: Path) -> None:
+    follower, publisher = open_nats(), open_nats()
+    assert follower.wait_for_change(None, 0.3) is None            # nothing yet: times out
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append((follower.wait_for_change(None, 30), time.monotonic())))
+    waiter.start()
+    time.sleep(0.5)
+    published_at = time.monotonic()
+    publish(publisher, tmp_path, b"first")
+    waiter.join(30)
+    release, woke_at = got[0]
+    assert release.revision == 1
+    assert woke_at - published_at < 5      # a watch, not the 30 s timeout
+    assert follower.wait_for_change(1, 0.3) is None
+    publish(publisher, tmp_path, b"second")
+    assert follower.wait_for_change(1, 10).revision == 2
+    assert follower.wait_for_change(None, 1).revision == 2        # already differs: at once
+
+
+def test_a_tampered_object_is_refused_naming_it(open_nats, nats_server: NatsServer, tmp_path: Path) -> None:
+    channel = open_nats()
+    release = publish(channel, tmp_path, b"the real code" * 10)
+    ref = release.artifacts["world"]
+
+    async def tamper() -> None:          # someone with write access replaces the object's bytes
+        nc = await nats.connect(nats_server.url)
+        try:
+            obs = await nc.jetstream().object_store(ARTIFACT_BUCKET)
+            await obs.put(ref.sha256, b"import os; os.system('evil')")
+        finally:
+            await nc.close()
+    asyncio.run(tamper())
+    dest = tmp_path / "cache" / "world.hsp"
+    with pytest.raises(ChannelError, match=r"artifact 'world.hsp' refused: the object stored under "
+                                           rf"{ref.sha256[:12]}… has sha256 .* someone changed it"):
+        open_nats().fetch_artifact(ref, dest)
+    assert not dest.exists()
+    # publishing the artifact again repairs the object
+    path, _ = make_artifact(tmp_path / "again", "world", b"the real code" * 10)
+    channel.put_artifact(path, ref)
+    assert channel.fetch_artifact(ref, dest).read_bytes() == b"the real code" * 10
+
+
+def test_status_reports_are_keyed_per_instance_and_expire(open_nats) -> None:
+    channel = open_nats(status_ttl=1.0)
+    assert channel.statuses() == []
+    channel.report({"instance": "web-1.example:4312", "heartbeat": 0.2, "revision": 1, "state": "ok"})
+    channel.report({"instance": "web-2:7", "heartbeat": 0.2, "revision": 1, "state": "ok"})
+    channel.report({"instance": "web-2:7", "heartbeat": 0.2, "revision": 2, "state": "ok"})
+    seen = open_nats().statuses()
+    assert [(s["instance"], s["revision"]) for s in seen] == [("web-1.example:4312", 1), ("web-2:7", 2)]
+    assert status_key("web-1.example:4312") == "web-1=2Eexample=3A4312"
+    assert status_key("a=b") != status_key("a.b")
+    deadline = time.monotonic() + 15
+    while channel.statuses() and time.monotonic() < deadline:   # the server expires them
+        time.sleep(0.2)
+    assert channel.statuses() == []
+
+
+def test_an_unreachable_server_is_unavailable_fast_and_open_is_lazy(tmp_path: Path) -> None:
+    channel = NatsChannel(f"nats://127.0.0.1:{free_port()}/prod", connect_timeout=1.0)   # nothing connects
+    try:
+        for call in (channel.current, channel.history, channel.statuses,
+                     lambda: channel.wait_for_change(None, 5)):
+            started = time.monotonic()
+            with pytest.raises(ChannelUnavailable, match=r"the NATS server cannot be reached.*retry later"):
+                call()
+            assert time.monotonic() - started < 10
+    finally:
+        channel.close()
+
+
+def test_server_killed_and_restarted(open_nats, nats_server: NatsServer, tmp_path: Path) -> None:
+    follower, publisher = open_nats(), open_nats()
+    publish(publisher, tmp_path, b"before")
+    assert follower.wait_for_change(None, 5).revision == 1
+    nats_server.kill()
+    with pytest.raises(ChannelUnavailable):
+        follower.current()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(follower.wait_for_change(1, 40)))
+    waiter.start()                               # waits across the restart
+    time.sleep(0.5)
+    nats_server.start()
+    deadline = time.monotonic() + 20
+    while True:                                  # the publisher retries like a deploy script would
+        try:
+            publish(publisher, tmp_path, b"after")
+            break
+        except ChannelUnavailable:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    waiter.join(40)
+    assert got and got[0] is not None and got[0].revision == 2
+    assert [r.revision for r in follower.history()] == [1, 2]     # the store survived the kill
+
+
+def test_credentials_through_the_url(tmp_path: Path) -> None:
+    with NatsServer(tmp_path, extra_args=["--user", "deploy", "--pass", "s3cret"]) as server:
+        good = NatsChannel(f"nats://deploy:s3cret@127.0.0.1:{server.port}/prod")
+        bad = NatsChannel(f"nats://deploy:wrong@127.0.0.1:{server.port}/prod")
+        try:
+            assert good.url == f"nats://127.0.0.1:{server.port}/prod"     # no password in messages
+            assert good.current() is None
+            with pytest.raises(ChannelError, match=r"refused our credentials.*check user:pass@") as caught:
+                bad.current()
+            assert not isinstance(caught.value, ChannelUnavailable)
+            assert "wrong" not in str(caught.value)
+        finally:
+            good.close()
+            bad.close()
+
+
+def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=hotswap test ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    with NatsServer(tmp_path / "store", extra_args=[
+            "--tls", "--tlscert", str(tmp_path / "server.pem"), "--tlskey", str(tmp_path / "server.key")]) as server:
+        trusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod?ca={tmp_path / 'ca.pem'}")
+        untrusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod", connect_timeout=1.0)
+        try:
+            path, ref = make_artifact(tmp_path, "world", b"over tls")
+            trusted.put_artifact(path, ref)
+            assert trusted.publish_release(release_of(trusted, 1, [ref])).revision == 1
+            with pytest.raises(ChannelError):           # a server we cannot verify is never used
+                untrusted.current()
+        finally:
+            trusted.close()
+            untrusted.close()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("nats://127.0.0.1:4222", "the channel name '' after the server"),
+    ("nats://127.0.0.1:4222/a.b", "the channel name 'a.b'"),
+    ("nats://127.0.0.1:4222/prod?colour=red", "unknown option"),
+    ("http://127.0.0.1/prod", "not a NATS URL"),
+])
+def test_bad_urls_are_clear_errors(url: str, message: str) -> None:
+    with pytest.raises(ChannelError, match=message):
+        NatsChannel(url)
+
+
+def test_a_three_node_cluster_keeps_publishing_with_one_node_killed(nats_cluster: NatsCluster,
+                                                                    tmp_path: Path) -> None:
+    publisher = NatsChannel(nats_cluster.channel_url("prod"))
+    follower = NatsChannel(nats_cluster.channel_url("prod"))
+    try:
+        publish(publisher, tmp_path, b"one")
+        assert follower.wait_for_change(None, 10).revision == 1
+        follower.report({"instance": "h:1", "heartbeat": 1.0, "revision": 1})
+        for stream in ("KV_hotswap-release-prod", f"OBJ_{ARTIFACT_BUCKET}", "KV_hotswap-status-prod"):
+            assert js_stream(nats_cluster.nodes[0].url, stream).config.num_replicas == 3
+        # kill the node the publisher is connected to: a quorum of two stays
+        connected = publisher._nc.connected_url.port
+        next(node for node in nats_cluster.nodes if node.port == connected).kill()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                publish(publisher, tmp_path, b"two")
+                break
+            except ChannelUnavailable:                  # a new leader is being elected
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        assert follower.wait_for_change(1, 20).revision == 2
+        assert follower.fetch_artifact(follower.current().artifacts["world"],
+                                       tmp_path / "c" / "w.hsp").read_bytes() == b"two"
+        assert [r.revision for r in follower.history()] == [1, 2]
+    finally:
+        publisher.close()
+        follower.close()
