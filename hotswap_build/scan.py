@@ -589,12 +589,19 @@ class _ImportlibAliases:
 
     modules: dict[str, str]
     functions: dict[str, str]
+    #: the file binds ``__import__`` itself (a def, an assignment): its calls are not the builtin
+    own_dunder: bool = False
 
     @classmethod
     def of(cls, tree: ast.Module) -> _ImportlibAliases:
         found = cls({}, {})
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                    and node.name == "__import__") or (
+                    isinstance(node, ast.Name) and node.id == "__import__"
+                    and not isinstance(node.ctx, ast.Load)):
+                found.own_dunder = True
+            elif isinstance(node, ast.Import):
                 for alias in node.names:
                     top = alias.name.split(".")[0]
                     if top not in _IMPORT_MODULES:
@@ -625,7 +632,7 @@ class _ImportlibAliases:
     def role(self, func: ast.expr) -> str | None:
         """Which import function the callee ``func`` is, or None."""
         if isinstance(func, ast.Name):
-            if func.id == "__import__":
+            if func.id == "__import__" and not self.own_dunder:
                 return "__import__"
             return self.functions.get(func.id)
         if not isinstance(func, ast.Attribute):

@@ -173,6 +173,7 @@ COMPUTED_CASES = [
     ("import importlib\nm = importlib.import_module('.x', __package__)\n", "mod.py", None),
     ("m = __import__('x', globals(), None, ['y'], 1)\n", "mod.py", None),
     ("m = obj.import_module(name)\nn = find_spec(name)\n", "mod.py", None),
+    ("def __import__(name, *a):\n    return name\nm = __import__(n)\n", "mod.py", None),
     ("from importlib import util\nimport importlib.util as u\nu.find_spec('json')\n", "mod.py",
      None),
 ]
