@@ -14,8 +14,8 @@ member declares, so the declared sizes bound the memory a file can cost. The who
 runs on another thread for big files (hashlib releases the GIL) while members are inflated and
 checked against RECORD here; RECORD's sha256 per member replaces the zip CRC-32 pass (RECORD
 and SIGNATURE, which no hash covers, keep their CRC check). Bytecode for this Python must be a
-hash-based pyc of the shipped source. ``yield_gil`` runs between members, as the importer does
-between modules.
+hash-based pyc of the shipped source. ``yielding.yield_gil`` runs between members, as the importer
+does between modules.
 
 Layout of ``<name>.hsp``, a zip archive in the spirit of a wheel::
 
@@ -52,7 +52,6 @@ import stat
 import struct
 import tempfile
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactError
 from .signing import Signature, parse_signature
+from .yielding import yield_gil
 
 if TYPE_CHECKING:
     from .signing import TrustedKeys
@@ -479,54 +479,6 @@ def sweep_temporaries(path: Path) -> list[Path]:
         finally:
             os.close(fd)
     return removed
-
-
-#: how long a worker thread keeps the GIL between two yields while others want it (seconds)
-YIELD_INTERVAL = 0.001
-#: time another thread ran within one interval that counts as "others want the GIL" (seconds)
-CONTENTION = 0.0001
-#: how long a worker thread keeps yielding after it last saw another thread run (seconds)
-CONTENDED_FOR = 0.2
-#: a window longer than this is a pause between loads, not a measure of contention (seconds)
-_STALE = 0.02
-
-
-class _YieldState(threading.local):
-    def __init__(self) -> None:
-        self.wall = -1.0            # perf_counter at the start of the current window
-        self.cpu = 0.0              # this thread's CPU time then
-        self.contended_until = -1.0
-
-
-_yield_state = _YieldState()
-
-
-def yield_gil() -> None:
-    """In a worker thread, let waiting threads run about every ``YIELD_INTERVAL``.
-
-    A reload in a worker thread (``areload``) otherwise keeps the GIL for the whole switch
-    interval (5 ms) each time the event loop's thread asks for it, and the loop asks twice per
-    wake-up: its ticks stall ~10 ms. ``time.sleep(0)`` releases the GIL long enough for a
-    waiting thread to take it, but costs ~0.1 ms, too much to pay when nobody waits (an idle
-    server reloading on request). So the thread sleeps only while others want the GIL: when,
-    over the last interval, its CPU time fell short of the wall time by ``CONTENTION``, another
-    thread ran, and it keeps yielding every interval for ``CONTENDED_FOR``. The main thread
-    never yields: a synchronous reload there blocks its caller anyway.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return
-    state = _yield_state
-    now = time.perf_counter()
-    window = now - state.wall
-    if window < YIELD_INTERVAL:
-        return
-    cpu = time.thread_time()
-    if window <= _STALE and window - (cpu - state.cpu) >= CONTENTION:
-        state.contended_until = now + CONTENDED_FOR
-    if now < state.contended_until:
-        time.sleep(0)
-        now, cpu = time.perf_counter(), time.thread_time()
-    state.wall, state.cpu = now, cpu
 
 
 def _check_member_name(member: str, name: str) -> str | None:

@@ -32,7 +32,7 @@ from importlib.resources.abc import Traversable, TraversableResources
 from types import CodeType, ModuleType
 from typing import Any
 
-from .artifact import yield_gil
+from .yielding import yield_gil
 
 __all__ = ["VersionLoader", "mount", "unmount", "module_root"]
 

@@ -44,6 +44,7 @@ from .signing import load_trusted_keys
 from .staged import PreparedReload, Staged
 from .static import StaticPlugin
 from .version import Version, next_load_number
+from .yielding import for_event_loop
 
 __all__ = ["PluginManagerSwapper", "VersionStats"]
 
@@ -299,7 +300,12 @@ class PluginManagerSwapper:
         note_loop()
         import asyncio  # the host runs a loop, so this costs nothing
 
-        return await asyncio.to_thread(self.reload, data)
+        return await asyncio.to_thread(self._reload_for_loop, data)
+
+    def _reload_for_loop(self, data: Any) -> Details:
+        """``reload`` in ``areload``'s worker: the reader and importer may yield to the loop."""
+        with for_event_loop():
+            return self.reload(data)
 
     def reset_plugin_dir(self, new_dir: str | os.PathLike[str]) -> None:
         """Load from ``new_dir`` from the next load on."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 from handmade import hooks_source, pack_plugin
 
-from hotswap_runtime import artifact
 from hotswap_runtime.artifact import ArtifactError, verify_bytes
 
 
@@ -125,61 +123,3 @@ def test_encrypted_member_refused(plugin_dir: Path) -> None:
     raw[central + 8] |= 0x01
     with pytest.raises(ArtifactError, match=r"member 'foo/data.txt' is encrypted"):
         verify_bytes(path, bytes(raw))
-
-
-def _yields(monkeypatch: pytest.MonkeyPatch, steps: list[tuple[float, float]],
-            main: bool = False) -> list[float]:
-    """Call ``yield_gil`` at each (wall clock, thread CPU time) in ``steps``, in a worker thread
-    (or the main one); the wall times at which it slept."""
-    clock = [0.0, 0.0]
-    slept: list[float] = []
-    monkeypatch.setattr(artifact.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(artifact.time, "thread_time", lambda: clock[1])
-    monkeypatch.setattr(artifact.time, "sleep", lambda seconds: slept.append(clock[0]))
-
-    def run() -> None:
-        for wall, cpu in steps:
-            clock[0], clock[1] = wall, cpu
-            artifact.yield_gil()
-
-    if main:
-        run()
-    else:
-        worker = threading.Thread(target=run)
-        worker.start()
-        worker.join()
-    return slept
-
-
-MS = 0.001
-
-
-def test_worker_thread_alone_never_yields(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker thread that had the CPU all along (nobody else ran) never pays for a sleep."""
-    steps = [(1.0 + i * MS / 2, i * MS / 2) for i in range(400)]
-    assert _yields(monkeypatch, steps) == []
-
-
-def test_worker_thread_yields_while_others_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once another thread ran within an interval, the worker sleeps(0) once per interval for
-    CONTENDED_FOR, then stops while nobody else runs."""
-    lost = artifact.CONTENTION * 2   # another thread held the GIL that long in the first window
-    steps = [(1.0, 0.0), (1.0 + MS + lost, MS)]
-    step = 1.01 * MS
-    steps += [(1.0 + MS + lost + i * step, MS + i * step) for i in range(1, 400)]
-    slept = _yields(monkeypatch, steps)
-    assert slept[0] == 1.0 + MS + lost
-    assert len(slept) == pytest.approx(artifact.CONTENDED_FOR / step, abs=2)
-    assert slept[-1] - slept[0] <= artifact.CONTENDED_FOR
-
-
-def test_pause_between_loads_is_no_contention(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An idle gap between two loads (no calls for a while) does not make the worker yield."""
-    steps = [(1.0, 0.0), (1.0 + MS, MS), (5.0, 2 * MS), (5.0 + MS, 3 * MS), (5.0 + 2 * MS, 4 * MS)]
-    assert _yields(monkeypatch, steps) == []
-
-
-def test_main_thread_never_yields(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The main thread (a synchronous reload) never sleeps, even while others run."""
-    steps = [(1.0 + i * MS, 0.0) for i in range(50)]
-    assert _yields(monkeypatch, steps, main=True) == []
