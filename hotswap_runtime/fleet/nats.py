@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,6 +43,7 @@ from urllib.parse import parse_qs, unquote
 import nats
 import nats.errors
 import nats.js.errors
+import nats.js.kv
 from nats.js.api import KeyValueConfig, ObjectStoreConfig
 
 from ..artifact import write_atomically
@@ -165,6 +167,11 @@ class NatsChannel(Channel):
         self._reconnects = 0
         self._reconnected: asyncio.Event | None = None
         self._buckets: dict[str, Any] = {}
+        self._changed: asyncio.Condition | None = None    # notified when _latest or _synced change
+        self._watch_task: asyncio.Task[None] | None = None
+        self._latest: Release | None = None
+        self._synced = False                               # _latest is the key's current value
+        self._watch_error: ChannelError | None = None
 
     def __repr__(self) -> str:
         return f"NatsChannel({self.url!r})"
@@ -441,51 +448,86 @@ class NatsChannel(Channel):
         async def go() -> Release | None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while True:
-                assert self._reconnected is not None
-                reconnected = self._reconnected
-                try:
-                    kv = await self._bucket(release_bucket(self.name))
-                    watcher = await kv.watch(RELEASE_KEY)
-                except (*_UNAVAILABLE, nats.js.errors.APIError) as exc:
-                    # a cluster electing a leader, a server recovering its streams: set the
-                    # watch up again until the deadline (this retries a failure, not a read)
-                    if isinstance(exc, nats.js.errors.APIError) and exc.code != 503:
-                        raise
-                    if deadline - loop.time() < 0.3:
-                        raise
-                    await asyncio.sleep(0.25)
-                    continue
-                try:
-                    while True:
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            return None
-                        get = asyncio.ensure_future(watcher._updates.get())
-                        rearm = asyncio.ensure_future(reconnected.wait())
-                        done, _ = await asyncio.wait({get, rearm}, timeout=left,
-                                                     return_when=asyncio.FIRST_COMPLETED)
-                        for task in (get, rearm):
-                            if task not in done:
-                                task.cancel()
-                        if get in done:
-                            entry = get.result()
-                            if entry is None or not hasattr(entry, "value") or entry.operation is not None:
-                                continue           # the "no more history" marker, or a delete
-                            release = self._parse(entry)
-                            if release.revision != after:
-                                return release
-                        elif rearm in done:
-                            break                  # the server restarted: watch again from the latest
-                        else:
-                            return None
-                finally:
+            changed = self._ensure_watch()
+            async with changed:
+                while True:
+                    if self._watch_error is not None:
+                        error, self._watch_error = self._watch_error, None
+                        raise error
+                    if self._synced and (self._latest.revision if self._latest else None) != after:
+                        return self._latest
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        return None
                     try:
-                        await asyncio.wait_for(watcher.stop(), 1.0)
-                    except Exception:              # noqa: BLE001 - a dead watcher needs no stopping
-                        pass
+                        await asyncio.wait_for(changed.wait(), left)
+                    except TimeoutError:
+                        return None
         # a server restarting is not a change: wait for the reconnect within the timeout
         return self._call(go, "watching for a new release", budget=timeout, wait_connected=timeout)
+
+    def _ensure_watch(self) -> asyncio.Condition:
+        """Start the one watch of the release key this channel keeps (on the loop)."""
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        if self._watch_task is None or self._watch_task.done():
+            self._synced = False
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(self._changed))
+        return self._changed
+
+    async def _watch(self, changed: asyncio.Condition) -> None:
+        """Keep ``_latest`` on the release key's last value: a KV watch (an ordered consumer
+        delivering the latest value, then each new one), set up again after a reconnect."""
+        async def note(latest: Release | None = None, *, synced: bool, error: ChannelError | None = None) -> None:
+            async with changed:
+                if synced:
+                    self._latest = latest
+                self._synced, self._watch_error = synced, error
+                changed.notify_all()
+
+        while not self._closed:
+            assert self._reconnected is not None
+            reconnected = self._reconnected
+            try:
+                if self._nc is None or not self._nc.is_connected:
+                    await reconnected.wait()
+                    continue
+                kv = await self._bucket(release_bucket(self.name))
+                watcher = await kv.watch(RELEASE_KEY)
+            except (*_UNAVAILABLE, nats.js.errors.APIError) as exc:
+                # a cluster electing a leader, a server recovering its streams: set the watch
+                # up again shortly (this retries a failed setup; it reads nothing)
+                log.debug("channel %r: watch not set up yet (%s); again in 0.25 s", self.url, exc)
+                await asyncio.sleep(0.25)
+                continue
+            try:
+                latest = self._latest if self._synced else None
+                while True:
+                    get = asyncio.ensure_future(watcher._updates.get())
+                    rearm = asyncio.ensure_future(reconnected.wait())
+                    try:
+                        done, _ = await asyncio.wait({get, rearm}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for task in (get, rearm):
+                            task.cancel()
+                    if get not in done:
+                        await note(synced=False)      # reconnected: watch again from the latest
+                        break
+                    entry = get.result()
+                    if entry is None:                 # the "up to date" marker
+                        await note(latest, synced=True)
+                        continue
+                    if isinstance(entry, nats.js.kv.KeyValue.Entry) and entry.operation is None:
+                        try:
+                            latest = self._parse(entry)
+                        except ChannelError as exc:
+                            await note(synced=False, error=exc)
+                            continue
+                        if entry.delta == 0:          # the last pending value: now up to date
+                            await note(latest, synced=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(watcher.stop(), 1.0)
 
     # -- instances ----------------------------------------------------------------------------
     def report(self, status: Mapping[str, Any]) -> None:
