@@ -164,6 +164,9 @@ class PluginManagerSwapper:
         self._state_lock = self._frees.lock  # reference counts and pending frees
         self._loaded = False
         self._closed = False
+        # run by close() before it takes the reload lock (fleet followers stop there; a
+        # follower mid-reload needs that lock to finish)
+        self._close_hooks: list[Callable[[], None]] = []
         self.reload_counter = 0
         """Successful reloads after the first load."""
 
@@ -316,7 +319,13 @@ class PluginManagerSwapper:
 
         Runs every ``on_free`` (reverse dependency order) in the calling thread; afterwards
         ``current()`` returns None and ``load_plugins``/``reload`` raise ``HotswapError``.
+        Fleet followers of this swapper (``hotswap_runtime.fleet.Follower``) stop first.
         """
+        for hook in list(self._close_hooks):
+            try:
+                hook()
+            except Exception:
+                self._logger.exception("stopping a follower of the swapper failed")
         with self._locked():
             if self._closed:
                 return
@@ -384,6 +393,19 @@ class PluginManagerSwapper:
             out = [dataclasses.replace(s, referrers=chains.get((s.plugin, s.load), ()))
                    if s.state == "freed" else s for s in out]
         return out
+
+    def _census(self) -> tuple[int, int]:
+        """(versions alive, managers pending free): the cheap figures of a fleet status report,
+        without ``stats()``'s in-flight search."""
+        with self._state_lock:
+            ids = {id(v) for entry in self._pending if entry.manager is not None
+                   for v in entry.manager._versions()}
+            pending = len(self._pending)
+            freed = sum(1 for v in self._freed if v.alive())
+        current = self._current
+        if current is not None:
+            ids.update(id(v) for v in current._versions())
+        return len(ids) + freed, pending
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -9,13 +9,20 @@ from .channel import (
     Release,
     in_cohort,
 )
+from .folder import FolderChannel
+from .follower import Follower, InstanceStatus
+from .open import open_channel
 
 __all__ = [
     "ArtifactRef",
     "Channel",
     "ChannelError",
     "ChannelUnavailable",
+    "FolderChannel",
+    "Follower",
+    "InstanceStatus",
     "PublishConflict",
     "Release",
     "in_cohort",
+    "open_channel",
 ]

@@ -1,0 +1,560 @@
+"""``Follower``: keep a swapper on the release its channel means for this instance (SPEC 9).
+
+Design note. The follower is one loop, in a daemon thread (``start``) or an asyncio task
+(``astart``): look at the channel (``wait_for_change``, or ``current`` after an error or a
+``retry``), work out the release meant for this instance (the current one when the instance is
+in its cohort, else its ``previous``), and when that is not what runs, apply it:
+
+1. fetch each artifact into ``cache_dir/artifacts/<sha256>.hsp`` unless the cache already
+   holds it (its sha256 checked before every use, so a damaged cache entry is fetched again);
+2. build a folder ``cache_dir/sets/<digest of the artifact set>/`` holding exactly those
+   artifacts (hard links to the cache), never touched once complete;
+3. point the swapper at that folder (``reset_plugin_dir``) and reload through ``prepare``
+   (every hook and ``self_test`` of the fresh versions) then ``commit``; the swap is one
+   reference store, so a host never runs a mix of two releases.
+
+A failure anywhere (channel, digest, signature through the swapper's ``trusted_keys``,
+verification, a hook, ``self_test``) puts the previous folder back, leaves the running version
+serving, and is reported ``failed``; that revision is not tried again until a newer one is
+published or ``retry()`` is called. The release that runs is written to
+``cache_dir/last/<channel>.json``, so a host that starts while the channel is away loads it
+from the cache. The channel being away never stops anything: the loop backs off (0.1 s
+doubling to 5 s) and tries again. Each instance reports after every attempt and every
+``heartbeat`` seconds; a reader shows an instance ``stale`` once its report is older than
+three heartbeats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..artifact import write_atomically
+from ..errors import HotswapError
+from .channel import ArtifactRef, Channel, ChannelError, Release, in_cohort
+from .folder import sha256_file
+from .open import open_channel
+
+if TYPE_CHECKING:
+    import asyncio  # imported where used: a thread-form host need not pay for it
+
+    from ..swapper import PluginManagerSwapper
+
+__all__ = ["Follower", "InstanceStatus", "STALE_HEARTBEATS", "target_revision"]
+
+logger = logging.getLogger("hotswap.fleet")
+
+#: an instance whose last report is older than this many heartbeats is stale
+STALE_HEARTBEATS = 3
+#: longest single wait on the channel: how soon stop() and retry() take effect
+_LOOK = 0.5
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 UTC time as reports write it (``…Z``)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _hotswap_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hotswap")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a source checkout)
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One instance's report, as ``follower.status()`` returns it and the channel stores it.
+
+    Its fields are the JSON keys (SPEC 9). ``revision``: the release it runs (None before its
+    first); ``attempted``: the last one it tried; ``state``: ``ok``, ``updating`` or
+    ``failed`` (then ``error`` says why); ``updated``: when it was written (UTC).
+    """
+
+    instance: str
+    host: str
+    pid: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    channel: str = ""
+    revision: int | None = None
+    attempted: int | None = None
+    state: str = "updating"
+    error: str | None = None
+    heartbeat: float = 10.0
+    plugins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    versions_alive: int = 0
+    pending_free: int = 0
+    reloads: int = 0
+    updated: str = ""
+    hotswap: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON object (the keys in the order of the contract)."""
+        out = dataclasses.asdict(self)
+        out["labels"] = dict(self.labels)
+        out["plugins"] = {k: dict(v) for k, v in self.plugins.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> InstanceStatus:
+        """Read a report back; unknown keys are ignored, missing ones take their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the report was written (infinite when it has no readable time)."""
+        try:
+            written = parse_time(self.updated)
+        except ValueError:
+            return float("inf")
+        return max(0.0, (time.time() if now is None else now) - written)
+
+    def stale(self, now: float | None = None) -> bool:
+        """True when the report is older than three of the instance's heartbeats."""
+        return self.age(now) > STALE_HEARTBEATS * self.heartbeat
+
+
+def target_revision(release: Release | None, instance: str) -> int | None:
+    """The revision meant for ``instance`` when ``release`` is current: its own when the
+    instance is in its cohort, else its ``previous`` (None: nothing yet)."""
+    if release is None:
+        return None
+    return release.revision if in_cohort(instance, release.cohort) else release.previous
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hotswap" / "fleet"
+
+
+def _set_key(release: Release) -> str:
+    """A folder name for the set of artifacts (identical sets share one folder)."""
+    text = "\n".join(f"{n}:{r.sha256}" for n, r in sorted(release.artifacts.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class Follower:
+    """Keeps ``swapper`` on the release ``channel`` means for this instance, and reports.
+
+    Args:
+        swapper: the host's ``PluginManagerSwapper``; its ``plugin_dir`` is reset to a folder
+            of each release's artifacts. ``swapper.close()`` stops the follower.
+        channel: a ``Channel`` or what ``open_channel`` takes (a folder path, a NATS URL).
+        instance: this instance's id; default ``<hostname>:<pid>`` (one per worker process).
+        labels: free ``{key: value}`` pairs shown in its reports (zone, role).
+        data: passed to every reload (``on_load``'s ``data``).
+        cache_dir: where fetched artifacts are kept by sha256 (shared by the workers of a
+            host); default ``$XDG_CACHE_HOME/hotswap/fleet`` (``~/.cache/hotswap/fleet``).
+        heartbeat: seconds between two reports when nothing changes.
+
+    Raises:
+        ValueError: ``heartbeat`` is not positive.
+    """
+
+    def __init__(self, swapper: PluginManagerSwapper, channel: Channel | str | os.PathLike[str],
+                 instance: str | None = None, labels: Mapping[str, str] | None = None,
+                 data: Any = None, cache_dir: str | os.PathLike[str] | None = None,
+                 heartbeat: float = 10.0) -> None:
+        if not heartbeat > 0:
+            raise ValueError(f"heartbeat must be a positive number of seconds, not {heartbeat!r}")
+        self.swapper = swapper
+        self.channel = channel if isinstance(channel, Channel) else open_channel(channel)
+        self.host = socket.gethostname()
+        self.instance = instance or f"{self.host}:{os.getpid()}"
+        self.labels = dict(labels or {})
+        self.data = data
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        self.heartbeat = float(heartbeat)
+        self._running: Release | None = None     # the release live in the swapper
+        self._attempted: int | None = None
+        self._failed: int | None = None          # not retried until newer or retry()
+        self._state = "updating"
+        self._error: str | None = None
+        self._seen: int | None = None            # the channel's current revision last seen
+        self._look = True                        # read current() instead of waiting
+        self._next_report = 0.0
+        self._backoff = _BACKOFF_FIRST
+        self._last_problem = ""
+        self._stop = threading.Event()
+        self._live = threading.Event()           # a release is live (start() returns)
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done = threading.Event()
+        self._status_lock = threading.Lock()
+        self._status = self._make_status()
+
+    def __repr__(self) -> str:
+        return f"<Follower {self.instance} of {self.channel.url} on {self._running_revision()}>"
+
+    # -- public API -------------------------------------------------------------------------
+    def start(self, timeout: float | None = None) -> bool:
+        """Follow the channel from a daemon thread; return once the first release is live.
+
+        At start-up, when the channel is away, the last release this host ran (from
+        ``cache_dir``) is loaded.
+
+        Args:
+            timeout: longest wait in seconds (None: until a release is live).
+
+        Returns:
+            True once a release is live; False when ``timeout`` passed first (the follower
+            goes on in the background).
+
+        Raises:
+            HotswapError: already started.
+        """
+        self._claim()
+        self._thread = threading.Thread(target=self._run, name=f"hotswap-follower-{self.instance}",
+                                        daemon=True)
+        self._thread.start()
+        return self._live.wait(timeout)
+
+    async def astart(self, timeout: float | None = None) -> bool:
+        """``start`` for a host with a running loop: a task follows the channel, the channel is
+        read in worker threads and each release is loaded through ``swapper.areload``, so the
+        loop keeps serving. Returns once the first release is live (or False after ``timeout``).
+
+        Raises:
+            HotswapError: already started.
+        """
+        import asyncio
+
+        self._claim()
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._arun(), name=f"hotswap-follower-{self.instance}")
+        waiter = asyncio.ensure_future(asyncio.to_thread(self._live.wait, timeout))
+        try:
+            done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._live.set()  # let the waiting thread go
+            raise
+        if self._task in done and waiter not in done:
+            self._live.set()
+            self._task.result()  # a crash of the loop itself: raise it here
+            return False
+        return bool(waiter.result())
+
+    def status(self) -> InstanceStatus:
+        """The report this follower last made (or is about to make)."""
+        with self._status_lock:
+            return self._status
+
+    def retry(self) -> None:
+        """Try the failed revision again (after fixing what made it fail on this host)."""
+        self._failed = None
+        self._look = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following (the plugins keep serving); also run by ``swapper.close()``.
+
+        In the loop's own thread (asyncio form) it cancels the task without waiting;
+        elsewhere it waits up to ``timeout`` seconds for the loop to end.
+        """
+        self._stop.set()
+        self._live.set()
+        with contextlib.suppress(ValueError):
+            self.swapper._close_hooks.remove(self.stop)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._task is not None and self._loop is not None:
+            import asyncio
+
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:
+                self._task.cancel()
+            elif not self._loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._task.cancel)
+                self._done.wait(timeout)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _claim(self) -> None:
+        if self._thread is not None or self._task is not None:
+            raise HotswapError(f"follower {self.instance!r} is already started; make one "
+                               "follower per swapper", step="follow")
+        self.swapper._close_hooks.append(self.stop)
+
+    def _run(self) -> None:
+        try:
+            self._boot()
+            while not self._stop.is_set():
+                target = self._poll()
+                if target is not None:
+                    self._apply(target)
+        except Exception:  # a bug here must not end following silently
+            logger.exception("follower %s stopped on an unexpected error", self.instance)
+        finally:
+            self._done.set()
+
+    async def _arun(self) -> None:
+        import asyncio
+
+        try:
+            await asyncio.to_thread(self._boot, False)
+            if self._boot_target is not None:
+                await self._aapply(self._boot_target)
+            while not self._stop.is_set():
+                target = await asyncio.to_thread(self._poll)
+                if target is not None:
+                    await self._aapply(target)
+        finally:
+            self._done.set()
+
+    _boot_target: Release | None = None
+
+    def _boot(self, apply: bool = True) -> None:
+        """At start-up with the channel away: the last release from the cache, if any."""
+        try:
+            self.channel.current()
+            return
+        except ChannelError as exc:
+            self._problem(exc)
+        last = self._load_last()
+        if last is None:
+            return
+        logger.warning("follower %s: channel %s is away; loading revision %d from the cache %s",
+                       self.instance, self.channel.url, last.revision, self.cache_dir)
+        if apply:
+            self._apply(last)
+        else:
+            self._boot_target = last
+
+    def _poll(self) -> Release | None:
+        """Report when due, look at the channel once; the release to apply, if any."""
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._report()
+        try:
+            if self._look:
+                release = self.channel.current()
+                self._look = False
+            else:
+                wait = max(0.0, min(_LOOK, self._next_report - time.monotonic()))
+                if wait == 0.0:
+                    return None
+                changed = self.channel.wait_for_change(self._seen, wait)
+                if changed is None:
+                    return None
+                release = changed
+            self._seen = release.revision if release is not None else None
+            wanted = target_revision(release, self.instance)
+            if wanted is None or wanted == self._running_revision() or wanted == self._failed:
+                return None
+            target = release if wanted == self._seen else self.channel.release(wanted)
+            assert target is not None
+            self._backoff = _BACKOFF_FIRST
+            self._last_problem = ""
+            return target
+        except ChannelError as exc:
+            self._problem(exc)
+            self._look = True
+            self._stop.wait(self._backoff)
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+            return None
+
+    def _problem(self, exc: Exception) -> None:
+        text = str(exc)
+        if text != self._last_problem:  # once per problem, not once per retry
+            logger.warning("follower %s: %s; keeps serving and retries", self.instance, text)
+            self._last_problem = text
+
+    def _apply(self, target: Release) -> None:
+        if not self._begin(target):
+            return
+        try:
+            folder = self._materialise(target)
+            if folder is not None:
+                self._swap(folder)
+        except Exception as exc:
+            self._failure(target, exc)
+        else:
+            self._success(target)
+
+    async def _aapply(self, target: Release) -> None:
+        import asyncio
+
+        if not await asyncio.to_thread(self._begin, target):
+            return
+        try:
+            folder = await asyncio.to_thread(self._materialise, target)
+            if folder is not None:
+                previous = self.swapper.plugin_dir
+                self.swapper.reset_plugin_dir(folder)
+                try:
+                    await self.swapper.areload(self.data)
+                except BaseException:
+                    self.swapper.reset_plugin_dir(previous)
+                    raise
+        except Exception as exc:
+            await asyncio.to_thread(self._failure, target, exc)
+        else:
+            await asyncio.to_thread(self._success, target)
+
+    def _begin(self, target: Release) -> bool:
+        self._attempted = target.revision
+        running = self._running
+        if running is not None and _same_set(running, target):
+            self._success(target)  # same artifacts (a cohort step, a rollback to them)
+            return False
+        self._state, self._error = "updating", None
+        self._report()
+        return True
+
+    def _swap(self, folder: Path) -> None:
+        previous = self.swapper.plugin_dir
+        self.swapper.reset_plugin_dir(folder)
+        try:
+            self.swapper.prepare(self.data).commit()
+        except BaseException:
+            self.swapper.reset_plugin_dir(previous)
+            raise
+
+    def _success(self, target: Release) -> None:
+        first = self._running is None
+        self._running = target
+        self._failed = None
+        self._state, self._error = "ok", None
+        with contextlib.suppress(OSError):
+            self._save_last(target)
+        if first:
+            logger.info("follower %s: revision %d is live", self.instance, target.revision)
+        self._report()
+        self._live.set()
+
+    def _failure(self, target: Release, exc: Exception) -> None:
+        self._failed = target.revision
+        self._state, self._error = "failed", str(exc) or type(exc).__name__
+        logger.error("follower %s: revision %d failed, revision %s keeps serving: %s",
+                     self.instance, target.revision, self._running_revision(), self._error)
+        self._report()
+
+    def _running_revision(self) -> int | None:
+        return self._running.revision if self._running is not None else None
+
+    # -- the cache --------------------------------------------------------------------------
+    def _materialise(self, release: Release) -> Path:
+        """The folder of exactly ``release``'s artifacts, each checked against its sha256."""
+        store = self.cache_dir / "artifacts"
+        store.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        for name, ref in sorted(release.artifacts.items()):
+            paths[name] = self._cached(store, ref)
+        folder = self.cache_dir / "sets" / _set_key(release)
+        if folder.is_dir() and self._folder_holds(folder, release):
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            for name, ref in release.artifacts.items():
+                try:
+                    os.link(paths[name], tmp / ref.file)
+                except OSError:
+                    shutil.copyfile(paths[name], tmp / ref.file)
+            if folder.exists():  # damaged: replace it (another worker may have made it anew)
+                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if not (folder.is_dir() and self._folder_holds(folder, release)):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    def _cached(self, store: Path, ref: ArtifactRef) -> Path:
+        path = store / f"{ref.sha256}.hsp"
+        if path.is_file():
+            if sha256_file(path) == (ref.sha256, ref.size):
+                return path
+            logger.warning("follower %s: cached %s does not match its sha256; fetching it again",
+                           self.instance, path)
+            path.unlink()
+        return self.channel.fetch_artifact(ref, path)
+
+    @staticmethod
+    def _folder_holds(folder: Path, release: Release) -> bool:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return False
+        if names != sorted(ref.file for ref in release.artifacts.values()):
+            return False
+        return all(sha256_file(folder / ref.file) == (ref.sha256, ref.size)
+                   for ref in release.artifacts.values())
+
+    def _last_path(self) -> Path:
+        return self.cache_dir / "last" / f"{self.channel.name or 'channel'}.json"
+
+    def _save_last(self, release: Release) -> None:
+        path = self._last_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(release.to_json()).encode())
+
+    def _load_last(self) -> Release | None:
+        path = self._last_path()
+        try:
+            return Release.from_json(path.read_bytes(), where=str(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ChannelError) as exc:
+            logger.warning("follower %s: ignoring the cached release %s: %s", self.instance,
+                           path, exc)
+            return None
+
+    # -- reports ----------------------------------------------------------------------------
+    def _make_status(self) -> InstanceStatus:
+        manager = self.swapper.current()
+        plugins = {p.name: {"build_id": p.build_id, "sha256": p.sha256 or ""}
+                   for p in manager.plugins()} if manager is not None else {}
+        alive, pending = self.swapper._census()
+        return InstanceStatus(
+            instance=self.instance, host=self.host, pid=os.getpid(), labels=dict(self.labels),
+            channel=self.channel.name, revision=self._running_revision(),
+            attempted=self._attempted, state=self._state, error=self._error,
+            heartbeat=self.heartbeat, plugins=plugins, versions_alive=alive,
+            pending_free=pending, reloads=self.swapper.reload_counter, updated=_now_iso(),
+            hotswap=_HOTSWAP_VERSION)
+
+    def _report(self) -> None:
+        status = self._make_status()
+        with self._status_lock:
+            self._status = status
+        self._next_report = time.monotonic() + self.heartbeat
+        try:
+            self.channel.report(status.to_json())
+        except ChannelError as exc:
+            self._problem(exc)
+
+
+_HOTSWAP_VERSION = _hotswap_version()
+
+
+def _same_set(a: Release, b: Release) -> bool:
+    return ({n: r.sha256 for n, r in a.artifacts.items()}
+            == {n: r.sha256 for n, r in b.artifacts.items()})

@@ -1,0 +1,211 @@
+"""Helpers of the fleet tests (imported by conftest.py and the tests): channel kinds, plugin
+sources, cohort buckets, host processes.
+
+A channel kind registers how to make a fresh channel in ``CHANNEL_KINDS`` (the ``channel_url``
+fixture is parametrised by its keys) and how to take it away and bring it back in ``AWAY``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+HOST = HERE / "fleet_host.py"
+#: heartbeat of the test hosts: short, so stale shows in about a second
+HEARTBEAT = 0.3
+
+ALPHA = '''\
+"""alpha: exports its stamp; beta checks it is wired to the alpha of its own release."""
+CompileTimeString = "dev"
+
+def on_load(data): pass
+def on_init(vault):
+    if CompileTimeString.startswith("bad-init"):
+        raise RuntimeError(f"alpha {CompileTimeString} refuses to start")
+def on_free(): pass
+def export(): return {"tag": CompileTimeString}
+def import_(): return None
+def invoke_func(name, *params): return CompileTimeString
+def reloadable(): return True
+'''
+
+BETA = '''\
+"""beta: works only with the alpha of the same release (the probe of "never a mix")."""
+CompileTimeString = "dev"
+
+class Deps:
+    alpha: object
+
+deps = Deps()
+
+def on_load(data): pass
+def on_init(vault): pass
+def on_free(): pass
+def export(): return None
+def import_(): return deps
+def invoke_func(name, *params):
+    theirs = deps.alpha["tag"]
+    if theirs != CompileTimeString:
+        raise RuntimeError(f"mix: beta {CompileTimeString} wired to alpha {theirs}")
+    return CompileTimeString
+def reloadable(): return True
+def self_test(vault):
+    if CompileTimeString.startswith("bad-test"):
+        raise AssertionError(f"beta {CompileTimeString} fails its self test")
+'''
+
+
+# -- channel kinds -----------------------------------------------------------------------------
+def _folder_channel(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return str(tmp_path / "chan")
+
+
+@contextlib.contextmanager
+def _folder_away(url: str) -> Iterator[None]:
+    root = Path(url)
+    hidden = root.with_name(root.name + ".away")
+    root.rename(hidden)
+    try:
+        yield
+    finally:
+        hidden.rename(root)
+
+
+#: kind -> fn(tmp_path, request) giving a channel URL no other test uses
+CHANNEL_KINDS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
+    "folder": _folder_channel,
+}
+#: URL prefix ("" matches any folder) -> context manager making that channel unreachable
+AWAY: dict[str, Callable[[str], contextlib.AbstractContextManager[None]]] = {
+    "": _folder_away,
+}
+
+
+def channel_away(url: str) -> contextlib.AbstractContextManager[None]:
+    """``with channel_away(url):`` the channel cannot be reached; afterwards it is back."""
+    for prefix in sorted(AWAY, key=len, reverse=True):
+        if url.startswith(prefix):
+            return AWAY[prefix](url)
+    raise LookupError(f"no way to take {url} away")
+
+
+# -- instances ---------------------------------------------------------------------------------
+def bucket(instance: str) -> int:
+    """The instance's place in the cohort rule: in cohort p when bucket < p."""
+    return int(hashlib.sha256(instance.encode()).hexdigest()[:8], 16) % 100
+
+
+def instance_in(low: int, high: int, prefix: str = "host") -> str:
+    """The first id ``<prefix>-<n>`` whose bucket is in [low, high)."""
+    for n in itertools.count():
+        name = f"{prefix}-{n}"
+        if low <= bucket(name) < high:
+            return name
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Host:
+    """One host process following a channel."""
+
+    instance: str
+    proc: subprocess.Popen[str]
+    probe_file: Path
+    log: Path
+
+    def probe(self) -> dict[str, Any]:
+        """The host's last probe: tag served, count, tags seen, errors."""
+        try:
+            return json.loads(self.probe_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {"tag": None, "count": 0, "tags": [], "errors": []}
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, its report goes stale."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError(f"host {self.instance} ignored SIGTERM; log:\n{self.logs()}") from None
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@dataclass
+class Fleet:
+    """Starts hosts following one channel; every host is stopped when the test ends."""
+
+    url: str
+    root: Path
+    hosts: list[Host] = field(default_factory=list)
+    cache: Path | None = None
+
+    def start(self, *instances: str, use_async: bool | None = None, wait: bool = True,
+              cache: Path | None = None, trusted_key: str | None = None) -> list[Host]:
+        """Start one host per instance id (odd ones asyncio form unless ``use_async``)."""
+        started = []
+        for index, instance in enumerate(instances):
+            safe = instance.replace(":", "_")
+            probe = self.root / f"{safe}.probe.json"
+            log = self.root / f"{safe}.log"
+            cmd = [sys.executable, str(HOST), self.url, "--instance", instance,
+                   "--cache", str(cache or self.cache or self.root / f"{safe}.cache"),
+                   "--probe", str(probe), "--heartbeat", str(HEARTBEAT)]
+            if use_async or (use_async is None and (len(self.hosts) + index) % 2 == 1):
+                cmd.append("--async")
+            if trusted_key:
+                cmd += ["--trusted-key", trusted_key]
+            with open(log, "w") as err:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            host = Host(instance, proc, probe, log)
+            self.hosts.append(host)
+            started.append(host)
+        if wait:
+            for host in started:
+                line = host.proc.stdout.readline() if host.proc.stdout else ""
+                assert line.startswith("ready"), f"host {host.instance} did not start:\n{host.logs()}"
+        return started
+
+    def stop_all(self) -> None:
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                host.stop()
+            host.kill()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    """Poll ``predicate`` every 20 ms until true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)

@@ -1,0 +1,168 @@
+"""The follower inside this process: retry, the asyncio form, close, tampering, trusted keys,
+the report's fields."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from fleet_support import wait_until
+
+from hotswap_build.build import build
+from hotswap_runtime import PluginManagerSwapper
+from hotswap_runtime.fleet import Follower, InstanceStatus, open_channel, ops
+from hotswap_runtime.signing import generate_key
+
+GAMMA = '''\
+CompileTimeString = "dev"
+def on_load(data):
+    if not data.get("ready"):
+        raise RuntimeError("the host is not ready for gamma")
+def on_init(vault): pass
+def on_free(): pass
+def export(): return None
+def import_(): return None
+def invoke_func(name, *params): return CompileTimeString
+def reloadable(): return True
+'''
+
+#: the keys of a report, in the contract's order (SPEC 9)
+REPORT_KEYS = ["instance", "host", "pid", "labels", "channel", "revision", "attempted", "state",
+               "error", "heartbeat", "plugins", "versions_alive", "pending_free", "reloads",
+               "updated", "hotswap"]
+
+
+@pytest.fixture
+def swapper(tmp_path: Path):
+    s = PluginManagerSwapper(tmp_path / "empty", free_delay=0.05)
+    yield s
+    s.close()
+
+
+def tag(swapper: PluginManagerSwapper, name: str = "beta") -> str | None:
+    manager = swapper.current()
+    plugin = manager.find_plugin(name) if manager is not None else None
+    return plugin.invoke_func("probe") if plugin is not None else None
+
+
+def test_report_fields_are_the_json_keys(channel_url: str, releases, swapper, tmp_path: Path) -> None:
+    """InstanceStatus is frozen, its fields are the report's keys, and the channel holds that."""
+    ops.publish(channel_url, releases("v1"))
+    follower = Follower(swapper, channel_url, instance="web-1:42", labels={"zone": "a"},
+                        cache_dir=tmp_path / "cache", heartbeat=0.2)
+    assert follower.start(timeout=10)
+    status = follower.status()
+    assert [f.name for f in dataclasses.fields(InstanceStatus)] == REPORT_KEYS
+    assert list(status.to_json()) == REPORT_KEYS
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.state = "failed"  # type: ignore[misc]
+    assert (status.instance, status.labels, status.revision, status.attempted, status.state,
+            status.error, status.channel) == ("web-1:42", {"zone": "a"}, 1, 1, "ok", None,
+                                              open_channel(channel_url).name)
+    assert sorted(status.plugins) == ["alpha", "beta"]
+    [stored] = open_channel(channel_url).statuses()
+    assert InstanceStatus.from_json(json.loads(json.dumps(stored))).revision == 1
+    assert json.loads(json.dumps(status.to_json())) == status.to_json()
+
+
+def test_retry_tries_a_failed_revision_again(channel_url: str, swapper, tmp_path: Path) -> None:
+    """A failed revision is not retried by itself; after the host fixes its side, retry() is."""
+    (tmp_path / "src" / "gamma").mkdir(parents=True)
+    (tmp_path / "src" / "gamma" / "__init__.py").write_text(GAMMA)
+    out = tmp_path / "bin"
+    build(tmp_path / "src" / "gamma", out, stamps={"CompileTimeString": "g1"})
+    ops.publish(channel_url, [out / "gamma.hsp"])
+    data: dict[str, bool] = {}
+    follower = Follower(swapper, channel_url, data=data, cache_dir=tmp_path / "cache",
+                        heartbeat=0.1)
+    assert not follower.start(timeout=1.0)
+    status = wait_until(lambda: (s := follower.status()).state == "failed" and s, what="failed")
+    assert status.error == ('plugin "gamma": on_load failed: RuntimeError: the host is not ready '
+                            "for gamma")
+    assert (status.revision, status.attempted) == (None, 1)
+    data["ready"] = True
+    wait_until(lambda: follower.status().updated > status.updated, what="a heartbeat")
+    assert follower.status().state == "failed" and swapper.current() is None
+    follower.retry()
+    wait_until(lambda: follower.status().state == "ok", what="ok after retry")
+    assert tag(swapper, "gamma") == "g1"
+
+
+def test_asyncio_form_and_close_stops_the_follower(channel_url: str, releases, swapper,
+                                                   tmp_path: Path) -> None:
+    """astart() follows from a task (reloads through areload); swapper.close() stops it."""
+    ops.publish(channel_url, releases("v1"))
+
+    async def main() -> Follower:
+        follower = Follower(swapper, channel_url, cache_dir=tmp_path / "cache", heartbeat=0.2)
+        assert await follower.astart(timeout=10)
+        assert tag(swapper) == "v1"
+        ops.publish(channel_url, releases("v2"))
+        for _ in range(500):
+            if tag(swapper) == "v2":
+                break
+            await asyncio.sleep(0.01)
+        assert tag(swapper) == "v2" and follower.status().revision == 2
+        swapper.close()
+        await asyncio.sleep(0)
+        assert follower._task is not None
+        await asyncio.wait([follower._task], timeout=5)
+        assert follower._task.done()
+        return follower
+
+    asyncio.run(main())
+
+
+def test_thread_form_stops_on_close(channel_url: str, releases, tmp_path: Path) -> None:
+    """swapper.close() ends the follower's thread before freeing the plugins."""
+    ops.publish(channel_url, releases("v1"))
+    swapper = PluginManagerSwapper(tmp_path / "empty", free_delay=0.05)
+    follower = Follower(swapper, channel_url, cache_dir=tmp_path / "cache", heartbeat=0.2)
+    assert follower.start(timeout=10)
+    swapper.close()
+    assert follower._thread is not None and not follower._thread.is_alive()
+
+
+def test_tampered_artifact_in_the_channel_is_refused(tmp_path: Path, releases, swapper) -> None:
+    """An artifact changed in the folder after publishing fails its sha256: the release is
+    reported failed, nothing is loaded."""
+    channel = tmp_path / "chan"
+    ops.publish(channel, releases("v1"))
+    target = channel / "releases" / "1" / "alpha.hsp"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0xFF
+    target.write_bytes(bytes(data))
+    follower = Follower(swapper, channel, cache_dir=tmp_path / "cache", heartbeat=0.2)
+    assert not follower.start(timeout=1.0)
+    status = wait_until(lambda: (s := follower.status()).state == "failed" and s, what="failed")
+    assert status.error.startswith(f'artifact "alpha.hsp" in channel {channel} has sha256 ')
+    assert status.error.endswith("it was changed after publishing: publish a new release")
+    assert swapper.current() is None
+    assert [p.name for p in (tmp_path / "cache" / "artifacts").iterdir()] == []
+
+
+def test_trusted_keys_of_the_swapper_apply_to_releases(tmp_path: Path, releases) -> None:
+    """With trusted_keys on the swapper, an unsigned release is reported failed; a signed one
+    goes live."""
+    generate_key(tmp_path / "deploy.key")
+    signed = tmp_path / "signed"
+    src = releases("v1")[0].parent.parent.parent / "src"
+    for name in ("alpha", "beta"):
+        build(src / name, signed, stamps={"CompileTimeString": "s1"}, sign=tmp_path / "deploy.key")
+    channel = tmp_path / "chan"
+    swapper = PluginManagerSwapper(tmp_path / "empty", free_delay=0.05,
+                                   trusted_keys=[tmp_path / "deploy.key.pub"])
+    try:
+        ops.publish(channel, releases("v1"))
+        follower = Follower(swapper, channel, cache_dir=tmp_path / "cache", heartbeat=0.2)
+        assert not follower.start(timeout=1.0)
+        status = wait_until(lambda: (s := follower.status()).state == "failed" and s, what="failed")
+        assert "not signed" in status.error and swapper.current() is None
+        ops.publish(channel, [signed / "alpha.hsp", signed / "beta.hsp"])
+        wait_until(lambda: follower.status().state == "ok", what="the signed release")
+        assert tag(swapper) == "s1"
+    finally:
+        swapper.close()
