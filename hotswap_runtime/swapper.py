@@ -398,10 +398,10 @@ class PluginManagerSwapper:
         """(versions alive, managers pending free): the cheap figures of a fleet status report,
         without ``stats()``'s in-flight search."""
         with self._state_lock:
-            ids = {id(v) for entry in self._pending if entry.manager is not None
+            ids = {id(v) for entry in self._frees.pending if entry.manager is not None
                    for v in entry.manager._versions()}
-            pending = len(self._pending)
-            freed = sum(1 for v in self._freed if v.alive())
+            pending = len(self._frees.pending)
+            freed = sum(1 for v in self._frees.freed if v.alive())
         current = self._current
         if current is not None:
             ids.update(id(v) for v in current._versions())

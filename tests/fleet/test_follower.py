@@ -102,7 +102,7 @@ def test_asyncio_form_and_close_stops_the_follower(channel_url: str, releases, s
         assert tag(swapper) == "v1"
         ops.publish(channel_url, releases("v2"))
         for _ in range(500):
-            if tag(swapper) == "v2":
+            if tag(swapper) == "v2" and follower.status().revision == 2:
                 break
             await asyncio.sleep(0.01)
         assert tag(swapper) == "v2" and follower.status().revision == 2
