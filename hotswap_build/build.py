@@ -388,7 +388,8 @@ def build(
         name=layout.name, build_id_=the_id, live_prefix=live_prefix,
         live_funcs=analysis.live_funcs, live_types=analysis.live_types, hooks=analysis.hooks,
         optimize=optimize, import_name=layout.import_name, stamps=stamps,
-        git=git_commit(layout.root),
+        git=git_commit(layout.root), source_dir=os.fspath(layout.root),
+        source_hashes=_rewritten_hashes(layout.name, collected, members),
     )
     generated: list[Path] = []
     tree = None
@@ -497,6 +498,18 @@ def _members(layout: PluginLayout, collected: _Collected, processed: _Processed,
         code = compile(text, member, "exec", dont_inherit=True, optimize=optimize)
         members[pyc_path(member, optimize)] = pyc_bytes(code, text)
     return members, deflated
+
+
+def _rewritten_hashes(name: str, collected: _Collected,
+                      members: Mapping[str, bytes]) -> dict[str, str]:
+    """member -> sha256 of the file the build read, for each source it rewrote (map_sources
+    compares the file on disk with what the build read, not with what it shipped)."""
+    out = {}
+    for rel in collected.sources:
+        original = collected.contents[rel]
+        if members[f"{name}/{rel}"] != original:
+            out[f"{name}/{rel}"] = hashlib.sha256(original).hexdigest()
+    return out
 
 
 def _write_tree(name: str, members: Mapping[str, bytes], manifest: Manifest) -> Path:

@@ -82,7 +82,9 @@ def git_commit(folder: Path) -> str | None:
 
 def make_manifest(*, name: str, build_id_: str, live_prefix: str, live_funcs: Mapping[str, str],
                   live_types: Mapping[str, str], hooks: Iterable[str], optimize: int,
-                  import_name: str, stamps: Mapping[str, str], git: str | None) -> Manifest:
+                  import_name: str, stamps: Mapping[str, str], git: str | None,
+                  source_dir: str | None = None,
+                  source_hashes: Mapping[str, str] | None = None) -> Manifest:
     """The manifest of an artifact built by this Python."""
     return Manifest(
         name=name,
@@ -97,6 +99,8 @@ def make_manifest(*, name: str, build_id_: str, live_prefix: str, live_funcs: Ma
         import_name=import_name,
         stamps=dict(stamps),
         git_commit=git,
+        source_dir=source_dir,
+        source_hashes=dict(source_hashes or {}),
     )
 
 

@@ -204,6 +204,8 @@ class Manifest:
     import_name: str = ""
     stamps: Mapping[str, str] = field(default_factory=dict)
     git_commit: str | None = None
+    source_dir: str | None = None
+    source_hashes: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """The manifest as the build writes it: sorted keys, two-space indent, final newline."""
@@ -222,6 +224,11 @@ class Manifest:
             "stamps": dict(sorted(self.stamps.items())),
             "git_commit": self.git_commit,
         }
+        # only when known, so a manifest without them (older builds) is still canonical
+        if self.source_dir is not None:
+            body["source_dir"] = self.source_dir
+        if self.source_hashes:
+            body["source_hashes"] = dict(sorted(self.source_hashes.items()))
         return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
@@ -273,6 +280,15 @@ class Manifest:
         git_commit = body.get("git_commit")
         if git_commit is not None and not isinstance(git_commit, str):
             raise ValueError("manifest field 'git_commit' is not null or a string")
+        # absent from artifacts built before map_sources existed
+        source_dir = body.get("source_dir")
+        if source_dir is not None and not isinstance(source_dir, str):
+            raise ValueError("manifest field 'source_dir' is not null or a string")
+        source_hashes = body.get("source_hashes", {})
+        if not isinstance(source_hashes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in source_hashes.items()
+        ):
+            raise ValueError("manifest field 'source_hashes' is not an object of strings")
         manifest = cls(
             name=body["name"],
             build_id=body["build_id"],
@@ -286,6 +302,8 @@ class Manifest:
             import_name=body["import_name"],
             stamps=body["stamps"],
             git_commit=git_commit,
+            source_dir=source_dir,
+            source_hashes=source_hashes,
         )
         if manifest.to_json() != raw:
             raise ValueError("manifest is not the JSON hotswap build writes (extra fields, "
@@ -587,9 +605,7 @@ def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry
             problems.append("the central directory runs past its end")
             return [], 0
         try:
-            # ASCII first: it is what the build writes, and cp437 is a codec module to import
-            name = (raw_name.decode("utf-8") if flags & _UTF8 or raw_name.isascii()
-                    else raw_name.decode("cp437"))
+            name = raw_name.decode("utf-8" if flags & _UTF8 else "cp437")
         except UnicodeDecodeError:
             problems.append(f"member name {raw_name!r} is not valid UTF-8")
             continue

@@ -68,6 +68,7 @@ class Freer:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._busy = False  # a release runs now
 
     def schedule(self, entry: Pending, delay: float) -> None:
         """Release ``entry`` after ``delay`` seconds; starts the thread on first use."""
@@ -90,6 +91,7 @@ class Freer:
                         timeout = self._queue[0][0] - time.monotonic()
                         if timeout <= 0:
                             entry = heapq.heappop(self._queue)[2]
+                            self._busy = True
                             break
                     self._cond.wait(timeout)
             again = None
@@ -97,12 +99,26 @@ class Freer:
                 again = self._release(entry)
             except Exception:  # the freer must survive whatever a release does
                 self._logger.exception("freeing plugin versions failed")
-            if again is not None:
-                with self._cond:
-                    if not self._stopped:
-                        heapq.heappush(self._queue,
-                                       (time.monotonic() + again, next(self._seq), entry))
+            with self._cond:
+                if again is not None and not self._stopped:
+                    heapq.heappush(self._queue, (time.monotonic() + again, next(self._seq), entry))
+                self._busy = False
+                self._cond.notify_all()  # wait_due
             del entry
+
+    def wait_due(self, timeout: float) -> None:
+        """Wait, up to ``timeout`` seconds, until every release due by now has run once (or
+        asked to run again later). Returns at once in the freer's own thread."""
+        if threading.current_thread() is self._thread:
+            return
+        now = time.monotonic()
+        end = now + timeout
+        with self._cond:
+            while not self._stopped and (self._busy or (self._queue and self._queue[0][0] <= now)):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def stop(self) -> None:
         """Forget what is queued, let the thread finish the release it runs, and end it."""
@@ -177,6 +193,10 @@ class FreePolicy:
         """Stop the freer thread; what it has queued is forgotten (``close`` releases it)."""
         self._freer.stop()
 
+    def wait_due(self, timeout: float) -> None:
+        """Let the frees due by now run first (bounded by ``timeout`` seconds)."""
+        self._freer.wait_due(timeout)
+
     def due(self, entry: Pending) -> float | None:
         """The freer's call once ``free_delay`` has passed: free when no code of the doomed
         versions is in flight (or ``free_timeout`` is reached); else say when to look again."""
@@ -210,21 +230,23 @@ class FreePolicy:
 
     def release(self, entry: Pending) -> None:
         """Drop one manager's hold on its versions and free those nobody uses any more."""
-        with self.lock:
-            manager = entry.manager
-            if entry.done or manager is None:
-                return
-            entry.done = True
-            if entry in self.pending:
-                self.pending.remove(entry)
-            entry.manager = None
-            doomed: list[Version] = []
-            for version in reversed(manager._versions()):
-                version.managers -= 1
-                if version.managers <= 0:
-                    version.state = "freeing"
-                    doomed.append(version)
+        # ``freeing`` is held from the moment the versions leave ``pending`` until they are
+        # listed in ``freed``, so a stats() that waited for it never misses one mid-free
         with self.freeing:
+            with self.lock:
+                manager = entry.manager
+                if entry.done or manager is None:
+                    return
+                entry.done = True
+                if entry in self.pending:
+                    self.pending.remove(entry)
+                entry.manager = None
+                doomed: list[Version] = []
+                for version in reversed(manager._versions()):
+                    version.managers -= 1
+                    if version.managers <= 0:
+                        version.state = "freeing"
+                        doomed.append(version)
             for version in doomed:
                 run_on_free(version, self._logger)
             if doomed:
@@ -237,11 +259,11 @@ class FreePolicy:
                 # a version's modules, classes and functions are cycles: collect the young
                 # generations now (~0.1 ms) so their memory is reused by the next load
                 gc.collect(1)
-        with self.lock:
-            # forget the freed versions that are gone here, not only in stats(): a host that
-            # never calls stats() must not keep one Version per reload forever
-            self.freed = [v for v in self.freed if v.alive()]
-            self.freed.extend(doomed)
+            with self.lock:
+                # forget the freed versions that are gone here, not only in stats(): a host
+                # that never calls stats() must not keep one Version per reload forever
+                self.freed = [v for v in self.freed if v.alive()]
+                self.freed.extend(doomed)
         if doomed:
             self._logger.info("freed plugin versions: %s",
                               ", ".join(f"{v.name}#{v.load}" for v in doomed))

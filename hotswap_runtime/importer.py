@@ -7,34 +7,41 @@ load (``_hotswap_<plugin>_<load>``) and served by its own ``VersionLoader`` from
 answers only for names under a mounted root (one dict lookup), so the rest of the process'
 imports pay next to nothing, and it leaves ``sys.meta_path`` when the last version is unmounted.
 
-Each module's ``__file__`` (and every code object's ``co_filename``) is
-``<artifact path>#<load>/<member>``, e.g. ``/srv/plugins/world.hsp#3/world/jobs.py``: unique to
-the load, so ``linecache`` (fed lazily through ``get_source``) shows the lines of the version
-that ran, and a traceback names the artifact, the member and the load number. Bytecode shipped
-in the artifact is used when it was made for this interpreter (cache tag and magic number);
-otherwise the source is compiled.
+Each module's ``__file__``, ``__spec__.origin`` (and every code object's ``co_filename``) is
+``<version folder>/<member>``, e.g. ``/tmp/hotswap-0/procs/812-x1/world#3/world/jobs.py``: a real,
+read-only file holding that version's bytes (see ``ondisk``), unique to the load, so ``open``,
+``os.listdir``, ``glob``, ``pkgutil.iter_modules(__path__)`` and ``importlib.resources`` see
+the version's own files, ``linecache`` shows the lines of the version that ran, and a traceback
+names the plugin, the load and the member. The code itself never comes from that folder: it is
+compiled from (or unmarshalled out of) the verified snapshot. Bytecode shipped in the artifact is
+used when it was made for this interpreter (cache tag and magic number); otherwise the source
+is compiled. With ``map_sources`` (``sources``), a module's ``co_filename`` is instead the
+plugin's original source file, so debuggers' breakpoints on it hit.
 """
 
 from __future__ import annotations
 
 import _imp
+import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import io
 import linecache
 import marshal
+import os
+import pathlib
 import posixpath
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib.resources.abc import Traversable, TraversableResources
 from types import CodeType, ModuleType
 from typing import Any
 
+from .artifact import Artifact
 from .yielding import yield_gil
 
-__all__ = ["VersionLoader", "mount", "unmount", "module_root"]
+__all__ = ["VersionLoader", "mount", "unmount", "module_root", "original_sources"]
 
 _PYC_HEADER = 16
 
@@ -44,73 +51,41 @@ def module_root(name: str, load: int) -> str:
     return f"_hotswap_{name}_{load}"
 
 
-class _MemoryTraversable(Traversable):
-    """A file or folder inside a version's snapshot, for ``importlib.resources``."""
+def original_sources(artifact: Artifact) -> dict[str, str]:
+    """``map_sources``: member -> the plugin's own source file, for every module whose file is
+    still byte-identical to the one the build read (a changed or missing file is left out).
 
-    def __init__(self, files: Mapping[str, bytes], member: str) -> None:
-        self._files = files
-        self._member = member.rstrip("/")
-
-    @property
-    def name(self) -> str:
-        return posixpath.basename(self._member)
-
-    def is_file(self) -> bool:
-        return self._member in self._files
-
-    def is_dir(self) -> bool:
-        prefix = self._member + "/"
-        return any(path.startswith(prefix) for path in self._files)
-
-    def iterdir(self) -> Iterator[Traversable]:
-        prefix = self._member + "/"
-        children: set[str] = set()
-        for path in self._files:
-            if path.startswith(prefix):
-                children.add(path[len(prefix):].split("/", 1)[0])
-        if not children and not self.is_dir():
-            raise FileNotFoundError(self._member)
-        for child in sorted(children):
-            yield _MemoryTraversable(self._files, prefix + child)
-
-    def joinpath(self, *descendants: str) -> Traversable:
-        parts = [self._member]
-        for descendant in descendants:
-            parts.extend(part for part in str(descendant).split("/") if part not in ("", "."))
-        return _MemoryTraversable(self._files, "/".join(parts))
-
-    def __truediv__(self, child: str) -> Traversable:
-        return self.joinpath(child)
-
-    def open(self, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if mode not in ("r", "rb"):
-            raise ValueError(f"resource {self._member!r} can only be opened for reading, not {mode!r}")
+    The build records the plugin folder (``source_dir``) and, for the sources it rewrote, the
+    hash of what it read (``source_hashes``); the others shipped as read.
+    """
+    manifest = artifact.manifest
+    if not manifest.source_dir:
+        return {}
+    prefix = artifact.name + "/"
+    found: dict[str, str] = {}
+    for member, shipped in artifact.files.items():
+        if not member.endswith(".py") or not member.startswith(prefix) or "/__pycache__/" in member:
+            continue
+        path = os.path.join(manifest.source_dir, *member[len(prefix):].split("/"))
         try:
-            data = self._files[self._member]
-        except KeyError:
-            raise FileNotFoundError(self._member) from None
-        stream = io.BytesIO(data)
-        if mode == "rb":
-            return stream
-        return io.TextIOWrapper(stream, *args, **kwargs)
-
-    def read_bytes(self) -> bytes:
-        try:
-            return self._files[self._member]
-        except KeyError:
-            raise FileNotFoundError(self._member) from None
-
-    def __repr__(self) -> str:
-        return f"<hotswap resource {self._member!r}>"
+            with open(path, "rb") as handle:
+                current = handle.read()
+        except OSError:
+            continue
+        expected = manifest.source_hashes.get(member)
+        if current == shipped if expected is None else hashlib.sha256(current).hexdigest() == expected:
+            found[member] = path
+    return found
 
 
-class _Resources(TraversableResources):
-    def __init__(self, files: Mapping[str, bytes], folder: str) -> None:
-        self._files = files
+class _FolderResources(TraversableResources):
+    """``importlib.resources`` of a package: its folder in the version's folder on disk."""
+
+    def __init__(self, folder: str) -> None:
         self._folder = folder
 
     def files(self) -> Traversable:
-        return _MemoryTraversable(self._files, self._folder)
+        return pathlib.Path(self._folder)
 
 
 class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
@@ -120,16 +95,21 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         name: the plugin name (the package folder inside the artifact).
         files: member path -> bytes, the artifact's package members.
         root: the module name the package is mounted under.
-        origin: the artifact path and load number (``/srv/world.hsp#3``), prefix of filenames.
+        origin: the version's folder (``…/world#3``), holding ``files`` on disk; the prefix of
+            ``__file__``.
         bytecode: the manifest's bytecode description, or None.
+        sources: member -> the file to name as the code's ``co_filename`` instead
+            (``map_sources``); members absent keep their path in ``origin``.
     """
 
     def __init__(self, name: str, files: Mapping[str, bytes], root: str, origin: str,
-                 bytecode: Mapping[str, Any] | None) -> None:
+                 bytecode: Mapping[str, Any] | None, *,
+                 sources: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.root = root
         self.origin = origin
         self._files = files
+        self._sources = dict(sources or {})
         self._pyc_suffix: str | None = None
         if (bytecode is not None and bytecode.get("cache_tag") == sys.implementation.cache_tag
                 and bytecode.get("magic") == importlib.util.MAGIC_NUMBER.hex()):
@@ -172,9 +152,14 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         member, is_package = entry
         if member.endswith("/"):
             spec = importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            spec.submodule_search_locations = [self._filename(member[:-1])]
             return spec
         spec = importlib.machinery.ModuleSpec(fullname, self, origin=self._filename(member),
                                               is_package=is_package)
+        if is_package:
+            # the package's folder on disk, for pkgutil.iter_modules(__path__) and the like;
+            # its modules are still found by name (the finder comes first in sys.meta_path)
+            spec.submodule_search_locations = [self._filename(posixpath.dirname(member))]
         spec.has_location = True
         return spec
 
@@ -222,8 +207,14 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
             return None
         return importlib.util.decode_source(self._files[member])
 
+    def code_filename(self, member: str) -> str:
+        """The ``co_filename`` of a member's code: its original source (``map_sources``) or its
+        path in the version's folder."""
+        return self._sources.get(member) or self._filename(member)
+
     def get_data(self, path: str) -> bytes:
-        """The bytes of the member at ``path`` (a path under the artifact's path)."""
+        """The bytes of the member at ``path`` (a path under the version's folder), from the
+        snapshot."""
         prefix = self.origin + "/"
         if path.startswith(prefix) and path[len(prefix):] in self._files:
             return self._files[path[len(prefix):]]
@@ -234,7 +225,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         member, _ = self._entry(fullname)
         if member.endswith("/"):
             return None
-        filename = self._filename(member)
+        filename = self.code_filename(member)
         if self._pyc_suffix is not None:
             folder, base = posixpath.split(member)
             pyc = self._files.get(f"{folder}/__pycache__/{base[:-3]}{self._pyc_suffix}")
@@ -251,7 +242,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         if not is_package:
             return None
         folder = member[:-1] if member.endswith("/") else posixpath.dirname(member)
-        return _Resources(self._files, folder)
+        return _FolderResources(self._filename(folder))
 
     def planted(self) -> list[str]:
         """This version's module names whose ``sys.modules`` entry it did not execute itself.
@@ -266,8 +257,9 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
 
     def filenames(self) -> list[str]:
         """Every filename this version's modules may carry (for ``linecache`` pruning)."""
-        return [self._filename(member) for member, _ in self._index.values()
-                if not member.endswith("/")]
+        names = [self._filename(member) for member, _ in self._index.values()
+                 if not member.endswith("/")]
+        return names + list(self._sources.values())
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -310,6 +302,11 @@ def unmount(loader: VersionLoader) -> None:
         sys.modules.pop(key, None)
     for filename in loader.filenames():
         linecache.cache.pop(filename, None)
+    # pkgutil and the path finder cache a finder per folder of __path__ they were asked about
+    folder = loader.origin + os.sep
+    for key in [k for k in list(sys.path_importer_cache)
+                if isinstance(k, str) and (k + os.sep).startswith(folder)]:
+        sys.path_importer_cache.pop(key, None)
     with _LOCK:
         if _FINDER.mounts.get(root) is loader:
             del _FINDER.mounts[root]

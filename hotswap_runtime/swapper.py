@@ -28,6 +28,7 @@ import gc
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
@@ -39,6 +40,7 @@ from .errors import HotswapError
 from .freeing import FreePolicy, Pending
 from .inflight import note_loop, scan
 from .manager import Details, PluginManager
+from .ondisk import RuntimeFolder
 from .selection import list_artifacts, plan_folder, static_versions, versions_for_load
 from .signing import load_trusted_keys
 from .staged import PreparedReload, Staged
@@ -108,8 +110,16 @@ class PluginManagerSwapper:
             with a warning.
         trusted_keys: Ed25519 public keys (paths of ``KEYFILE.pub`` files, or PEM bytes); when
             given, only artifacts signed by one of them load (see ``signing``).
+        runtime_dir: the folder holding each loaded version's files on disk (``__file__`` of
+            its modules; see ``ondisk``); created if missing; default a private folder under
+            the system temp directory. What a killed host left there is swept at construction.
+        map_sources: a development aid: a module whose source is byte-identical to the file
+            the build read runs with that file's path as its ``co_filename``, so breakpoints set
+            on the plugin's own sources (debugpy, pdb) hit in hot-loaded versions.
 
     Raises:
+        HotswapError: ``runtime_dir`` cannot be created or written (the message names it), or
+            a trusted key cannot be read.
         ValueError: ``free_delay`` or ``free_timeout`` is negative, or ``guard`` is not one
             of False, True, ``"strict"``.
         TypeError: ``whitelist`` is a single str instead of an iterable of names, or holds
@@ -131,6 +141,8 @@ class PluginManagerSwapper:
         free_timeout: float = 3600.0,
         *,
         trusted_keys: Iterable[str | os.PathLike[str] | bytes] | None = None,
+        runtime_dir: str | os.PathLike[str] | None = None,
+        map_sources: bool = False,
     ) -> None:
         if free_delay < 0:
             raise ValueError(f"free_delay must be >= 0, not {free_delay!r}")
@@ -157,6 +169,12 @@ class PluginManagerSwapper:
                                 "pass the names of the plugins to load")
         # loaded once, here: a bad key fails the constructor, not some later reload
         self._trusted_keys = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
+        self._map_sources = bool(map_sources)
+        # static plugins are the host's own files: only artifacts need a runtime folder
+        self._disk = RuntimeFolder(runtime_dir, self._logger) if self._static is None else None
+        if self._disk is not None:
+            # a swapper dropped without close() still removes its folder (at exit at the latest)
+            weakref.finalize(self, self._disk.close)
         self._current: PluginManager | None = None
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock
@@ -339,6 +357,8 @@ class PluginManagerSwapper:
             self._current = None
             if current is not None:
                 self._frees.release(Pending(current))
+            if self._disk is not None:
+                self._disk.close()
 
     def stats(self, explain: bool = False) -> list[VersionStats]:
         """Every version alive: current, pending free, and freed but still referenced.
@@ -354,6 +374,9 @@ class PluginManagerSwapper:
                 the chains that keep it alive (a walk of the heap: for debugging, not for
                 every request).
         """
+        # a free that is due (free_delay has passed) or in progress: let it run first, so its
+        # versions show as freed (or still pending, code in flight), never as nothing
+        self._frees.wait_due(FREE_WAIT)
         if explain:
             gc.collect()
         current = self._current
@@ -389,7 +412,7 @@ class PluginManagerSwapper:
         out.sort(key=lambda s: (s.load, s.plugin.lower()))
 
         if explain and freed:  # (plugin, load) names one version
-            chains = {(v.name, v.load): found for v, found in zip(freed, doctor.explain(freed))}
+            chains = {(v.name, v.load): found for v, found in zip(freed, doctor.explain(freed), strict=True)}
             out = [dataclasses.replace(s, referrers=chains.get((s.plugin, s.load), ()))
                    if s.state == "freed" else s for s in out]
         return out
@@ -487,6 +510,9 @@ class PluginManagerSwapper:
                                   self._plugin_dir)
                 return Staged(old, Details(), old, {}, swap=False)
             fresh, carried = versions_for_load(running, artifacts, load, self._logger)
+            for version in fresh.values():
+                version.disk = self._disk
+                version.map_sources = self._map_sources
 
         def names(word: str) -> str:
             found = sorted(v.name for v, w in carried.values() if w == word)

@@ -28,7 +28,8 @@ from .artifact import (
     Artifact,
 )
 from .errors import HotswapError
-from .importer import VersionLoader, module_root, mount, planting_error, unmount
+from .importer import VersionLoader, module_root, mount, original_sources, planting_error, unmount
+from .ondisk import RuntimeFolder
 from .static import StaticPlugin
 
 __all__ = ["Version", "next_load_number", "check_hooks", "missing_hooks_error"]
@@ -108,11 +109,15 @@ class Version:
     """One loaded copy of a plugin (from an artifact, or statically linked)."""
 
     def __init__(self, name: str, load: int, *, artifact: Artifact | None = None,
-                 static: StaticPlugin | None = None) -> None:
+                 static: StaticPlugin | None = None, disk: RuntimeFolder | None = None,
+                 map_sources: bool = False) -> None:
         self.name = name
         self.load = load
         self.artifact = artifact
         self.static = static
+        self.disk = disk
+        self.map_sources = map_sources
+        self.folder: str | None = None  # the version's folder on disk, once written
         self.file = artifact.path if artifact is not None else name
         self.sha256 = artifact.sha256 if artifact is not None else None
         self.build_id = artifact.build_id if artifact is not None else ""
@@ -164,8 +169,13 @@ class Version:
             missing = [hook for hook in REQUIRED_HOOKS if hook not in artifact.manifest.hooks]
             if missing:
                 raise missing_hooks_error(self.name, missing)
-            self.loader = VersionLoader(self.name, artifact.files, self.root,
-                                        f"{artifact.path}#{self.load}", artifact.manifest.bytecode)
+            assert self.disk is not None, "a version from an artifact needs a runtime folder"
+            # its files on disk before its first module runs (code still runs from memory)
+            self.folder = self.disk.materialize(self.name, self.load, artifact.sha256,
+                                                artifact.files)
+            sources = original_sources(artifact) if self.map_sources else None
+            self.loader = VersionLoader(self.name, artifact.files, self.root, self.folder,
+                                        artifact.manifest.bytecode, sources=sources)
             mount(self.loader)
             registration_name = f"{self.root}.{REGISTRATION_MODULE}"
             try:
@@ -253,6 +263,9 @@ class Version:
             _prune_loggers(root)
             _prune_typing(names)
             _prune_inspect(root)
+            if self.folder is not None and self.disk is not None:
+                self.disk.release(self.folder)
+                self.folder = None
         self.loader = None
         self.package = None
         self.hooks = {}

@@ -196,7 +196,8 @@ def reloadable(): return True
 
 
 def test_rebuild_is_byte_identical(tmp_path: Path, monkeypatch) -> None:
-    """The same inputs give the same bytes, with or without the cache, wherever the plugin is."""
+    """The same inputs give the same bytes, with or without the cache; from another folder, the
+    same build id and members, only the manifest's source_dir differs (map_sources needs it)."""
     first = sample_plugin(tmp_path / "a")
     second = sample_plugin(tmp_path / "b")
     for plugin in (first, second):
@@ -208,7 +209,13 @@ def test_rebuild_is_byte_identical(tmp_path: Path, monkeypatch) -> None:
     assert invoke("build", str(second), str(tmp_path / "three")).exit_code == 0
     one = (tmp_path / "one" / "foo.hsp").read_bytes()
     assert (tmp_path / "two" / "foo.hsp").read_bytes() == one
-    assert (tmp_path / "three" / "foo.hsp").read_bytes() == one
+    moved, here = (read_artifact(tmp_path / folder / "foo.hsp") for folder in ("three", "one"))
+    assert moved.build_id == here.build_id and moved.files == here.files
+    assert (moved.manifest.source_dir, here.manifest.source_dir) == (str(second), str(first))
+    # jobs.py was rewritten (from foo import x -> from . import x): what the build read is kept
+    assert set(here.manifest.source_hashes) == {"foo/jobs.py"}
+    assert here.manifest.source_hashes["foo/jobs.py"] == hashlib.sha256(
+        (first / "jobs.py").read_bytes()).hexdigest()
     assert invoke("build", str(first), str(tmp_path / "four"), "--", "-X",
                   "CompileTimeString=x").exit_code == 0
     changed = read_artifact(tmp_path / "four" / "foo.hsp")

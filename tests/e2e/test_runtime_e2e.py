@@ -155,7 +155,7 @@ def test_traceback_shows_the_lines_of_the_version_that_ran(dirs, events, build_p
             texts.append("".join(traceback.format_exception(exc)))
     assert "raise ValueError('one')" in texts[0] and "line 2" in texts[0]
     assert "raise ValueError('two')" in texts[1] and "line 4" in texts[1]
-    assert "foo.hsp#" in texts[0] and "/foo/work.py" in texts[0]
+    assert "/foo#" in texts[0] and "/foo/work.py" in texts[0]
     swapper.close()
 
 

@@ -53,6 +53,7 @@ def test_free_racing_a_concurrent_importer_still_unloads(plugin_dir: Path, event
     # a prune that failed midway leaves the version's modules behind for good
     current = swapper.current().find_plugin("a").lookup("__name__")
     wait_for(lambda: {key.split(".")[0] for key in _mounted("a")} == {current})
+    swapper.stats()  # waits for a free still pruning (its modules leave sys.modules first)
     gc.collect()
     assert [s.state for s in swapper.stats()] == ["current"]
 

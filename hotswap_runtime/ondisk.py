@@ -1,0 +1,554 @@
+"""Each version's files on disk: the runtime folder, per-version folders, sweeping, the write guard.
+
+Design note (SPEC section 4, "Files on disk"). Real code reads files next to its modules, so every
+version gets its package members as real, read-only files. Writing ~200 files per load would
+cost a 100-module plugin a third of its reload, so the files live in a *store* keyed by the
+artifact's sha256, written once and shared by every load of that artifact in every process on
+the same runtime folder (re-wired dependents, rollbacks, several workers, alternating builds),
+and a version's own folder is one symlink into it::
+
+    <runtime_dir>/                          0700, created if missing (default: a private folder
+                                            under the system temp directory)
+      .lock                                 flock'ed while the store or procs change shape
+      store/<sha256>-<layout>.<k>/          one artifact's package, written once:
+        <name>/...                            files 0444, folders 0555
+        .seal                                 lstat of each file and folder once sealed
+      procs/<pid>-<random>/                 one swapper's folder, 0700
+        .owner                              flock'ed (shared lock) for the swapper's whole life
+        world#3 -> ../../store/<...>        a version's folder: ``…/world#3/world/jobs.py``
+        .keep-<entry> -> ../../store/<...>  the store entries this swapper keeps for reuse
+
+A store entry is written into a temporary folder and renamed into place, so it is complete or
+absent; before reuse its files are checked against the seal (inode, size, mtime and ctime of every
+file and folder: any write, chmod, rename or new file changes one of them), and an entry that
+fails the check is never used again (a fresh one is written beside it). So a copy corrupted by a
+writer that file modes did not stop can never reach the next load.
+
+Who owns what: a swapper holds a lock on its ``.owner`` file for as long as it lives, and the
+kernel drops that lock when the process dies, however it dies (SIGKILL included); a process id
+alone could be reused. Every swapper, when it starts, sweeps each proc folder whose ``.owner``
+it can lock (its owner is dead), then every store entry no symlink of a live proc folder points
+to. Creating, sweeping and claiming all happen under the runtime folder's ``.lock``.
+
+Read-only for root too: root (or any process with ``CAP_DAC_OVERRIDE``) ignores file modes. When
+a probe shows the modes do not bind this process (``os.access`` of a 0444 file for writing), the
+runtime installs an audit hook (``sys.addaudithook``, PEP 578; it cannot be removed, and costs a
+dict lookup per audited event) that raises ``PermissionError`` for every write-mode ``open``,
+remove, rename, chmod, link, truncate and the like under a runtime folder in use, except the
+runtime's own. It covers Python code in this process; C code writing through its own calls, and
+other processes, are not stopped, which is why reuse checks the seal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .errors import HotswapError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: every other proc folder counts as alive
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["RuntimeFolder", "default_runtime_dir", "guard_active"]
+
+logger = logging.getLogger("hotswap")
+
+#: bump when what a store entry holds changes: entries of another layout are never reused
+LAYOUT = "1"
+STORE = "store"
+PROCS = "procs"
+SEAL = ".seal"
+OWNER = ".owner"
+LOCK = ".lock"
+KEEP_PREFIX = ".keep-"
+#: store entries a swapper keeps for reuse once no version of its own uses them
+KEEP_ENTRIES = 8
+KEEP_BYTES = 256 * 1024 * 1024
+
+
+def default_runtime_dir() -> str:
+    """``<system temp dir>/hotswap-<uid>``: private to the user running the host."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"hotswap-{user}")
+
+
+# -- the write guard --------------------------------------------------------------------------
+class _Guard:
+    """The audit hook that keeps runtime folders read-only where file modes do not."""
+
+    def __init__(self) -> None:
+        self.roots: dict[str, int] = {}  # realpath + os.sep -> how many RuntimeFolders use it
+        self.installed = False
+        self.lock = threading.Lock()
+        self.local = threading.local()  # .depth > 0 while the runtime itself writes
+
+    def add(self, root: str) -> None:
+        with self.lock:
+            key = os.path.realpath(root) + os.sep
+            self.roots[key] = self.roots.get(key, 0) + 1
+            if not self.installed:
+                sys.addaudithook(self.hook)
+                self.installed = True
+
+    def remove(self, root: str) -> None:
+        with self.lock:
+            key = os.path.realpath(root) + os.sep
+            count = self.roots.get(key, 0) - 1
+            if count <= 0:
+                self.roots.pop(key, None)
+            else:
+                self.roots[key] = count
+
+    @contextlib.contextmanager
+    def allowed(self) -> Iterator[None]:
+        """The runtime's own writes (this thread only)."""
+        local = self.local
+        local.depth = getattr(local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+
+    def hook(self, event: str, args: tuple[Any, ...]) -> None:
+        # called for every audited event of the process: one dict lookup for the others
+        positions = _WRITE_EVENTS.get(event)
+        if positions is None or not self.roots or getattr(self.local, "depth", 0):
+            return
+        if event == "open":
+            flags = args[2] if len(args) > 2 else None
+            mode = args[1]
+            if isinstance(flags, int) and flags >= 0:
+                if not flags & _WRITE_FLAGS:
+                    return
+            elif not (isinstance(mode, str) and any(c in mode for c in "wax+")):
+                return
+        for index, follow in positions:
+            if index < len(args):
+                self._check(event, args[index], follow)
+
+    def _check(self, event: str, target: Any, follow: bool) -> None:
+        if isinstance(target, int) or target is None:
+            return  # a descriptor: opened for writing (refused) or not ours to judge
+        try:
+            path = os.fsdecode(os.fspath(target))
+        except TypeError:
+            return
+        path = os.path.abspath(path)
+        if follow:
+            real = os.path.realpath(path)
+        else:  # the entry itself is what changes: resolve its folder only
+            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        probe = real + os.sep
+        for root in self.roots:
+            if probe.startswith(root):
+                raise PermissionError(
+                    errno.EACCES,
+                    f"{event}: a hot-loaded version's files are read-only; write to a folder of "
+                    "your own (tempfile, or a data folder the host passes in)", path)
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+#: audit event -> (argument index, follow symlinks) of each path it changes
+_WRITE_EVENTS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "open": ((0, True),),
+    "os.remove": ((0, False),),
+    "os.rmdir": ((0, False),),
+    "os.mkdir": ((0, False),),
+    "os.rename": ((0, False), (1, False)),
+    "os.link": ((0, True), (1, False)),
+    "os.symlink": ((1, False),),
+    "os.chmod": ((0, True),),
+    "os.chown": ((0, True),),
+    "os.chflags": ((0, True),),
+    "os.lchflags": ((0, False),),
+    "os.truncate": ((0, True),),
+    "os.utime": ((0, True),),
+    "os.setxattr": ((0, True),),
+    "os.removexattr": ((0, True),),
+    "os.mkfifo": ((0, False),),
+    "os.mknod": ((0, False),),
+    "shutil.rmtree": ((0, False),),
+}
+
+_GUARD = _Guard()
+
+
+def guard_active() -> bool:
+    """Whether the audit-hook guard is installed in this process (file modes do not bind it)."""
+    return _GUARD.installed
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _remove_tree(path: str) -> None:
+    """Remove ``path`` (a folder of read-only folders, a file or a symlink); missing is fine."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    # a 0555 folder keeps its entries, even from its owner: open each up first (root need not)
+    os.chmod(path, 0o700)
+    for folder, dirs, _ in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(os.path.join(folder, name), 0o700)
+    shutil.rmtree(path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IMODE(st.st_mode)]
+
+
+class RuntimeFolder:
+    """One swapper's share of a runtime folder: its proc folder, its versions' folders, its
+    store entries.
+
+    Args:
+        path: the runtime folder (None: ``default_runtime_dir()``).
+        log: where to report swept leftovers and replaced store entries.
+
+    Raises:
+        HotswapError: the folder cannot be created or written, naming it and what to check.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, log: logging.Logger | None = None) -> None:
+        self.default = path is None
+        self.root = os.path.abspath(os.fspath(path)) if path is not None else default_runtime_dir()
+        self.log = log or logger
+        self.store = os.path.join(self.root, STORE)
+        self.procs = os.path.join(self.root, PROCS)
+        self._lock = threading.RLock()
+        self._owner_fd = -1
+        self.proc = ""
+        self._created_root = False
+        self._in_use: dict[str, int] = {}  # store entry name -> versions of ours using it
+        self._keep: OrderedDict[str, int] = OrderedDict()  # entry name -> bytes, oldest first
+        self._folders: dict[str, str] = {}  # version folder -> store entry name
+        self._guarded = False
+        self.closed = False
+        try:
+            self._open()
+        except OSError as exc:
+            self._close_fds()
+            if self.proc:
+                with contextlib.suppress(OSError):
+                    _remove_tree(self.proc)
+            raise self._error(exc) from exc
+
+    def _error(self, exc: OSError) -> HotswapError:
+        where = f' ("{exc.filename}")' if exc.filename and exc.filename != self.root else ""
+        hint = ("pass runtime_dir= a folder of your own" if self.default
+                else "check that it is a folder (or can be created: its parent exists and is a "
+                     "writable folder), writable by this user, on a file system with free space")
+        return HotswapError(
+            f'runtime folder "{self.root}" cannot be used{where}: {exc.strerror or exc}; {hint} '
+            f"(it holds each loaded version's files)", step="runtime_dir")
+
+    # -- start, sweep, close ------------------------------------------------------------------
+    def _open(self) -> None:
+        if not os.path.isdir(self.root):
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            self._created_root = True
+        if self.default:
+            st = os.stat(self.root)
+            if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+                raise HotswapError(
+                    f'runtime folder "{self.root}" belongs to another user or others can write '
+                    "to it: a plugin's files there could be replaced; remove it, or pass "
+                    "runtime_dir= a folder of your own", step="runtime_dir")
+        with self._locked():
+            os.makedirs(self.store, mode=0o700, exist_ok=True)
+            os.makedirs(self.procs, mode=0o700, exist_ok=True)
+            self.proc = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.procs)
+            owner = os.path.join(self.proc, OWNER)
+            self._owner_fd = os.open(owner, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+            if fcntl is not None:
+                # shared: a child forked with this descriptor keeps the folder alive too
+                fcntl.flock(self._owner_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            # a probe, with no side effect: can this process write a 0444 file? (root can)
+            if os.access(owner, os.W_OK):
+                _GUARD.add(self.root)
+                self._guarded = True
+            self._sweep()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This object's thread lock, then the runtime folder's ``.lock`` (other processes)."""
+        with self._lock, _GUARD.allowed():
+            if fcntl is None:
+                yield
+                return
+            path = os.path.join(self.root, LOCK)
+            while True:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    # the last swapper to close removes the file: a lock on its old inode
+                    # would exclude nobody, so take the lock on the file that is there now
+                    try:
+                        same = os.path.samestat(os.fstat(fd), os.stat(path))
+                    except FileNotFoundError:
+                        same = False
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if same:
+                    break
+                os.close(fd)
+            try:
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+    def _alive(self, proc: str) -> bool:
+        """Whether the swapper owning proc folder ``proc`` still runs (its lock is held)."""
+        if fcntl is None:
+            return True
+        try:
+            fd = os.open(os.path.join(proc, OWNER), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # created under the lock, so a folder without owner file is a crash's
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _sweep(self) -> None:
+        """Remove the proc folders of dead owners, then unreferenced store entries (lock held)."""
+        swept = []
+        for entry in os.scandir(self.procs):
+            if entry.path != self.proc and not self._alive(entry.path):
+                _remove_tree(entry.path)
+                swept.append(entry.name)
+        if swept:
+            self.log.info("runtime folder %s: removed the leftovers of %d stopped host(s): %s",
+                          self.root, len(swept), ", ".join(sorted(swept)))
+        self._collect()
+
+    def _referenced(self) -> set[str]:
+        """Store entries some live proc folder points to (lock held, dead ones swept)."""
+        found: set[str] = set()
+        for proc in os.scandir(self.procs):
+            try:
+                links = list(os.scandir(proc.path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for link in links:
+                if link.is_symlink():
+                    with contextlib.suppress(OSError):
+                        found.add(os.path.basename(os.readlink(link.path)))
+        return found
+
+    def _collect(self, only: set[str] | None = None) -> None:
+        """Remove store entries nobody points to (all of them, or those in ``only``)."""
+        referenced = self._referenced()
+        for entry in os.scandir(self.store):
+            if entry.name in referenced or (only is not None and entry.name not in only
+                                            and not entry.name.startswith(".tmp-")):
+                continue
+            _remove_tree(entry.path)
+
+    def close(self) -> None:
+        """Remove this swapper's proc folder and every store entry no other host uses.
+
+        The last user of the runtime folder removes the folder's skeleton too (and the folder,
+        when it created it or it is the default one), so nothing is left behind.
+        """
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                with self._locked():
+                    _remove_tree(self.proc)
+                    self._folders.clear()
+                    self._in_use.clear()
+                    self._keep.clear()
+                    self._close_owner()
+                    self._collect()
+                    self._remove_skeleton()
+            except OSError as exc:
+                self.log.warning("runtime folder %s: cannot remove the files of this host's "
+                                 "versions (%s); the next host on it sweeps them", self.root, exc)
+            finally:
+                self._close_fds()
+                if self._guarded:
+                    _GUARD.remove(self.root)
+                    self._guarded = False
+
+    def _remove_skeleton(self) -> None:
+        if os.listdir(self.procs) or os.listdir(self.store):
+            return
+        os.rmdir(self.procs)
+        os.rmdir(self.store)
+        os.unlink(os.path.join(self.root, LOCK))
+        if self.default or self._created_root:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root)  # only when empty
+
+    def _close_owner(self) -> None:
+        if self._owner_fd >= 0:
+            os.close(self._owner_fd)
+            self._owner_fd = -1
+
+    def _close_fds(self) -> None:
+        self._close_owner()
+
+    # -- versions -----------------------------------------------------------------------------
+    def materialize(self, name: str, load: int, sha256: str, files: Mapping[str, bytes]) -> str:
+        """Give load ``load`` of plugin ``name`` its folder, ``<proc>/<name>#<load>``, holding
+        ``files`` (member path -> bytes, every path under ``<name>/``) as read-only files.
+
+        Raises:
+            HotswapError: the files cannot be written (disk full, a member that is both a file
+                and a folder); nothing of this version is left behind.
+        """
+        folder = os.path.join(self.proc, f"{name}#{load}")
+        with self._locked():
+            if self.closed:
+                raise HotswapError("the runtime folder was closed", plugin=name, step="files")
+            try:
+                entry = self._entry(name, sha256, files)
+                os.symlink(os.path.join(self.store, entry), folder)
+                if entry not in self._keep:
+                    os.symlink(os.path.join(self.store, entry),
+                               os.path.join(self.proc, KEEP_PREFIX + entry))
+                    self._keep[entry] = sum(len(data) for data in files.values())
+                self._keep.move_to_end(entry)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(folder)
+                raise HotswapError(
+                    f'plugin "{name}": cannot write its files into the runtime folder '
+                    f'"{self.root}": {exc.strerror or exc}'
+                    f'{f" ({exc.filename})" if exc.filename else ""}; check the free space and '
+                    "permissions there, or pass runtime_dir= another folder",
+                    plugin=name, step="files") from exc
+            self._folders[folder] = entry
+            self._in_use[entry] = self._in_use.get(entry, 0) + 1
+        return folder
+
+    def release(self, folder: str) -> None:
+        """The version owning ``folder`` is freed (or its load failed): remove its folder, and
+        the store entries beyond what this swapper keeps for reuse that nobody else uses."""
+        with self._lock:
+            entry = self._folders.pop(folder, None)
+            if entry is None or self.closed:
+                return
+            try:
+                with self._locked():
+                    os.unlink(folder)
+                    count = self._in_use.get(entry, 0) - 1
+                    if count > 0:
+                        self._in_use[entry] = count
+                    else:
+                        self._in_use.pop(entry, None)
+                    self._evict()
+            except OSError as exc:
+                self.log.warning("runtime folder %s: cannot remove %s (%s)", self.root, folder, exc)
+
+    def _evict(self) -> None:
+        """Drop the oldest kept entries beyond ``KEEP_ENTRIES``/``KEEP_BYTES`` (lock held)."""
+        evicted: set[str] = set()
+        idle = [entry for entry in self._keep if entry not in self._in_use]
+        total = sum(self._keep.values())
+        while idle and (len(self._keep) > KEEP_ENTRIES or total > KEEP_BYTES):
+            entry = idle.pop(0)
+            total -= self._keep.pop(entry)
+            os.unlink(os.path.join(self.proc, KEEP_PREFIX + entry))
+            evicted.add(entry)
+        if evicted:
+            self._collect(evicted)
+
+    # -- the store ----------------------------------------------------------------------------
+    def _entry(self, name: str, sha256: str, files: Mapping[str, bytes]) -> str:
+        """The name of a sound store entry holding ``files``, written if need be (lock held)."""
+        k = 0
+        while True:
+            entry = f"{sha256}-{LAYOUT}.{k}"
+            path = os.path.join(self.store, entry)
+            if not os.path.lexists(path):
+                self._write(path, files)
+                return entry
+            if self._sound(path, files):
+                return entry
+            self.log.warning("runtime folder %s: the files of %s were changed after they were "
+                             "written (%s); writing a fresh copy", self.root, name, entry)
+            k += 1
+
+    def _sound(self, path: str, files: Mapping[str, bytes]) -> bool:
+        """Whether the entry at ``path`` is still exactly as sealed, for these members."""
+        try:
+            with open(os.path.join(path, SEAL), "rb") as handle:
+                seal = json.loads(handle.read())
+            if not isinstance(seal, dict) or any(member not in seal for member in files):
+                return False
+            for rel, expected in seal.items():
+                if _stat_key(os.lstat(os.path.join(path, rel))) != expected:
+                    return False
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _write(self, path: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` into a temporary folder, seal it, rename it to ``path`` (lock held)."""
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.store)
+        try:
+            folders: set[str] = set()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            for member, data in files.items():
+                target = os.path.join(tmp, member)
+                parent = os.path.dirname(target)
+                if parent not in folders:
+                    os.makedirs(parent, mode=0o700, exist_ok=True)
+                    while parent != tmp and parent not in folders:
+                        folders.add(parent)
+                        parent = os.path.dirname(parent)
+                fd = os.open(target, flags, 0o444)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                os.chmod(target, 0o444)  # whatever the umask
+            for folder in folders:
+                os.chmod(folder, 0o555)
+            seal = {member: _stat_key(os.lstat(os.path.join(tmp, member))) for member in files}
+            for folder in folders:
+                seal[os.path.relpath(folder, tmp)] = _stat_key(os.lstat(folder))
+            fd = os.open(os.path.join(tmp, SEAL), flags, 0o444)
+            try:
+                _write_all(fd, json.dumps(seal, separators=(",", ":")).encode())
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+            os.chmod(path, 0o555)
+        except BaseException:
+            _remove_tree(tmp)
+            raise
+

@@ -1,0 +1,380 @@
+"""Each version's files on disk (SPEC 4, "Files on disk"): real, read-only, its own, swept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hotswap_build.build import build
+from hotswap_runtime import HotswapError, PluginManagerSwapper
+from hotswap_runtime.ondisk import guard_active
+
+HOOKS = """\
+CompileTimeString = "one"
+
+def on_load(data):
+    if data == "fail":
+        raise RuntimeError("refused on purpose")
+def on_init(vault): pass
+def on_free(): pass
+def export(): return None
+def import_(): return None
+def reloadable(): return True
+def invoke_func(name, *params): return None
+"""
+
+READER = HOOKS + '''
+import glob
+import importlib.resources
+import inspect
+import json
+import os
+import pkgutil
+from pathlib import Path
+
+import jinja2
+
+HERE = Path(__file__).parent
+
+
+def live_items():
+    with open(HERE / "items.json") as handle:
+        return json.load(handle)
+
+
+def live_listing():
+    return sorted(os.listdir(HERE))
+
+
+def live_glob():
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "templates", "*.txt")))
+
+
+def live_modules():
+    return sorted(module.name for module in pkgutil.iter_modules(__path__))
+
+
+def live_sourcefile():
+    return inspect.getsourcefile(live_items)
+
+
+def live_render(name):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"))
+    return env.get_template(name).render(stamp=CompileTimeString)
+
+
+def live_resource():
+    return importlib.resources.files(__package__).joinpath("items.json").read_text()
+
+
+def live_where():
+    return __file__, __spec__.origin, list(__path__)
+
+
+def live_write(how):
+    target = HERE / "items.json"
+    if how == "open":
+        with open(target, "w") as handle:
+            handle.write("corrupted")
+    elif how == "append":
+        with open(target, "a") as handle:
+            handle.write("corrupted")
+    elif how == "write_text":
+        target.write_text("corrupted")
+    elif how == "new_file":
+        (HERE / "new.txt").write_text("x")
+    elif how == "remove":
+        os.remove(target)
+    elif how == "chmod":
+        os.chmod(target, 0o666)
+    elif how == "rename":
+        os.rename(target, HERE / "moved.json")
+    elif how == "replace_folder":
+        os.rename(HERE / "templates", HERE / "gone")
+    elif how == "os_open":
+        os.close(os.open(target, os.O_WRONLY | os.O_TRUNC))
+    return "written"
+'''
+
+
+def write_plugin(root: Path, stamp: str, items: object) -> Path:
+    folder = root / "files"
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    (folder / "__init__.py").write_text(READER.replace('"one"', repr(stamp)))
+    (folder / "jobs.py").write_text("def work():\n    return 'jobs'\n")
+    (folder / "items.json").write_text(json.dumps(items))
+    (folder / "templates" / "hello.txt").write_text("hello {{ stamp }}\n")
+    return folder
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[Callable[[str, object], None], Path, Path]]:
+    """``(rebuild(stamp, items), plugins folder, runtime folder)`` for plugin ``files``."""
+    src, out, runtime = tmp_path / "src", tmp_path / "plugins", tmp_path / "runtime"
+
+    def rebuild(stamp: str, items: object) -> None:
+        build(write_plugin(src, stamp, items), out, include=r"\.(json|txt)$")
+
+    rebuild("one", [1])
+    yield rebuild, out, runtime
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def live(swapper: PluginManagerSwapper, name: str) -> Callable[..., object]:
+    manager = swapper.current()
+    assert manager is not None
+    return manager.vault.live_funcs[name]
+
+
+def test_modules_have_real_files_that_everything_reads(env) -> None:
+    """__file__, __spec__.origin and __path__ are in the version's folder, which shows plugin and
+    load; open, listdir, glob, pkgutil, inspect, jinja2 and importlib.resources all work."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        load = swapper.stats()[0].load
+        file, origin, path = live(swapper, "live_where")()
+        assert file == origin and file.endswith(f"/files#{load}/files/__init__.py")
+        assert file.startswith(str(runtime) + os.sep)
+        assert path == [os.path.dirname(file)]
+        assert Path(file).read_text().startswith("CompileTimeString = 'one'")
+        assert live(swapper, "live_items")() == [1]
+        assert {"__init__.py", "jobs.py", "items.json", "templates"} <= set(live(swapper, "live_listing")())
+        assert live(swapper, "live_glob")() == ["hello.txt"]
+        assert live(swapper, "live_modules")() == ["_hotswap_registration", "jobs"]
+        assert live(swapper, "live_sourcefile")() == file
+        assert live(swapper, "live_render")("hello.txt") == "hello one"
+        assert json.loads(live(swapper, "live_resource")()) == [1]
+    finally:
+        swapper.close()
+
+
+def test_two_versions_alive_each_see_their_own_files(env) -> None:
+    """While version 1 is still alive, version 2 reads its own items; 1 still reads its own."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=60, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        old_items, old_render = live(swapper, "live_items"), live(swapper, "live_render")
+        rebuild("two", [2, 2])
+        swapper.reload()
+        assert live(swapper, "live_items")() == [2, 2]
+        assert live(swapper, "live_render")("hello.txt") == "hello two"
+        assert old_items() == [1] and old_render("hello.txt") == "hello one"
+        assert [s.state for s in swapper.stats()] == ["pending free", "current"]
+    finally:
+        swapper.close()
+
+
+def test_folder_goes_with_its_version_and_close_leaves_nothing(env) -> None:
+    """A freed version's folder is removed; after close() the runtime folder is gone."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    swapper.load_plugins()
+    first = Path(live(swapper, "live_where")()[0]).parent.parent
+    assert first.is_dir()
+    rebuild("two", [2])
+    swapper.reload()
+    assert [s.state for s in swapper.stats() if s.state != "freed"] == ["current"]
+    assert not os.path.lexists(first)
+    second = Path(live(swapper, "live_where")()[0]).parent.parent
+    assert second.is_dir()
+    swapper.close()
+    assert files_under(runtime) == []
+    assert not runtime.exists()
+
+
+def test_failed_load_removes_its_folder(env) -> None:
+    """A load whose on_load raises leaves no folder behind, and the old version keeps its files."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        before = files_under(runtime)
+        rebuild("two", [2])
+        with pytest.raises(HotswapError, match="refused on purpose"):
+            swapper.reload("fail")
+        assert live(swapper, "live_items")() == [1]
+        links = [name for name in files_under(runtime / "procs") if "#" in name]
+        assert len(links) == 1, links  # the failed version's folder went
+        assert [p for p in files_under(runtime) if "files#" in p] == [p for p in before if "files#" in p]
+    finally:
+        swapper.close()
+
+
+@pytest.mark.parametrize("how", ["open", "append", "write_text", "new_file", "remove", "chmod",
+                                 "rename", "replace_folder", "os_open"])
+def test_a_plugin_cannot_write_its_own_files(env, how: str) -> None:
+    """Writing, creating, removing, renaming or chmod-ing in its own folder is a PermissionError,
+    for whoever runs the tests (root included: file modes do not stop root, the guard does), and
+    the next load of the same artifact reads intact files."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        if os.geteuid() == 0:
+            assert guard_active()
+        with pytest.raises(PermissionError):
+            live(swapper, "live_write")(how)
+        assert live(swapper, "live_items")() == [1]
+        assert live(swapper, "live_glob")() == ["hello.txt"]
+        rebuild("two", [1])  # another build: a fresh version of the same items
+        swapper.reload()
+        assert live(swapper, "live_items")() == [1]
+        assert "new.txt" not in live(swapper, "live_listing")()
+    finally:
+        swapper.close()
+
+
+def test_a_changed_shared_copy_is_never_reused(env, caplog) -> None:
+    """Files changed behind the runtime's back (another process, C code) are caught at the next
+    load of that artifact: it gets a fresh copy, with a warning."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        items = Path(live(swapper, "live_where")()[0]).parent / "items.json"
+        # a child process: no guard there; as root the modes do not stop it, so open them first
+        script = ("import os, sys; p = sys.argv[1]; os.chmod(os.path.dirname(p), 0o755); "
+                  "os.chmod(p, 0o644); open(p, 'w').write('[666]')")
+        subprocess.run([sys.executable, "-c", script, str(items)], check=True, timeout=60)
+        assert live(swapper, "live_items")() == [666]  # what is on disk now
+        rebuild("two", [2])
+        swapper.reload()
+        rebuild("one", [1])  # the first artifact again, byte for byte
+        swapper.reload()
+        assert live(swapper, "live_items")() == [1]
+        assert "were changed after they were written" in caplog.text
+    finally:
+        swapper.close()
+
+
+def test_runtime_dir_that_cannot_be_created_is_an_error_at_construction(tmp_path: Path) -> None:
+    """A runtime_dir below a file (or that is a file) is a HotswapError naming it, before any load."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for bad in (blocker / "runtime", blocker):
+        with pytest.raises(HotswapError) as info:
+            PluginManagerSwapper(tmp_path, runtime_dir=bad)
+        message = str(info.value)
+        assert f'runtime folder "{bad}" cannot be used' in message
+        assert "check that it is a folder" in message and info.value.step == "runtime_dir"
+
+
+HOST = textwrap.dedent("""
+    import sys, time
+    from hotswap_runtime import PluginManagerSwapper
+    swapper = PluginManagerSwapper(sys.argv[1], runtime_dir=sys.argv[2])
+    swapper.load_plugins()
+    print(swapper.current().vault.live_funcs["live_where"]()[0], flush=True)
+    for line in sys.stdin:
+        print(swapper.current().vault.live_funcs["live_items"](), flush=True)
+""")
+
+
+def start_host(out: Path, runtime: Path) -> tuple[subprocess.Popen[str], Path]:
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(out), str(runtime)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None
+    line = host.stdout.readline().strip()
+    assert line, "the host printed nothing"
+    return host, Path(line)
+
+
+def test_a_killed_hosts_folder_is_swept_by_the_next_swapper(env) -> None:
+    """A host killed with SIGKILL leaves its folder; the next swapper on that runtime folder
+    removes it, while a live host's folder and files stay untouched."""
+    rebuild, out, runtime = env
+    dead, dead_file = start_host(out, runtime)
+    alive, alive_file = start_host(out, runtime)
+    try:
+        dead.send_signal(signal.SIGKILL)
+        dead.wait(timeout=30)
+        assert dead_file.is_file()
+        swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+        try:
+            assert not os.path.lexists(dead_file.parent.parent)
+            assert not os.path.lexists(dead_file.parent.parent.parent)  # its proc folder
+            assert alive_file.is_file()
+            assert alive.stdin is not None and alive.stdout is not None
+            alive.stdin.write("\n")
+            alive.stdin.flush()
+            assert alive.stdout.readline().strip() == "[1]"
+        finally:
+            swapper.close()
+        assert alive_file.is_file()  # close() leaves the other host's files alone
+    finally:
+        for host in (dead, alive):
+            if host.poll() is None:
+                host.kill()
+            host.wait(timeout=30)
+    PluginManagerSwapper(out, runtime_dir=runtime).close()  # sweeps the second one
+    assert files_under(runtime) == []
+
+
+def test_versions_of_one_artifact_share_one_written_copy(env) -> None:
+    """Loads of the same artifact (here two swappers) reuse one copy: each has its own folder
+    name, one store entry behind them."""
+    rebuild, out, runtime = env
+    first = PluginManagerSwapper(out, runtime_dir=runtime)
+    second = PluginManagerSwapper(out, runtime_dir=runtime)
+    try:
+        first.load_plugins()
+        second.load_plugins()
+        a, b = (Path(live(s, "live_where")()[0]) for s in (first, second))
+        assert a != b and a.parent.parent.name != b.parent.parent.name
+        assert os.path.samefile(a, b)
+        assert len(os.listdir(runtime / "store")) == 1
+    finally:
+        first.close()
+        second.close()
+    assert files_under(runtime) == []
+
+
+def _without_dac_override() -> None:
+    """In a child about to exec: drop CAP_DAC_OVERRIDE from the bounding set, so the exec'd
+    root process obeys file modes like any user (prctl PR_CAPBSET_DROP)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override = 24, 1
+    if libc.prctl(pr_capbset_drop, cap_dac_override, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)")
+
+
+def test_where_file_modes_bind_they_refuse_the_write(env) -> None:
+    """In a process that file modes bind (the tests' user if not root; else root without
+    CAP_DAC_OVERRIDE), the read-only modes refuse the write and no audit hook is installed."""
+    rebuild, out, runtime = env
+    script = textwrap.dedent("""
+        import os, sys
+        from hotswap_runtime import PluginManagerSwapper
+        from hotswap_runtime.ondisk import guard_active
+        swapper = PluginManagerSwapper(sys.argv[1], runtime_dir=sys.argv[2])
+        swapper.load_plugins()
+        try:
+            swapper.current().vault.live_funcs["live_write"]("open")
+        except PermissionError as exc:
+            print("refused", exc.errno, guard_active())
+        swapper.close()
+        print("left", os.path.exists(sys.argv[2]))
+    """)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(runtime)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo)},
+                          preexec_fn=_without_dac_override if os.geteuid() == 0 else None)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["refused 13 False", "left False"]
