@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FreePolicy", "Freer", "Pending", "run_on_free"]
 
+#: seconds between the two in-flight searches that must both find nothing before a free
+CONFIRM = 0.005
 #: seconds a freed version's own threads and tasks get to end after on_free before the warning
 WORKER_GRACE = 0.25
 
@@ -209,9 +211,9 @@ class FreePolicy:
         if entry.give_up is None:
             entry.give_up = now + self._free_timeout
         if doomed:
-            found = scan(doomed)
+            found = scan(doomed, confirm=CONFIRM)
             busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
-            if busy and now < entry.give_up:
+            if (busy or found.unread) and now < entry.give_up:
                 entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
                 if entry.retry >= 0.25:
                     self._logger.debug("freeing %s waits for code in flight",

@@ -3,35 +3,43 @@
 Design note: nothing here runs on the call path of a plain (synchronous) ``invoke_func``, a live
 function or a method: the search happens at free time, on the freer thread, by *code* — a frame
 belongs to a version when its module globals' ``__name__`` lies under the version's mount root
-(``_hotswap_<name>_<load>``), whatever route led into it.
+(``_hotswap_<name>_<load>``), whatever route led into it. It never runs anything on an event
+loop and never waits for one.
 
 - Threads: ``sys._current_frames()`` gives every thread's top frame; its ``f_back`` chain is
-  walked. The calling thread is skipped.
-- Tasks: every event loop the host was seen running (``note_loop``, called by every load and
-  reload — ``areload`` included —, by ``ainvoke_each`` and by the tracking wrapper of an
-  ``async def invoke_func``) is kept in a weak
-  set. A running loop's tasks are read on the loop's own thread (``call_soon_threadsafe`` and a
-  concurrent future waited for at most ``LOOP_TIMEOUT`` seconds); a loop that does not answer
-  in time is blocked (its tasks are not moving), so its tasks are then read from the calling
-  thread; should that fail too it counts as one task in flight, holding the free (up to
-  ``free_timeout``) rather than risk freeing code a task is suspended in. Each task's coroutine
-  chain (``cr_await`` / ``gi_yieldfrom`` / ``ag_await``) is walked.
-- Awaitables: an ``async def invoke_func`` is wrapped once, at load, by a function that puts
-  each returned awaitable into the version's ``WeakSet``; one that is still pending (a coroutine
-  not finished, a future not done) and is not already seen in a task counts. A synchronous
-  ``invoke_func`` is never wrapped (a call through it stays one plain call); awaitables it
-  returns are found once they run (on a stack or in a task), not while they wait unstarted.
+  walked. The calling thread's own calls do not count (it is the one searching).
+- Loops: found on those same stacks, no registration needed: a frame of
+  ``BaseEventLoop.run_forever``/``_run_once`` has its loop as ``self`` (the calling thread's
+  running loop, and loops seen by ``note_loop``, are added: uvloop runs no Python frame).
+- Tasks: asyncio's task registry (a ``WeakSet``, plus 3.12's eager set) is copied in one C
+  call, so reading it from another thread cannot race with a loop adding tasks; every pending
+  task of a loop that is not closed is read. Its coroutine chain (``cr_await`` /
+  ``gi_yieldfrom`` / ``ag_await``) is walked while the task is suspended; a task running at
+  that instant has the rest of its chain on its loop thread's stack, which is read instead.
+- Awaitables: what an ``async def invoke_func`` returns is tracked weakly by a wrapper made at
+  load. A synchronous ``invoke_func`` or a live function is never wrapped (a call through it
+  stays one plain call): an unfinished coroutine made by a version's code that it returned is
+  found where it goes — awaited (in a task's chain, however deep: ``gather``, ``wait_for``,
+  ``shield``, ``TaskGroup`` or a host task around it), running (on a stack), or not started
+  yet (held by a suspended coroutine of the host: a local, or an item of a list, tuple, set or
+  dict there; a sync thread's locals are not read, see ``_held_values``).
 
-A thread whose ``run`` target, or a task whose outermost coroutine, is the version's own code
-(other than an entry point: ``invoke_func``, a live function, a method of a live type) is the
-version's *own worker*: it does not hold the free (``on_free`` is where it should be stopped),
-but when it is still running after ``on_free`` the swapper warns (SPEC 8.2).
+A thread whose ``run`` target is the version's own code (other than an entry point:
+``invoke_func``, a live function, a method of a live type) is the version's *own worker*. A task
+is one only when its outermost coroutine is the version's non-entry code that was not handed
+out by ``invoke_func``, nothing outside the version waits for it (no host task awaits it, gathers
+it, waits for it or shields it, no host callback wants its result) and the version made it: it
+is awaited only by the version's own workers, or held by the version (its module globals or
+frames, a few levels down, as ``on_free`` needs to stop it). Own workers do not hold the free
+(``on_free`` is where they should be stopped), but when one still runs after ``on_free`` the
+swapper warns (SPEC 8.2). Anything else holds it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import collections
 import functools
+import gc
 import inspect
 import sys
 import threading
@@ -39,7 +47,7 @@ import time
 import weakref
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from types import CodeType
+from types import CodeType, CoroutineType, FrameType, FunctionType, GeneratorType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,11 +55,15 @@ if TYPE_CHECKING:
 
     from .version import Version
 
-__all__ = ["Found", "InFlight", "note_loop", "invoke_entry", "scan", "entry_codes", "wait_for_own_workers",
-           "LOOP_TIMEOUT"]
+__all__ = ["Found", "InFlight", "note_loop", "invoke_entry", "scan", "entry_codes",
+           "wait_for_own_workers", "running_loops", "pending_tasks"]
 
-#: seconds to wait for a running loop to hand over its tasks
-LOOP_TIMEOUT = 1.0
+#: reads of a task's await chain before it is taken as running (its frames then on a stack)
+_READ_TRIES = 6
+#: items of a container in a frame's locals looked at for an unstarted awaitable
+_CONTAINER_ITEMS = 1000
+#: most objects visited when looking for what a version holds
+_HELD_LIMIT = 100_000
 #: deepest await chain or stack walked (a guard against cycles)
 _MAX_DEPTH = 10_000
 
@@ -66,7 +78,8 @@ def _get_running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def note_loop() -> None:
-    """Remember the running event loop of this thread (if any), so its tasks get searched."""
+    """Remember the running event loop of this thread (if any): loops are found on the threads'
+    stacks anyway, this adds a loop whose ``run_forever`` runs no Python frame (uvloop)."""
     loop = _get_running_loop()
     if loop is not None:
         _loops.add(loop)
@@ -220,71 +233,322 @@ def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
         depth += 1
 
 
-def _read_tasks(loop: asyncio.AbstractEventLoop, match: Match,
-                codes: Container[CodeType]) -> list[tuple[str, set[str], str | None, set[int]]]:
-    """(task name, roots in its chain, owner root, ids of awaitables in the chain) per task."""
-    import asyncio  # a loop was registered, so asyncio is imported already
+def _run_codes() -> set[CodeType]:
+    """The code of ``BaseEventLoop.run_forever`` and ``_run_once``: a frame running either has
+    the loop as ``self`` (every loop that asyncio itself drives, whatever subclass)."""
+    base = sys.modules.get("asyncio.base_events")
+    if base is None:
+        return set()
+    loop_class = base.BaseEventLoop
+    return {loop_class.run_forever.__code__, loop_class._run_once.__code__}
 
-    out: list[tuple[str, set[str], str | None, set[int]]] = []
-    for task in asyncio.all_tasks(loop):
-        hit: set[str] = set()
-        ids: set[int] = set()
-        owner: str | None = None
-        first = True
-        for awaitable, frame in _chain(task.get_coro()):
-            ids.add(id(awaitable))
-            if frame is None:
-                first = False
+
+def _frame_self(frame: FrameType) -> Any:
+    try:
+        return frame.f_locals.get("self")
+    except Exception:  # noqa: BLE001 - an odd frame: no loop to read from it
+        return None
+
+
+def running_loops() -> dict[Any, int]:
+    """Every event loop running now, found on the threads' stacks: loop -> thread ident.
+
+    No registration: a frame of ``BaseEventLoop.run_forever`` or ``_run_once`` names its loop,
+    and the calling thread's running loop is added (a loop whose ``run_forever`` is not Python
+    code, such as uvloop's, is found when it is the caller's or was seen by ``note_loop``)."""
+    loops: dict[Any, int] = {}
+    codes = _run_codes()
+    if codes:
+        for ident, frame in sys._current_frames().items():
+            depth = 0
+            while frame is not None and depth < _MAX_DEPTH:
+                if frame.f_code in codes:
+                    loop = _frame_self(frame)
+                    if loop is not None:
+                        loops[loop] = ident
+                    break
+                frame = frame.f_back
+                depth += 1
+    own = _get_running_loop()
+    if own is not None:
+        loops[own] = threading.get_ident()
+    for loop in _members(_loops):
+        if loop not in loops and loop.is_running():
+            loops[loop] = 0
+    return loops
+
+
+def pending_tasks() -> list[Any]:
+    """Every unfinished task of every loop that is not closed, read from any thread.
+
+    ``asyncio.all_tasks(loop)`` iterates asyncio's task registry (a ``WeakSet``) in Python,
+    which races with a loop adding tasks on another thread; copying the set under it is one C
+    call, atomic under the GIL (the retry is asyncio's own guard, kept for other runtimes)."""
+    tasks_module = sys.modules.get("asyncio.tasks")
+    if tasks_module is None:
+        return []
+    weak = getattr(tasks_module, "_scheduled_tasks", None)  # 3.12+
+    if weak is None:
+        weak = getattr(tasks_module, "_all_tasks", None)  # 3.11
+    eager = getattr(tasks_module, "_eager_tasks", None)
+    refs: set[Any] = set()
+    found: list[Any] = []
+    for _ in range(1000):
+        try:
+            refs = set(weak.data) if weak is not None else set()
+            found = list(eager) if eager else []
+            break
+        except RuntimeError:
+            continue
+    found.extend(task for ref in refs if (task := ref()) is not None)
+    out = []
+    for task in found:
+        try:
+            if task.done() or task.get_loop().is_closed():
                 continue
-            root = match(frame.f_globals.get("__name__"))
-            if root is not None:
-                hit.add(root)
-                if first and frame.f_code not in codes:
-                    owner = root
-            first = False
-        if owner is not None and task.cancelling():
-            hit.discard(owner)  # the version's own task, already told to stop: it is ending
-            owner = None
-        if hit:
-            out.append((task.get_name(), hit, owner, ids))
+        except Exception:  # noqa: BLE001 - not a task we can read: not ours to judge
+            continue
+        out.append(task)
     return out
 
 
-def _tasks_of(loop: asyncio.AbstractEventLoop, match: Match, codes: Container[CodeType],
-              timeout: float) -> list[tuple[str, set[str], str | None, set[int]]] | None:
-    """The tasks of ``loop`` that run code under ``roots``; None when the loop did not answer."""
-    if loop.is_closed():
-        return []
-    if not loop.is_running() or _get_running_loop() is loop:
-        return _read_tasks(loop, match, codes)
-    future: concurrent.futures.Future[list[tuple[str, set[str], str | None, set[int]]]] = (
-        concurrent.futures.Future())
+def _is_running(coro: Any) -> bool:
+    return bool(getattr(coro, "cr_running", False) or getattr(coro, "gi_running", False)
+                or getattr(coro, "ag_running", False))
 
-    def collect() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(_read_tasks(loop, match, codes))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            future.set_exception(exc)
 
-    try:
-        loop.call_soon_threadsafe(collect)
-    except RuntimeError:  # closed meanwhile
-        return []
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        if not future.cancel():  # it started meanwhile: its answer is on the way
-            return future.result()
-    # the loop has run no callback for ``timeout`` seconds (blocked, or stopped without being
-    # marked so): its tasks are not moving, so read them from here
-    for _ in range(3):
-        try:
-            return _read_tasks(loop, match, codes)
-        except RuntimeError:  # a task was added meanwhile: the loop moves again; retry
-            continue
+def _read_chain(coro: Any, wait: bool) -> tuple[list[tuple[Any, Any]], bool]:
+    """The await chain of a task's coroutine, and whether it was read while the task was
+    suspended (a running task's chain is cut where it runs: its frames are on a stack).
+
+    With ``wait``, a task caught running (its loop's thread was switched out mid-step) gets
+    a few milliseconds to finish its step, so what its frames hold can be read too."""
+    links: list[tuple[Any, Any]] = []
+    for attempt in range(_READ_TRIES):
+        before = _is_running(coro)
+        links = list(_chain(coro))
+        if not before and not _is_running(coro):
+            return links, True
+        if wait and attempt >= 1:
+            time.sleep(0.001)
+    return links, False
+
+
+def _stack_roots(frame: FrameType | None, match: Match) -> set[str]:
+    roots: set[str] = set()
+    depth = 0
+    while frame is not None and depth < _MAX_DEPTH:
+        root = match(frame.f_globals.get("__name__"))
+        if root is not None:
+            roots.add(root)
+        frame = frame.f_back
+        depth += 1
+    return roots
+
+
+def _held_values(coro: Any) -> list[Any]:
+    """What a suspended coroutine's frame holds (locals and value stack), and the items of
+    those that are plain containers.
+
+    ``gc.get_referents`` reads them without side effects; ``frame.f_locals`` would not do on
+    3.11 and 3.12, where it leaves a snapshot of the locals on the frame that keeps whatever they
+    held alive after the function dropped it."""
+    values = gc.get_referents(coro)
+    out = list(values)
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            out.extend(list(value.values())[:_CONTAINER_ITEMS])
+        elif kind in (list, tuple, set, frozenset):
+            out.extend(list(value)[:_CONTAINER_ITEMS])
+    return out
+
+
+def _unfinished_coroutine(obj: Any) -> Any:
+    """The frame of ``obj`` when it is an unfinished coroutine (or generator-based awaitable)."""
+    kind = type(obj)
+    if kind is CoroutineType:
+        return obj.cr_frame
+    if kind is GeneratorType and obj.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE:
+        return obj.gi_frame
     return None
+
+
+class _Tasks:
+    """The pending tasks as read once: chains, who waits for whom, what each version holds."""
+
+    def __init__(self, match: Match, codes: Container[CodeType], handed_out: set[int],
+                 loops: dict[Any, int], me: int) -> None:
+        self.match = match
+        self.codes = codes
+        self.read: list[tuple[Any, set[str], str | None]] = []  # task, roots, candidate root
+        self.chain_ids: set[int] = set()
+        self.coros: list[tuple[Any, str | None]] = []  # suspended coroutines read, and their root
+        self.waiting: dict[int, list[Any]] = {}  # id(future) -> tasks waiting for it
+        self.candidate: dict[int, str] = {}  # id(task) -> root whose own worker it may be
+        self._own: dict[int, bool] = {}
+        self._held: dict[str, set[int]] = {}
+        self.unread: list[str] = []  # tasks that kept running: what their frames hold is unknown
+        mine = _get_running_loop()  # its running task is the caller: it will not stop running
+        for task in pending_tasks():
+            coro = task.get_coro()
+            links, sure = _read_chain(coro, task.get_loop() is not mine)
+            roots: set[str] = set()
+            outer_root: str | None = None
+            for index, (awaitable, frame) in enumerate(links):
+                self.chain_ids.add(id(awaitable))
+                if frame is None:
+                    continue
+                root = match(frame.f_globals.get("__name__"))
+                if sure:
+                    self.coros.append((awaitable, root))
+                if root is None:
+                    continue
+                roots.add(root)
+                if index == 0 and frame.f_code not in codes and id(awaitable) not in handed_out:
+                    outer_root = root
+            if not sure:  # running now on its loop's thread: read that stack as it is
+                if task.get_loop() is not mine:
+                    self.unread.append(task.get_name())
+                ident = loops.get(task.get_loop())
+                idents = [ident] if ident else [i for i in sys._current_frames() if i != me]
+                stacks = sys._current_frames()
+                for i in idents:
+                    if i != me:
+                        roots |= _stack_roots(stacks.get(i), match)
+                del stacks
+            if outer_root is not None:
+                self.candidate[id(task)] = outer_root
+            self.read.append((task, roots, outer_root))
+            self._note_waiter(task, getattr(task, "_fut_waiter", None), 0)
+
+    def _note_waiter(self, task: Any, future: Any, depth: int) -> None:
+        if future is None or depth > 8:
+            return
+        self.waiting.setdefault(id(future), []).append(task)
+        for child in getattr(future, "_children", None) or ():  # gather: it waits for each
+            self._note_waiter(task, child, depth + 1)
+
+    def own(self, task: Any, root: str) -> bool:
+        """Whether ``task`` (its outermost coroutine being the version's non-entry code) is the
+        version's own worker: nothing outside the version waits for it, and the version made it
+        (awaited only by its own workers, or held by its modules or frames)."""
+        key = id(task)
+        known = self._own.get(key)
+        if known is not None:
+            return known
+        self._own[key] = True  # a cycle of tasks waiting for each other adds nothing
+        waiters, outside = self._waiters(task, root, 0)
+        if outside:
+            answer = False
+        elif waiters:
+            answer = all(self.candidate.get(id(w)) == root and self.own(w, root) for w in waiters)
+        else:
+            answer = key in self._held_by(root)
+        self._own[key] = answer
+        return answer
+
+    def _waiters(self, future: Any, root: str, depth: int) -> tuple[list[Any], bool]:
+        """Tasks waiting for ``future``, and whether something outside the version (host code,
+        another version, a thread in ``run_until_complete``) waits for it too."""
+        import asyncio  # a task exists, so asyncio is imported already
+
+        waiters = list(self.waiting.get(id(future), ()))
+        outside = False
+        if depth > 4:
+            return waiters, not waiters
+        for callback, _context in getattr(future, "_callbacks", None) or ():
+            owner = getattr(callback, "__self__", None)
+            if owner is not None and asyncio.isfuture(owner):  # Task.task_wakeup: it awaits
+                waiters.append(owner)
+                continue
+            if owner is not None and hasattr(owner, "_parent_task"):  # a TaskGroup
+                parent = owner._parent_task
+                if parent is None:
+                    outside = True
+                else:
+                    waiters.append(parent)
+                continue
+            fn = callback.func if isinstance(callback, functools.partial) else callback
+            fn = getattr(fn, "__func__", fn)
+            module = getattr(fn, "__module__", None)
+            where = self.match(module)
+            if where == root:
+                continue  # the version's own bookkeeping
+            if where is not None:
+                outside = True
+                continue
+            if owner is not None and not isinstance(module, str):
+                continue  # a bound builtin such as a set's discard: bookkeeping, not waiting
+            if isinstance(module, str) and module.startswith("asyncio."):
+                if isinstance(callback, functools.partial):
+                    values = [*callback.args, *callback.keywords.values()]
+                else:
+                    values = [cell.cell_contents for cell in getattr(fn, "__closure__", None) or ()
+                              if _cell_filled(cell)]
+                futures = [v for v in values if asyncio.isfuture(v) and v is not future]
+                if not futures:
+                    outside = True  # run_until_complete and the like: a host thread waits
+                for other in futures:
+                    more, out = self._waiters(other, root, depth + 1)
+                    waiters.extend(more)
+                    outside = outside or out or not more
+                continue
+            outside = True  # host code wants its result
+        return waiters, outside
+
+    def _held_by(self, root: str) -> set[int]:
+        """Ids of what the version's modules and suspended frames hold, a few levels deep."""
+        held = self._held.get(root)
+        if held is not None:
+            return held
+        start: list[Any] = []
+        for name, module in list(sys.modules.items()):
+            if module is not None and self.match(name) == root:
+                start.extend(list(vars(module).values()))
+        for coro, where in self.coros:
+            if where == root:
+                start.extend(_held_values(coro))
+        held = _reach(start)
+        self._held[root] = held
+        return held
+
+
+def _cell_filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _reach(start: list[Any], depth: int = 3) -> set[int]:
+    """Ids of the objects reachable from ``start`` through containers and instance attributes,
+    ``depth`` levels down, at most ``_HELD_LIMIT`` objects (never into modules or classes)."""
+    seen: set[int] = set()
+    level = start
+    for _ in range(depth):
+        nxt: list[Any] = []
+        for obj in level:
+            key = id(obj)
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(seen) > _HELD_LIMIT:
+                return seen
+            if isinstance(obj, dict):
+                nxt.extend(list(obj.values()))
+            elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+                nxt.extend(list(obj))
+            elif isinstance(obj, weakref.WeakSet):
+                nxt.extend(_members(obj))
+            elif not isinstance(obj, (type, ModuleType, FunctionType)):
+                attrs = getattr(obj, "__dict__", None)
+                if type(attrs) is dict:
+                    nxt.extend(list(attrs.values()))
+        level = nxt
+    seen.update(id(obj) for obj in level)
+    return seen
 
 
 def _members(weak: weakref.WeakSet[Any]) -> list[Any]:
@@ -327,6 +591,10 @@ class Found(dict[int, InFlight]):
     """``scan``'s answer: ``id(version)`` -> ``InFlight``; a version with nothing in flight has
     no entry (``found[key]`` then gives an empty, shared ``InFlight``; ``.get`` gives None)."""
 
+    #: names of tasks caught running at every read (their loop's thread busy in one step):
+    #: what their frames hold, an unstarted awaitable maybe, could not be read; freeing waits
+    unread: list[str] = []
+
     def __missing__(self, key: int) -> InFlight:
         return _NOTHING
 
@@ -341,14 +609,25 @@ class Found(dict[int, InFlight]):
 _NOTHING = InFlight()
 
 
-def scan(versions: Iterable[Version], *, timeout: float | None = None) -> Found:
+def scan(versions: Iterable[Version], *, confirm: float = 0.0) -> Found:
     """What of each version (keyed by ``id(version)``) is in flight right now.
 
-    Safe to call from any thread; a running loop's tasks are read on its own thread, waiting
-    for it at most ``timeout`` seconds (default ``LOOP_TIMEOUT``).
+    Safe to call from any thread, and it never waits for an event loop: thread stacks, every
+    loop's tasks and their await chains are read from the calling thread. With ``confirm`` > 0,
+    an answer of nothing in flight is checked by a second search ``confirm`` seconds later (the
+    first one reads a moving system, one thread at a time: a coroutine handed from a thread to
+    a task between two reads is seen by the second).
     """
-    if timeout is None:
-        timeout = LOOP_TIMEOUT
+    versions = list(versions)
+    found = _scan_once(versions)
+    if (confirm > 0 and not any(f.calls for f in found.values()) and not found.unread
+            and pending_tasks()):
+        time.sleep(confirm)  # without a task anywhere, nothing can move between two reads
+        found = _scan_once(versions)
+    return found
+
+
+def _scan_once(versions: list[Version]) -> Found:
     by_root = {v.root: v for v in versions}
     found = Found()
     if not by_root:
@@ -356,21 +635,29 @@ def scan(versions: Iterable[Version], *, timeout: float | None = None) -> Found:
     match = _matcher(set(by_root))
     codes = _EntryCodes(by_root.values())
     me = threading.get_ident()
+    mine = globals()
     threads = {t.ident: t for t in threading.enumerate()}
+    run_codes = _run_codes()
+    loops: dict[Any, int] = {}
+    on_stacks: set[int] = set()  # ids of frames running now (their coroutines are on a stack)
     for ident, frame in sys._current_frames().items():
-        if ident == me:
-            continue
         thread = threads.get(ident)
         hit: set[str] = set()
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
-            root = match(frame.f_globals.get("__name__"))
-            if root is not None:
-                hit.add(root)
+            if frame.f_code in run_codes:
+                loop = _frame_self(frame)
+                if loop is not None:
+                    loops[loop] = ident
+            on_stacks.add(id(frame))
+            if frame.f_globals is not mine:
+                root = match(frame.f_globals.get("__name__"))
+                if root is not None:
+                    hit.add(root)
             frame = frame.f_back
             depth += 1
         del frame
-        if not hit:
+        if not hit or ident == me:
             continue
         owner = _thread_owner(thread, codes, match)
         name = thread.name if thread is not None else f"thread {ident}"
@@ -384,27 +671,54 @@ def scan(versions: Iterable[Version], *, timeout: float | None = None) -> Found:
             slot = found.slot(id(by_root[owner]))
             if thread.name not in slot.own_threads:
                 slot.own_threads.append(thread.name)
-    in_tasks: set[int] = set()
     for loop in _members(_loops):
-        tasks = _tasks_of(loop, match, codes, timeout)
-        if tasks is None:
-            for version in by_root.values():
-                found.slot(id(version)).tasks.append(f"<tasks of an event loop that did not answer in {timeout} s>")
-            continue
-        for name, hit, owner, ids in tasks:
-            in_tasks |= ids
-            for root in hit:
-                slot = found.slot(id(by_root[root]))
-                (slot.own_tasks if root == owner else slot.tasks).append(name)
-    for version in by_root.values():
-        if not version.awaitables.data:
-            continue
-        count = 0
+        loops.setdefault(loop, 0)
+    handed_out: dict[int, str] = {}  # what an async invoke_func returned: the caller's
+    for root, version in by_root.items():
         for awaitable in _members(version.awaitables):
-            if id(awaitable) not in in_tasks and _pending(awaitable):
-                count += 1
-        if count:
-            found.slot(id(version)).awaitables = count
+            handed_out[id(awaitable)] = root
+    tasks = _Tasks(match, codes, set(handed_out), loops, me) if "asyncio.tasks" in sys.modules else None
+    chain_ids: set[int] = set()
+    if tasks is not None:
+        chain_ids = tasks.chain_ids
+        found.unread = tasks.unread
+        for task, roots, outer_root in tasks.read:
+            if not roots:
+                continue
+            name = task.get_name()
+            for root in roots:
+                slot = found.slot(id(by_root[root]))
+                if root == outer_root and tasks.own(task, root):
+                    if not task.cancelling():  # told to stop already: it is ending
+                        slot.own_tasks.append(name)
+                else:
+                    slot.tasks.append(name)
+    # awaitables not running anywhere: returned by an async invoke_func, or made by the version
+    # (a sync invoke_func's or a live function's async helper) and held, unstarted, by a
+    # suspended coroutine of the host
+    waiting: dict[int, tuple[Any, str]] = {}
+    for root, version in by_root.items():
+        for awaitable in _members(version.awaitables):
+            waiting[id(awaitable)] = (awaitable, root)
+    for coro, where in tasks.coros if tasks is not None else ():
+        if where is not None:
+            continue
+        for value in _held_values(coro):
+            coro_frame = _unfinished_coroutine(value)
+            if coro_frame is not None:
+                root = match(coro_frame.f_globals.get("__name__"))
+                if root is not None:
+                    waiting[id(value)] = (value, root)
+    counts: dict[str, int] = {}
+    for key, (awaitable, root) in waiting.items():
+        if key in chain_ids or not _pending(awaitable):
+            continue
+        coro_frame = _unfinished_coroutine(awaitable)
+        if coro_frame is not None and id(coro_frame) in on_stacks:
+            continue  # running on a thread: counted there
+        counts[root] = counts.get(root, 0) + 1
+    for root, count in counts.items():
+        found.slot(id(by_root[root])).awaitables = count
     return found
 
 

@@ -503,12 +503,8 @@ def test_close_frees_everything_even_with_calls_in_flight(dirs, ev, build_plugin
     caller.join(5)
 
 
-def test_a_blocked_loop_still_shows_its_suspended_task(dirs, ev, build_plugin, make,
-                                                       monkeypatch) -> None:
-    """A loop that cannot answer (its thread is stuck elsewhere) still has its task found."""
-    from hotswap_runtime import inflight
-
-    monkeypatch.setattr(inflight, "LOOP_TIMEOUT", 0.1)
+def test_a_blocked_loop_still_shows_its_suspended_task(dirs, ev, build_plugin, make) -> None:
+    """A loop whose thread is stuck elsewhere still has its task found (nothing waits for it)."""
     src, out = dirs
     a = write(src, "a", live=True)
     build_plugin(a, out, stamps={"STAMP": "v1"})
