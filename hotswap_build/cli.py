@@ -213,3 +213,128 @@ def keygen_command(keyfile: str) -> None:
     click.echo(f"Wrote the private key {keyfile} (mode 0600: keep it on the build machine, "
                f"never in the plugin or release folder) and the public key {keyfile}.pub")
     click.echo(kid)
+
+
+# ---------------------------------------------------------------------------------- fleet
+# The fleet commands parse and print; hotswap_runtime.fleet.ops does the work (tests call it).
+
+def _channel_call(action: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one ops call; any HotswapError (a bad artifact, a path that is not a channel, an
+    unknown revision, a channel that cannot be reached) is one Error: line and exit 1."""
+    try:
+        return action(*args, **kwargs)
+    except HotswapError as exc:
+        _fail([str(exc)])
+    except KeyboardInterrupt:
+        _fail(["interrupted"], code=130)
+
+
+@main.command("publish", context_settings=_CONTEXT)
+@click.option("--cohort", type=click.IntRange(1, 100), default=100, show_default=True,
+              metavar="PCT", help="share of instances that take this release; the others stay "
+                                  "on the current one")
+@click.option("--note", default="", metavar="TEXT", help="free text kept in RELEASE.json")
+@click.option("--trusted-key", "trusted", multiple=True, metavar="PUB",
+              help="publish only artifacts signed by one of these public keys (repeatable)")
+@click.argument("channel", metavar="CHANNEL")
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path())
+def publish_command(cohort: int, note: str, trusted: tuple[str, ...], channel: str,
+                    artifacts: tuple[str, ...]) -> None:
+    """Verify every ARTIFACT exactly as the runtime does, then publish them together as the
+    next revision of CHANNEL (a folder, created when missing, or a nats:// URL). One bad
+    artifact publishes nothing. Prints the new revision as the last line.
+    """
+    from hotswap_runtime.fleet import ops
+
+    release = _channel_call(ops.publish, channel, artifacts, cohort=cohort, note=note,
+                            trusted_keys=trusted)
+    names = ", ".join(f"{n} ({r.build_id[:12]})" for n, r in sorted(release.artifacts.items()))
+    share = "" if release.cohort == 100 else f" to {release.cohort}% of instances (others stay on {release.previous})"
+    click.echo(f"published revision {release.revision} of {channel}{share}: {names}")
+    click.echo(str(release.revision))
+
+
+@main.command("status", context_settings=_CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="print the release and the reports as JSON")
+@click.option("--wait", is_flag=True, help="poll until every live instance runs its revision "
+                                           "with state ok (or --timeout passes)")
+@click.option("--revision", type=int, default=None, metavar="REV",
+              help="the revision to gate on [default: the current one]")
+@click.option("--timeout", type=click.FloatRange(0), default=60.0, show_default=True,
+              metavar="SECONDS", help="longest --wait")
+@click.argument("channel", metavar="CHANNEL")
+def status_command(as_json: bool, wait: bool, revision: int | None, timeout: float,
+                   channel: str) -> None:
+    """One line per instance (instance, revision, state, age, error) and a summary.
+
+    Exits 0 only when every live instance runs the revision meant for it (the current release,
+    or --revision; an instance outside the cohort runs the previous one) with state ok, and at
+    least one instance is live; stale instances are listed but ignored. A deploy script gates
+    on it with --wait.
+    """
+    import json
+
+    from hotswap_runtime.fleet import ops
+
+    if wait:
+        result = _channel_call(ops.wait_for_gate, channel, revision, timeout, stop_on_failure=True)
+    else:
+        result = _channel_call(ops.gate, channel, revision)
+    if as_json:
+        click.echo(json.dumps(ops.gate_json(result), indent=1))
+    else:
+        click.echo(ops.status_table(result))
+    if not result.ok:
+        why = "; ".join(result.problems()) or "no live instance has reported"
+        waited = f" after {timeout:g} s" if wait and not result.failed else ""
+        _fail([f"channel {channel} is not on revision {result.revision}{waited}: {why}"])
+
+
+@main.command("rollback", context_settings=_CONTEXT)
+@click.option("--to", "to", type=int, default=None, metavar="REVISION",
+              help="the revision whose artifacts to publish again [default: the one before the "
+                   "current release]")
+@click.argument("channel", metavar="CHANNEL")
+def rollback_command(to: int | None, channel: str) -> None:
+    """Publish a new revision with the artifacts of an earlier one (cohort 100), so the
+    history stays linear. Prints the new revision as the last line.
+    """
+    from hotswap_runtime.fleet import ops
+
+    release = _channel_call(ops.rollback, channel, to)
+    click.echo(f"published revision {release.revision} of {channel}: {release.note}")
+    click.echo(str(release.revision))
+
+
+@main.command("rollout", context_settings=_CONTEXT)
+@click.option("--steps", default="10,50,100", show_default=True, metavar="PCT,PCT,...",
+              help="the growing cohorts, ending at 100")
+@click.option("--pause", type=click.FloatRange(0), default=10.0, show_default=True,
+              metavar="SECONDS", help="pause after each step is ok")
+@click.option("--timeout", type=click.FloatRange(0), default=120.0, show_default=True,
+              metavar="SECONDS", help="longest wait for each step's instances")
+@click.option("--note", default="", metavar="TEXT", help="free text kept in each RELEASE.json")
+@click.option("--trusted-key", "trusted", multiple=True, metavar="PUB",
+              help="roll out only artifacts signed by one of these public keys (repeatable)")
+@click.argument("channel", metavar="CHANNEL")
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path())
+def rollout_command(steps: str, pause: float, timeout: float, note: str, trusted: tuple[str, ...],
+                    channel: str, artifacts: tuple[str, ...]) -> None:
+    """Publish ARTIFACT... to growing cohorts of CHANNEL, waiting at each step until every
+    instance of the cohort reports ok on it. An instance that fails, or a step that times out,
+    rolls everything back (a new revision with the previous artifacts) and exits 1 naming the
+    failing instances and their errors.
+    """
+    from hotswap_runtime.fleet import ops
+
+    plan = _channel_call(ops.parse_steps, steps)
+    done = _channel_call(ops.rollout, channel, artifacts, steps=plan, pause=pause,
+                         timeout=timeout, note=note, trusted_keys=trusted, echo=click.echo)
+    if not done.ok:
+        why = "; ".join(done.gate.problems()) or "no live instance reported"
+        what = "failed" if done.gate.failed else f"timed out after {timeout:g} s"
+        back = (f"rolled back as revision {done.rolled_back.revision}" if done.rolled_back
+                else "nothing was published before it to roll back to")
+        _fail([f"rollout of revision {done.release.revision} to {channel} {what}: {why}; {back}"])
+    click.echo(f"rolled out revision {done.release.revision} to every instance")
+    click.echo(str(done.release.revision))

@@ -22,8 +22,8 @@ from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, Rel
 from .follower import InstanceStatus, target_revision
 from .open import open_channel
 
-__all__ = ["Gate", "InstanceRow", "gate", "publish", "rollback", "rollout", "status_table",
-           "wait_for_gate"]
+__all__ = ["Gate", "InstanceRow", "RolloutResult", "gate", "gate_json", "parse_steps", "publish",
+           "rollback", "rollout", "status_table", "verify_artifacts", "wait_for_gate"]
 
 Echo = Callable[[str], None]
 
@@ -229,6 +229,19 @@ def gate(channel: Channel | str | os.PathLike[str], revision: int | None = None,
     return Gate(release, release.revision if release is not None else None, tuple(rows))
 
 
+def gate_json(result: Gate) -> dict[str, object]:
+    """``status --json``: the release, the verdict and every report (with ``stale`` and
+    ``wants``, the revision meant for it)."""
+    return {
+        "release": result.release.to_json() if result.release is not None else None,
+        "revision": result.revision,
+        "ok": result.ok,
+        "summary": result.summary(),
+        "instances": [{**row.status.to_json(), "stale": row.stale, "wants": row.wanted}
+                      for row in result.rows],
+    }
+
+
 def _age(seconds: float) -> str:
     if seconds == float("inf"):
         return "?"
@@ -292,16 +305,28 @@ def parse_steps(text: str) -> list[int]:
     return steps
 
 
+@dataclass(frozen=True)
+class RolloutResult:
+    """What ``rollout`` did: ``release`` is the last step published, ``gate`` the last verdict,
+    ``rolled_back`` the revision that put the previous artifacts back (None: none needed, or
+    nothing was published before the rollout)."""
+
+    ok: bool
+    release: Release
+    gate: Gate
+    rolled_back: Release | None
+
+
 def rollout(channel: Channel | str | os.PathLike[str], artifacts: Sequence[str | os.PathLike[str]],
             *, steps: Sequence[int] = (10, 50, 100), pause: float = 0.0, timeout: float = 120.0,
             note: str = "", trusted_keys: Iterable[str | os.PathLike[str] | bytes] = (),
-            echo: Echo = lambda line: None) -> tuple[bool, Release, Gate]:
+            echo: Echo = lambda line: None) -> RolloutResult:
     """Publish ``artifacts`` to growing cohorts, waiting at each step until every instance of
     the cohort reports ``ok`` on it; on a failure or a timeout, roll back (a new revision with
     the artifacts from before, cohort 100).
 
     Returns:
-        (succeeded, the last release published, the verdict of the last wait).
+        what happened: ``ok``, the last release, the last verdict, the rollback if any.
     """
     found = verify_artifacts(artifacts, trusted_keys)
     ch = _channel(channel)
@@ -327,10 +352,10 @@ def rollout(channel: Channel | str | os.PathLike[str], artifacts: Sequence[str |
                                      note=f"automatic rollback of {release.revision}",
                                      previous=release.revision)
                 echo(f"rolled back: revision {back.revision} has the artifacts of {before.revision}")
-                return False, back, result
-            return False, release, result
+                return RolloutResult(False, release, result, back)
+            return RolloutResult(False, release, result, None)
         echo(result.summary())
         if pause > 0 and index < len(steps) - 1:
             time.sleep(pause)
     assert release is not None
-    return True, release, result
+    return RolloutResult(True, release, result, None)

@@ -129,18 +129,19 @@ def test_rollout_good_and_failing_canary(fleet: Fleet, releases) -> None:
     fleet.start(canary, middle, last)
     on(fleet, 1, "v1")
     lines: list[str] = []
-    ok, release, _ = ops.rollout(fleet.url, releases("v2"), steps=[10, 50, 100], timeout=20,
-                                 echo=lines.append)
-    assert ok and release.revision == 4 and release.cohort == 100
+    done = ops.rollout(fleet.url, releases("v2"), steps=[10, 50, 100], timeout=20,
+                       echo=lines.append)
+    assert done.ok and done.release.revision == 4 and done.release.cohort == 100
     assert [r.previous for r in open_channel(fleet.url).history()[1:]] == [1, 1, 1]
     assert lines[0] == "published revision 2 to 10% of instances"
     on(fleet, 4, "v2")
 
     lines.clear()
-    ok, release, result = ops.rollout(fleet.url, releases("bad-init"), steps=[10, 50, 100],
-                                      timeout=20, echo=lines.append)
-    assert not ok
-    assert release.revision == 6 and release.artifacts == open_channel(fleet.url).release(4).artifacts
+    done = ops.rollout(fleet.url, releases("bad-init"), steps=[10, 50, 100], timeout=20,
+                       echo=lines.append)
+    assert not done.ok and done.release.revision == 5 and done.rolled_back is not None
+    back = done.rolled_back
+    assert back.revision == 6 and back.artifacts == open_channel(fleet.url).release(4).artifacts
     assert lines[-2] == (f"revision 5 failed: {canary} failed on 5: plugin \"alpha\": on_init "
                          "failed: RuntimeError: alpha bad-init refuses to start")
     assert lines[-1] == "rolled back: revision 6 has the artifacts of 4"
