@@ -105,9 +105,9 @@ SETTINGS = {"output_encoding": "unicode", "_disable_config": True, "report_level
 
 
 def probe():
-    # writers that read no template file from beside their modules
+    # the HTML writers read their template and stylesheets from beside their modules
     return {writer: publish_string(SOURCE, writer=writer, settings_overrides=SETTINGS)
-            for writer in ("pseudoxml", "xml", "manpage")}
+            for writer in ("pseudoxml", "xml", "manpage", "html5", "html4")}
 
 
 def reached():
@@ -115,7 +115,7 @@ def reached():
             sys.modules[get_parser_class("rst").__module__],
             sys.modules[get_reader_class("pep").__module__],
             get_language("fr")]
-''')
+''', include=r"\.(txt|css)$")
 
 MISTUNE = Case("mistune", '''\
 import sys
@@ -156,10 +156,15 @@ def _babel_data(folder: str, name: str) -> bool:
 BABEL = Case("babel", '''\
 import io
 import sys
+from datetime import date
 
+from babel import Locale
+from babel.dates import format_date
+from babel.localedata import load
 from babel.messages._compat import find_entrypoints
 from babel.messages.extract import extract
 from babel.messages.pofile import normalize
+from babel.numbers import format_currency, format_decimal
 
 PYTHON = b"""\\
 _("hello")
@@ -189,7 +194,23 @@ def probe():
     by_name = extract("python", io.BytesIO(PYTHON), comment_tags=["NOTE:"])
     return {"python": _listed(python), "javascript": _listed(javascript),
             "by_name": _listed(by_name),
-            "po": normalize("a long message that the po writer wraps", width=20)}
+            "po": normalize("a long message that the po writer wraps", width=20),
+            # the locale data: pickles in locale-data/ beside the modules
+            "locale": [format_decimal(1234.5, locale="de_DE"),
+                       format_currency(12.5, "EUR", locale="de_DE"),
+                       format_date(date(2024, 3, 5), format="full", locale="de_DE"),
+                       format_date(date(2024, 3, 5), locale="en_US"),
+                       Locale.parse("de_DE").display_name,
+                       Locale.parse("en_US").get_display_name("de")]}
+
+
+def _classes(value, found):
+    if isinstance(value, dict):
+        for item in value.values():
+            _classes(item, found)
+    elif type(value).__module__ != "builtins":
+        found.add(type(value))
+    return found
 
 
 def extractor(fileobj, keywords, comment_tags, options):
@@ -201,7 +222,10 @@ def reached():
     ((_, module, _, _),) = extract("babel.hotswap_probe:extractor", io.BytesIO(b""))
     # and the installed babel's entry points name babel.messages.extract:extract_python
     python = dict(find_entrypoints("babel.extractors"))["python"]()
-    return [sys.modules[module], sys.modules[python.__module__]]
+    # and the locale data's pickles name babel.localedata.Alias, babel.plural.PluralRule...
+    pickled = _classes(load("root", merge_inherited=False), set())
+    return [sys.modules[module], sys.modules[python.__module__],
+            *(sys.modules[cls.__module__] for cls in pickled)]
 ''', include=r"\.dat$", keep=_babel_data)
 
 CASES = [PYGMENTS, DOCUTILS, MISTUNE, BABEL]
