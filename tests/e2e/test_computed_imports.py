@@ -152,7 +152,8 @@ def test_computed_imports_reach_the_plugins_own_modules(
     plugin_dir = _write_plugin(tmp_path / "plugins", "v1")
     build_plugin(plugin_dir, tmp_path / "bin")
     before = _host_modules()
-    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0)
+    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0,
+                                   runtime_dir=tmp_path / "runtime")
     try:
         swapper.load_plugins()
         plugin = swapper.current().find_plugin(NAME)
@@ -201,7 +202,8 @@ def test_two_versions_alive_each_import_their_own(
     neither had imported yet reach its own files."""
     plugin_dir = _write_plugin(tmp_path / "plugins", "v1")
     build_plugin(plugin_dir, tmp_path / "bin")
-    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=60)
+    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=60,
+                                   runtime_dir=tmp_path / "runtime")
     try:
         swapper.load_plugins()
         old = swapper.current().find_plugin(NAME)
@@ -256,7 +258,8 @@ def test_dotted_real_name(tmp_path: Path, build_plugin: Callable[..., BuildResul
             return __import__("app.nested." + name, fromlist=fromlist)
         ''') + HOOKS)
     build_plugin(plugin, tmp_path / "bin")
-    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0)
+    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0,
+                                   runtime_dir=tmp_path / "runtime")
     try:
         swapper.load_plugins()
         nested = swapper.current().find_plugin("nested")

@@ -313,7 +313,7 @@ def test_package_as_a_plugin_beside_the_hosts_copy(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shutil.copy2(build.artifact, bin_dir)
-    swapper = PluginManagerSwapper(bin_dir, free_delay=0)
+    swapper = PluginManagerSwapper(bin_dir, free_delay=0, runtime_dir=tmp_path / "runtime")
     try:
         swapper.load_plugins()
         plugin = swapper.current().find_plugin(package)
@@ -352,7 +352,7 @@ def test_package_as_a_plugin_beside_the_hosts_copy(
 HIDDEN_HOST = textwrap.dedent('''\
     import importlib.abc, json, sys
 
-    package, plugin_dir = sys.argv[1], sys.argv[2]
+    package, plugin_dir, runtime_dir = sys.argv[1:4]
 
 
     class Hide(importlib.abc.MetaPathFinder):
@@ -373,7 +373,7 @@ HIDDEN_HOST = textwrap.dedent('''\
 
     from hotswap_runtime import PluginManagerSwapper
 
-    swapper = PluginManagerSwapper(plugin_dir, free_delay=0)
+    swapper = PluginManagerSwapper(plugin_dir, free_delay=0, runtime_dir=runtime_dir)
     swapper.load_plugins()
     plugin = swapper.current().find_plugin(package)
     root = plugin.lookup("__name__")
@@ -388,13 +388,14 @@ HIDDEN_HOST = textwrap.dedent('''\
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.package)
 def test_package_as_a_plugin_in_a_host_without_it(
-        case: Case, built: Callable[[Case], Built]) -> None:
+        case: Case, built: Callable[[Case], Built], tmp_path: Path) -> None:
     """A host that has no copy of the package runs the plugin all the same: every computed
     import finds the version's own module."""
     build = built(case)
     expected = _host_probe(case)
     run = subprocess.run([sys.executable, "-I", "-c", HIDDEN_HOST, case.package,
-                          str(build.artifact.parent)], capture_output=True, text=True,
+                          str(build.artifact.parent), str(tmp_path / "runtime")],
+                         capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.strip().splitlines()[-1])
