@@ -119,6 +119,7 @@ BENCHES = [
     Bench("staged", "staged.py", "staged"),
     Bench("doctor", "doctor.py", "leakproof"),
     Bench("contended", "contended.py", "runtime"),
+    Bench("rss_version", "rss_version.py", "runtime"),
 ]
 
 # the goals of issue 6: key -> (comparison, bound)
@@ -141,6 +142,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "doctor_explain_1_freed_ms": ("<", 1000.0),
     # issue 13: a reload costs what changed
     "reload_contended_ratio": ("<=", 12.0),
+    "rss_per_version_ratio": ("<=", 1.1),
     "rebuild_one_file_1000_s": ("<=", 0.3),
 }
 

@@ -108,7 +108,8 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         self.name = name
         self.root = root
         self.origin = origin
-        self._files = files
+        # a copy of its own: the bytecode of each module is dropped once the module ran
+        self._files = dict(files)
         self._sources = dict(sources or {})
         self._pyc_suffix: str | None = None
         if (bytecode is not None and bytecode.get("cache_tag") == sys.implementation.cache_tag
@@ -184,6 +185,12 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         yield_gil()
         code = self.get_code(module.__name__)
         assert code is not None
+        # its bytecode is dead weight from now on (a third of a version's memory): a module
+        # imported again (importlib.reload) is compiled from its source, which stays for
+        # get_source, tracebacks and inspect
+        pyc = self._pyc_member(self._entry(module.__name__)[0])
+        if pyc is not None:
+            self._files.pop(pyc, None)
         linecache.lazycache(code.co_filename, module.__dict__)
         exec(code, module.__dict__)
         yield_gil()
@@ -226,15 +233,22 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         if member.endswith("/"):
             return None
         filename = self.code_filename(member)
-        if self._pyc_suffix is not None:
-            folder, base = posixpath.split(member)
-            pyc = self._files.get(f"{folder}/__pycache__/{base[:-3]}{self._pyc_suffix}")
+        pyc_member = self._pyc_member(member)
+        if pyc_member is not None:
+            pyc = self._files.get(pyc_member)
             if pyc is not None and pyc[:4] == importlib.util.MAGIC_NUMBER:
                 code = marshal.loads(memoryview(pyc)[_PYC_HEADER:])
                 _imp._fix_co_filename(code, filename)
                 return code
         return compile(self._files[member], filename, "exec", dont_inherit=True,
                        optimize=self._optimize)
+
+    def _pyc_member(self, member: str) -> str | None:
+        """Where the bytecode of source ``member`` for this Python would be, if it may be used."""
+        if self._pyc_suffix is None or not member.endswith(".py"):
+            return None
+        folder, base = posixpath.split(member)
+        return f"{folder}/__pycache__/{base[:-3]}{self._pyc_suffix}"
 
     def get_resource_reader(self, fullname: str) -> TraversableResources | None:
         """Reads the files next to a package's modules for ``importlib.resources``."""

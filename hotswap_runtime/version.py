@@ -8,6 +8,7 @@ library hold on the version's behalf, so that once callers let go, ``gc`` can ta
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import logging
@@ -206,6 +207,11 @@ class Version:
         self.hooks = dict(hooks)
         self.live_funcs = dict(live_funcs)
         self.live_types = dict(live_types)
+        if self.artifact is not None:
+            # the loader keeps what later imports and get_source need; the version keeps the
+            # artifact's description without its members, so that a later load can tell it
+            # is still the file it came from (selection.reuse)
+            self.artifact = dataclasses.replace(self.artifact, files={})
 
     def call(self, hook: str, logger: logging.Logger, *args: Any) -> Any:
         """Run ``hook`` of this version; a failure becomes a ``HotswapError`` naming both.

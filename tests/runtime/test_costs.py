@@ -5,10 +5,12 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import traceback
 import types
 import weakref
 from pathlib import Path
 
+import pytest
 from handmade import hooks_source, pack_plugin
 from helpers import wait_for
 
@@ -77,3 +79,42 @@ def test_freed_versions_are_forgotten_without_stats(plugin_dir: Path, events,
     gc.collect()
     alive = [ref for ref in versions if ref() is not None]
     assert len(alive) <= 2, f"{len(alive)} of 40 freed versions are still held"
+
+
+def test_a_version_keeps_no_bytecode_of_modules_that_ran(plugin_dir: Path, events,
+                                                          make_swapper) -> None:
+    """Once a module ran, its bytecode is dropped from the version's snapshot; sources stay
+    (get_source, tracebacks), and a module imported later still loads, from its bytecode."""
+    import importlib
+    import inspect
+
+    pack_plugin(plugin_dir, "a", {
+        "__init__.py": hooks_source("a") + "from . import eager\n",
+        "eager.py": "def f():\n    return 'eager'\n",
+        "lazy.py": "def g():\n    raise ValueError('from lazy')\n",
+    })
+    swapper = make_swapper()
+    swapper.load_plugins()
+    root = swapper.current().find_plugin("a").lookup("__name__")
+    eager = sys.modules[f"{root}.eager"]
+    loader = eager.__loader__
+    origin = eager.__file__.rsplit("/a/eager.py", 1)[0]
+    tag = sys.implementation.cache_tag
+
+    def held(member: str) -> bool:
+        try:
+            loader.get_data(f"{origin}/{member}")
+        except OSError:
+            return False
+        return True
+
+    assert not held(f"a/__pycache__/eager.{tag}.pyc")
+    assert not held(f"a/__pycache__/__init__.{tag}.pyc")
+    assert held(f"a/__pycache__/lazy.{tag}.pyc")  # not imported yet: still needed
+    assert inspect.getsource(eager.f) == "def f():\n    return 'eager'\n"
+    lazy = importlib.import_module(f"{root}.lazy")
+    assert not held(f"a/__pycache__/lazy.{tag}.pyc")
+    with pytest.raises(ValueError) as info:
+        lazy.g()
+    assert "raise ValueError('from lazy')" in "".join(traceback.format_exception(info.value))
+    assert importlib.reload(eager).f() == "eager"  # compiled from the source it kept
