@@ -287,8 +287,30 @@ def _watch_args(swapper: Any, debounce: float, helper: str) -> tuple[Path, dict[
                            "folder; create it first")
     quiet_ms = max(1, round(debounce * 1000))
     # step: how long the folder must stay quiet; debounce: the longest burst grouped at once
-    return folder, {"watch_filter": _is_artifact, "step": quiet_ms,
-                    "debounce": max(1600, 10 * quiet_ms), "recursive": False}
+    return folder, {"step": quiet_ms, "debounce": max(1600, 10 * quiet_ms), "recursive": False}
+
+
+def _watch_plan(folder: Path) -> tuple[list[Path], Callable[[Any, str], bool], Callable[[Any], bool]]:
+    """What to watch for ``folder``: (paths, filter, relinked(changes)).
+
+    A plugin folder that is a symlink is switched atomically by renaming a new link over the
+    old one: nothing changes inside either target, so the link's parent folder is watched for
+    the link's own name too; when it changes the watch restarts on the new target.
+    """
+    if not folder.is_symlink():
+        return [folder], _is_artifact, lambda changes: False
+    link = os.path.abspath(folder)
+    target = folder.resolve()
+
+    def wanted(change: Any, path: str) -> bool:
+        if os.path.abspath(path) == link:
+            return True
+        return os.path.dirname(os.path.abspath(path)) == str(target) and _is_artifact(change, path)
+
+    def relinked(changes: Any) -> bool:
+        return any(os.path.abspath(path) == link for _, path in changes)
+
+    return [target, Path(link).parent], wanted, relinked
 
 
 def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
@@ -298,7 +320,10 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
     A daemon thread watches the folder (not recursively) with watchfiles. Only ``*.hsp`` files
     count, so the temporary file of an atomic write is ignored; once the folder has been quiet
     for ``debounce`` seconds, one reload handles the whole burst. Added, rebuilt and deleted
-    artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one.
+    artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one. When
+    ``plugin_dir`` is a symlink, switching it to another folder (a new link renamed over the
+    old one: the atomic way to deploy a set of artifacts) reloads too, and the watch moves to
+    the new target.
 
     The watch starts in the background: changes made in the first moments after the call
     may be missed.
@@ -319,10 +344,15 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
 
     def run() -> None:
         try:
-            for _changes in watchfiles.watch(folder, stop_event=stop_event, **options):
-                if stop_event.is_set():
-                    return
-                _reload(swapper, data, cause, logger)
+            while not stop_event.is_set():
+                paths, wanted, relinked = _watch_plan(folder)
+                for changes in watchfiles.watch(*paths, stop_event=stop_event,
+                                                watch_filter=wanted, **options):
+                    if stop_event.is_set():
+                        return
+                    _reload(swapper, data, cause, logger)
+                    if relinked(changes):
+                        break  # the link points elsewhere now: watch the new target
         except Exception:
             logger.exception("watching plugin folder %s failed; artifacts changed from now on "
                              "do not reload until watch_plugin_dir is called again", folder)
@@ -364,10 +394,15 @@ def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
 
     async def run() -> None:
         try:
-            async for _changes in watchfiles.awatch(folder, stop_event=stop_event, **options):
-                if stop_event.is_set():
-                    return
-                await _areload(swapper, data, cause, logger)
+            while not stop_event.is_set():
+                paths, wanted, relinked = _watch_plan(folder)
+                async for changes in watchfiles.awatch(*paths, stop_event=stop_event,
+                                                       watch_filter=wanted, **options):
+                    if stop_event.is_set():
+                        return
+                    await _areload(swapper, data, cause, logger)
+                    if relinked(changes):
+                        break
         except Exception:
             logger.exception("watching plugin folder %s failed; artifacts changed from now on "
                              "do not reload until awatch_plugin_dir is called again", folder)

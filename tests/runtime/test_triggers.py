@@ -308,6 +308,32 @@ def test_watch_reloads_once_per_burst_of_artifacts_only(
     assert f"reload on change in {tmp_path}: a: ok, b: unchanged" in caplog.messages
 
 
+def test_watch_sees_a_symlinked_folder_switched_to_a_new_target(tmp_path: Path) -> None:
+    """A plugin folder that is a symlink, switched the atomic way (a new link renamed over the
+    old one), reloads; the watch then follows the new target, not the old one."""
+    old, new = tmp_path / "releases" / "1", tmp_path / "releases" / "2"
+    old.mkdir(parents=True)
+    new.mkdir()
+    link = tmp_path / "plugins"
+    link.symlink_to(old)
+    swapper = FakeSwapper(link)
+    stop = triggers.watch_plugin_dir(swapper, debounce=DEBOUNCE)
+    try:
+        base = settle_sync(link, swapper)
+        write_atomically(new, "alpha", b"v2")   # not the target yet: nothing
+        assert stays(lambda: swapper.attempts == base, 3 * DEBOUNCE)
+        (tmp_path / ".plugins.new").symlink_to(new)
+        os.replace(tmp_path / ".plugins.new", link)
+        wait_for(lambda: swapper.attempts == base + 1)
+        assert stays(lambda: swapper.attempts == base + 1, 3 * DEBOUNCE)
+        write_atomically(old, "alpha", b"old")  # the old target is no longer watched
+        assert stays(lambda: swapper.attempts == base + 1, 3 * DEBOUNCE)
+        write_atomically(new, "beta", b"v2")    # the new one is
+        wait_for(lambda: swapper.attempts == base + 2)
+    finally:
+        stop()
+
+
 def test_watch_survives_failed_reloads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A failing reload is logged with its traceback and the watch goes on."""
     swapper = FakeSwapper(tmp_path)
