@@ -2,6 +2,7 @@
 
 from . import live
 from .errors import HotswapError
+from .leases import Lease
 from .manager import Details, Plugin, PluginManager, Vault
 from .staged import PreparedReload
 from .static import StaticPlugin
@@ -10,6 +11,7 @@ from .swapper import PluginManagerSwapper, VersionStats
 __all__ = [
     "Details",
     "HotswapError",
+    "Lease",
     "Plugin",
     "PluginManager",
     "PluginManagerSwapper",

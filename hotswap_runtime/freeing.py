@@ -108,6 +108,17 @@ class Freer:
                 self._cond.notify_all()  # wait_due
             del entry
 
+    def poke(self, entry: Pending) -> None:
+        """Make ``entry``, queued for a later look, due now (nothing when it is not queued:
+        the release running it answers for itself)."""
+        with self._cond:
+            for index, (_, seq, queued) in enumerate(self._queue):
+                if queued is entry:
+                    self._queue[index] = (time.monotonic(), seq, entry)
+                    heapq.heapify(self._queue)
+                    self._cond.notify()
+                    return
+
     def wait_due(self, timeout: float) -> None:
         """Wait, up to ``timeout`` seconds, until every release due by now has run once (or
         asked to run again later). Returns at once in the freer's own thread."""
@@ -199,21 +210,45 @@ class FreePolicy:
         """Let the frees due by now run first (bounded by ``timeout`` seconds)."""
         self._freer.wait_due(timeout)
 
+    def unleased(self, manager: PluginManager) -> None:
+        """The last lease of ``manager`` was released: if its free is due already, run it now.
+
+        Takes no lock (``pending`` is copied in one step); the freer's own lock is held for a
+        queue push at most."""
+        for entry in list(self.pending):
+            if entry.manager is manager and entry.expired and not entry.done:
+                self._freer.poke(entry)
+
     def due(self, entry: Pending) -> float | None:
         """The freer's call once ``free_delay`` has passed: free when no code of the doomed
         versions is in flight (or ``free_timeout`` is reached); else say when to look again."""
         with self.lock:
-            if entry.done or entry.manager is None:
+            manager = entry.manager
+            if entry.done or manager is None:
                 return None
             entry.expired = True
-            doomed = [v for v in entry.manager._versions() if v.managers <= 1]
+            doomed = [v for v in manager._versions() if v.managers <= 1]
         now = time.monotonic()
         if entry.give_up is None:
             entry.give_up = now + self._free_timeout
+        # leases first (see ``leases``): raise the flag, then look; a taker does the reverse
+        manager._freeing = True
+        held = list(manager._leases)
+        if held:
+            if now < entry.give_up:
+                manager._freeing = False
+                entry.retry = 0.25  # a release pokes the freer: this is only a safety net
+                return min(entry.retry, max(entry.give_up - now, 0.0))
+            self._logger.warning(
+                "plugin versions %s are freed after free_timeout (%g s) while leases still "
+                "pin them: %s; release each lease when its session ends",
+                ", ".join(f"{v.name}#{v.load}" for v in manager._versions()),
+                self._free_timeout, ", ".join(f'"{lease.name}"' for lease in held))
         if doomed:
             found = scan(doomed, confirm=CONFIRM)
             busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
             if (busy or found.unread) and now < entry.give_up:
+                manager._freeing = False  # not freed yet: a lease may still pin it
                 entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
                 if entry.retry >= 0.25:
                     self._logger.debug("freeing %s waits for code in flight",
@@ -240,6 +275,7 @@ class FreePolicy:
                 if entry.done or manager is None:
                     return
                 entry.done = True
+                manager._freeing = True  # a lease taken from now on pins the current manager
                 if entry in self.pending:
                     self.pending.remove(entry)
                 entry.manager = None

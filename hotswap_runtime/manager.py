@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 from .inflight import invoke_entry, note_loop
 
 if TYPE_CHECKING:
+    from .leases import Lease
     from .version import Version
 
 __all__ = ["Details", "Plugin", "PluginManager", "Vault"]
@@ -135,6 +136,9 @@ class PluginManager:
         self.vault = vault
         self._logger = logger
         self._by_name: dict[str, Plugin] = {}
+        # leases pinning this manager, and the flag its free raises first (see ``leases``)
+        self._leases: dict[Lease, None] = {}
+        self._freeing = False
         for plugin in plugins:
             self._by_name[plugin.name] = plugin
             self._by_name[plugin.name.lower()] = plugin

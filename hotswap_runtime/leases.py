@@ -1,0 +1,99 @@
+"""Leases: a session pinned to the manager it started on (SPEC 8.3).
+
+Design note: taking or releasing a lease takes no lock at all, so it never waits for a reload
+(which holds the reload lock for as long as it imports and runs hooks) nor for a free. A lease
+is one entry in its manager's ``_leases`` dict; a dict store, delete or copy is one step under
+the GIL. The freer and a taker meet Dekker-style on two fields of the manager: the taker stores
+its lease, then reads ``_freeing``; the freer sets ``_freeing``, then reads ``_leases``. Either
+the freer sees the lease (and waits), or the taker sees the flag (and takes back its lease,
+then leases the manager that is current by now). ``free_timeout`` still caps a lease: a free
+due that long is done anyway, with a warning naming each lease still held.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, final
+
+if TYPE_CHECKING:
+    from .manager import PluginManager
+
+__all__ = ["Lease", "take"]
+
+
+@final
+class Lease:
+    """A manager pinned for one session: while held, none of its versions is freed.
+
+    ``with swapper.lease("match 42") as manager: ...`` releases on leaving the block;
+    ``lease = swapper.lease("ws 10.0.0.7:5531")`` is held across callbacks until
+    ``lease.release()``.
+
+    Attributes:
+        manager: the ``PluginManager`` that was current when the lease was taken.
+        name: what the host called it (shown by ``swapper.leases()``, ``stats()`` and the
+            ``free_timeout`` warning).
+    """
+
+    __slots__ = ("manager", "name", "_time", "_held", "_on_release", "__weakref__")
+
+    def __init__(self, manager: PluginManager, name: str,
+                 on_release: Callable[[Lease], None]) -> None:
+        self.manager = manager
+        self.name = name
+        self._time = time.time()
+        self._held = True
+        self._on_release = on_release
+
+    @property
+    def taken(self) -> datetime:
+        """When the lease was taken (UTC)."""
+        return datetime.fromtimestamp(self._time, UTC)
+
+    @property
+    def held(self) -> bool:
+        """False once released."""
+        return self._held
+
+    @property
+    def versions(self) -> tuple[tuple[str, int], ...]:
+        """(plugin name, load number) of each version the lease pins, in dependency order."""
+        return tuple((plugin.name, plugin._version.load) for plugin in self.manager.plugins())
+
+    def release(self) -> None:
+        """Let the manager's versions go (freed once ``free_delay`` has passed since their
+        replacement and nothing else holds them). Releasing twice does nothing."""
+        if self._held:
+            self._held = False
+            self._on_release(self)
+
+    def __enter__(self) -> PluginManager:
+        return self.manager
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "held" if self._held else "released"
+        return f"<Lease {self.name!r} on {self.manager!r} {state}>"
+
+
+def take(current: Callable[[], PluginManager | None], name: str,
+         on_release: Callable[[Lease], None]) -> Lease | None:
+    """Lease the manager ``current()`` returns; None when there is none (no load, or closed)."""
+    while True:
+        manager = current()
+        if manager is None:
+            return None
+        lease = Lease(manager, name, on_release)
+        leases = manager._leases
+        leases[lease] = None
+        if not manager._freeing:
+            return lease
+        # its free has begun (it was replaced meanwhile): the current manager is the one to pin
+        leases.pop(lease, None)
+        lease._held = False
