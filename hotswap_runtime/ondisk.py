@@ -246,6 +246,8 @@ class RuntimeFolder:
         self._keep: OrderedDict[str, int] = OrderedDict()  # entry name -> bytes, oldest first
         self._folders: dict[str, str] = {}  # version folder -> store entry name
         self._guarded = False
+        self._pid = os.getpid()
+        self._inherited: list[int] = []  # owner files of the parent, in a forked child
         self.closed = False
         try:
             self._open()
@@ -280,17 +282,38 @@ class RuntimeFolder:
         with self._locked():
             os.makedirs(self.store, mode=0o700, exist_ok=True)
             os.makedirs(self.procs, mode=0o700, exist_ok=True)
-            self.proc = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.procs)
-            owner = os.path.join(self.proc, OWNER)
-            self._owner_fd = os.open(owner, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
-            if fcntl is not None:
-                # shared: a child forked with this descriptor keeps the folder alive too
-                fcntl.flock(self._owner_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            owner = self._new_proc()
             # a probe, with no side effect: can this process write a 0444 file? (root can)
             if os.access(owner, os.W_OK):
                 _GUARD.add(self.root)
                 self._guarded = True
             self._sweep()
+
+    def _new_proc(self) -> str:
+        """Make this process' proc folder and lock its owner file (lock held); its path."""
+        self.proc = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.procs)
+        owner = os.path.join(self.proc, OWNER)
+        self._owner_fd = os.open(owner, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+        if fcntl is not None:
+            # shared: a child forked with this descriptor keeps the folder alive too
+            fcntl.flock(self._owner_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return owner
+
+    def _forked(self) -> None:
+        """In a child forked from the process that made this object: the parent's proc folder
+        stays the parent's (the child keeps its owner file open, so the versions it inherited
+        keep their files while it lives); the child's next version gets a folder of its own."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._lock = threading.RLock()  # another thread may have held it at the fork
+        if self._owner_fd >= 0:
+            self._inherited.append(self._owner_fd)
+        self._owner_fd = -1
+        self.proc = ""
+        self._folders.clear()
+        self._in_use.clear()
+        self._keep.clear()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -380,13 +403,15 @@ class RuntimeFolder:
         The last user of the runtime folder removes the folder's skeleton too (and the folder,
         when it created it or it is the default one), so nothing is left behind.
         """
+        self._forked()
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             try:
                 with self._locked():
-                    _remove_tree(self.proc)
+                    if self.proc:
+                        _remove_tree(self.proc)
                     self._folders.clear()
                     self._in_use.clear()
                     self._keep.clear()
@@ -419,6 +444,8 @@ class RuntimeFolder:
 
     def _close_fds(self) -> None:
         self._close_owner()
+        while self._inherited:
+            os.close(self._inherited.pop())
 
     # -- versions -----------------------------------------------------------------------------
     def materialize(self, name: str, load: int, sha256: str, files: Mapping[str, bytes]) -> str:
@@ -429,11 +456,15 @@ class RuntimeFolder:
             HotswapError: the files cannot be written (disk full, a member that is both a file
                 and a folder); nothing of this version is left behind.
         """
-        folder = os.path.join(self.proc, f"{name}#{load}")
+        self._forked()
         with self._locked():
             if self.closed:
                 raise HotswapError("the runtime folder was closed", plugin=name, step="files")
+            folder = ""
             try:
+                if not self.proc:
+                    self._new_proc()
+                folder = os.path.join(self.proc, f"{name}#{load}")
                 entry = self._entry(name, sha256, files)
                 os.symlink(os.path.join(self.store, entry), folder)
                 if entry not in self._keep:
@@ -442,8 +473,9 @@ class RuntimeFolder:
                     self._keep[entry] = sum(len(data) for data in files.values())
                 self._keep.move_to_end(entry)
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(folder)
+                if folder:
+                    with contextlib.suppress(OSError):
+                        os.unlink(folder)
                 raise HotswapError(
                     f'plugin "{name}": cannot write its files into the runtime folder '
                     f'"{self.root}": {exc.strerror or exc}'
@@ -457,6 +489,7 @@ class RuntimeFolder:
     def release(self, folder: str) -> None:
         """The version owning ``folder`` is freed (or its load failed): remove its folder, and
         the store entries beyond what this swapper keeps for reuse that nobody else uses."""
+        self._forked()
         with self._lock:
             entry = self._folders.pop(folder, None)
             if entry is None or self.closed:

@@ -378,3 +378,41 @@ def test_where_file_modes_bind_they_refuse_the_write(env) -> None:
                           preexec_fn=_without_dac_override if os.geteuid() == 0 else None)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["refused 13 False", "left False"]
+
+
+def test_a_forked_child_gets_its_own_folder_and_leaves_the_parents_alone(env) -> None:
+    """A worker forked after the first load reloads into a proc folder of its own; its close()
+    removes that one only, and the parent's version keeps its files."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        parent_file = Path(live(swapper, "live_where")()[0])
+        rebuild("two", [2])
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without running the parent's cleanup
+            code = 1
+            try:
+                swapper.reload()
+                child_file = Path(live(swapper, "live_where")()[0])
+                report = [str(child_file), live(swapper, "live_items")(), parent_file.is_file()]
+                swapper.close()
+                report.append(child_file.exists())
+                os.write(write, json.dumps(report).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            report = json.loads(pipe.read() or "null")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        child_file, items, parent_seen, child_left = report
+        assert items == [2] and parent_seen and not child_left
+        # different proc folders: <runtime>/procs/<pid>-…/files#N/files/__init__.py
+        assert Path(child_file).parents[2] != parent_file.parents[2]
+        assert parent_file.is_file() and live(swapper, "live_items")() == [1]
+    finally:
+        swapper.close()
+    assert files_under(runtime) == []
