@@ -33,7 +33,8 @@ to. Creating, sweeping and claiming all happen under the runtime folder's ``.loc
 Read-only for root too: root (or any process with ``CAP_DAC_OVERRIDE``) ignores file modes. When
 a probe shows the modes do not bind this process (``os.access`` of a 0444 file for writing), the
 runtime installs an audit hook (``sys.addaudithook``, PEP 578; it cannot be removed, and costs a
-dict lookup per audited event) that raises ``PermissionError`` for every write-mode ``open``,
+Python call and a dict lookup per audited event, a fraction of a microsecond: importing 100
+modules raises about 1600) that raises ``PermissionError`` for every write-mode ``open``,
 remove, rename, chmod, link, truncate and the like under a runtime folder in use, except the
 runtime's own. It covers Python code in this process; C code writing through its own calls, and
 other processes, are not stopped, which is why reuse checks the seal.

@@ -261,6 +261,25 @@ def test_a_changed_shared_copy_is_never_reused(env, caplog) -> None:
         swapper.close()
 
 
+def test_code_runs_from_the_snapshot_never_from_the_files(env) -> None:
+    """A module imported after its file on disk was changed (by another process) still runs the
+    verified snapshot's code."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        jobs = Path(live(swapper, "live_where")()[0]).parent / "jobs.py"
+        script = ("import os, sys; p = sys.argv[1]; os.chmod(os.path.dirname(p), 0o755); "
+                  "os.chmod(p, 0o644); open(p, 'w').write('def work():\\n    return \\'disk\\'\\n')")
+        subprocess.run([sys.executable, "-c", script, str(jobs)], check=True, timeout=60)
+        assert "disk" in jobs.read_text()
+        root = swapper.current().find_plugin("files").lookup("__name__")
+        module = __import__(f"{root}.jobs", fromlist=["work"])
+        assert module.work() == "jobs"
+    finally:
+        swapper.close()
+
+
 def test_runtime_dir_that_cannot_be_created_is_an_error_at_construction(tmp_path: Path) -> None:
     """A runtime_dir below a file (or that is a file) is a HotswapError naming it, before any load."""
     blocker = tmp_path / "a-file"
@@ -370,14 +389,24 @@ def test_where_file_modes_bind_they_refuse_the_write(env) -> None:
             print("refused", exc.errno, guard_active())
         swapper.close()
         print("left", os.path.exists(sys.argv[2]))
+        os.mkdir(sys.argv[3], 0o555)
+        try:
+            PluginManagerSwapper(sys.argv[1], runtime_dir=os.path.join(sys.argv[3], "runtime"))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
     """)
     repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", script, str(out), str(runtime)],
+    locked = runtime.parent / "read-only"
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(runtime), str(locked)],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo)},
                           preexec_fn=_without_dac_override if os.geteuid() == 0 else None)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["refused 13 False", "left False"]
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["refused 13 False", "left False"]
+    # a runtime_dir in a folder it cannot write to: refused by the constructor, named
+    assert lines[2].startswith(f'HotswapError runtime folder "{locked / "runtime"}" cannot be used')
+    assert "Permission denied" in lines[2] and "writable by this user" in lines[2]
 
 
 def test_a_forked_child_gets_its_own_folder_and_leaves_the_parents_alone(env) -> None:
