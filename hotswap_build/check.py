@@ -97,7 +97,7 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
         return Analysis(live_funcs, live_types, (), tuple(problems))
     hooks: list[str] = []
     missing: list[str] = []
-    for hook, count in ALL_HOOKS.items():
+    for hook in ALL_HOOKS:
         binding, module = _resolve(hook, layout.name, by_module) if root else (None, "")
         if binding is None:
             if hook in REQUIRED_HOOKS:
@@ -112,7 +112,7 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
             problems.append(f'plugin "{layout.name}": {hook} in {where} is a coroutine function '
                             "(async def), but the runtime calls it synchronously; define it as "
                             f"def {HOOK_CALLS[hook]}")
-        elif binding.params is not None and not binding.params.accepts(count):
+        elif binding.params is not None and not binding.params.takes_hook(hook):
             problems.append(f'plugin "{layout.name}": {hook} in {where} cannot be called as '
                             f"{HOOK_CALLS[hook]}; give it the signature "
                             f"def {HOOK_CALLS[hook]}")

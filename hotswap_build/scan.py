@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hotswap_runtime.artifact import OPTIONAL_HOOKS, REQUIRED_HOOKS
+from hotswap_runtime.artifact import OPTIONAL_HOOKS, REQUIRED_HOOKS, HookParams
 
 from .layout import COMPUTED_IMPORTS_MODULE, PluginLayout
 
@@ -22,22 +22,8 @@ __all__ = ["ALL_HOOKS", "Binding", "Edit", "FileContext", "FileScan", "Params", 
 ALL_HOOKS: dict[str, int] = {**REQUIRED_HOOKS, **OPTIONAL_HOOKS}
 
 
-@dataclass(frozen=True)
-class Params:
-    """The shape of a function's parameters, enough to tell which calls it accepts."""
-
-    positional: int
-    required: int
-    varargs: bool
-    required_kwonly: tuple[str, ...]
-
-    def accepts(self, count: int) -> bool:
-        """Whether a call with ``count`` positional arguments (-1: one and then any) binds."""
-        if self.required_kwonly:
-            return False
-        if count < 0:
-            return self.varargs and self.required <= 1 and (self.positional >= 1 or self.varargs)
-        return self.required <= count and (count <= self.positional or self.varargs)
+#: a function's parameter shape; the hook-signature rule is the runtime's (``HookParams``)
+Params = HookParams
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ import base64
 import csv
 import hashlib
 import importlib.util
+import inspect
 import io
 import json
 import keyword
@@ -56,6 +57,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactError
@@ -78,6 +80,9 @@ __all__ = [
     "REQUIRED_HOOKS",
     "OPTIONAL_HOOKS",
     "Artifact",
+    "HookParams",
+    "INVOKE_FUNC_COUNTS",
+    "hook_arg_counts",
     "Manifest",
     "deflate",
     "info_dir",
@@ -99,7 +104,7 @@ REQUIRED_HOOKS: dict[str, int] = {
     "on_free": 0,
     "export": 0,
     "import_": 0,
-    "invoke_func": -1,  # invoke_func(name, *params): one positional at least, then any number
+    "invoke_func": -1,  # invoke_func(name, *params): see INVOKE_FUNC_COUNTS
     "reloadable": 0,
 }
 OPTIONAL_HOOKS: dict[str, int] = {"self_test": 1}
@@ -114,6 +119,61 @@ HOOK_CALLS: dict[str, str] = {
     "reloadable": "reloadable()",
     "self_test": "self_test(vault)",
 }
+#: the calls ``invoke_func(name, *params)`` must bind, by number of positional arguments: the
+#: name alone, and the name with three params. ``*params`` is any number, which a signature
+#: check can only sample: this accepts ``*params`` or defaults covering three (a host's usual
+#: calls) and refuses a function that takes the name only or one fixed extra.
+INVOKE_FUNC_COUNTS = (1, 4)
+
+
+@dataclass(frozen=True)
+class HookParams:
+    """The shape of a function's parameters, enough to tell which hook calls it accepts.
+
+    The one hook-signature rule: ``hotswap build`` reads the shape from the source (``ast``)
+    and the runtime from the function's code object, and both ask ``takes_hook``, so a plugin
+    the build accepts loads and one it refuses would fail to load.
+
+    Attributes:
+        positional: positional parameters (positional-only ones included).
+        required: positional parameters without a default.
+        varargs: whether it has ``*args``.
+        required_kwonly: keyword-only parameters without a default.
+    """
+
+    positional: int
+    required: int
+    varargs: bool
+    required_kwonly: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, fn: FunctionType) -> HookParams:
+        """The shape of a plain function, from its code object (many times cheaper than
+        ``inspect.signature``, which matters on every load)."""
+        code = fn.__code__
+        kwonly = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
+        defaults = fn.__kwdefaults__ or {}
+        return cls(
+            positional=code.co_argcount,
+            required=code.co_argcount - len(fn.__defaults__ or ()),
+            varargs=bool(code.co_flags & inspect.CO_VARARGS),
+            required_kwonly=tuple(name for name in kwonly if name not in defaults),
+        )
+
+    def binds(self, count: int) -> bool:
+        """Whether a call with ``count`` positional arguments (and no keyword) binds."""
+        return (not self.required_kwonly and self.required <= count
+                and (count <= self.positional or self.varargs))
+
+    def takes_hook(self, hook: str) -> bool:
+        """Whether the runtime's call of ``hook`` (``HOOK_CALLS``) binds."""
+        return all(self.binds(count) for count in hook_arg_counts(hook))
+
+
+def hook_arg_counts(hook: str) -> tuple[int, ...]:
+    """The numbers of positional arguments the runtime calls ``hook`` with."""
+    nargs = REQUIRED_HOOKS[hook] if hook in REQUIRED_HOOKS else OPTIONAL_HOOKS[hook]
+    return INVOKE_FUNC_COUNTS if nargs < 0 else (nargs,)
 
 MAX_TOTAL_SIZE = 256 * 1024 * 1024
 #: an artifact file larger than this is refused before it is read

@@ -27,6 +27,8 @@ from .artifact import (
     REGISTRATION_MODULE,
     REQUIRED_HOOKS,
     Artifact,
+    HookParams,
+    hook_arg_counts,
 )
 from .errors import HotswapError
 from .importer import VersionLoader, module_root, mount, original_sources, planting_error, unmount
@@ -65,15 +67,13 @@ def check_hooks(name: str, hooks: Mapping[str, Any]) -> None:
     if missing:
         raise missing_hooks_error(name, missing)
     problems: list[str] = []
-    wanted = dict(REQUIRED_HOOKS)
-    wanted.update({hook: n for hook, n in OPTIONAL_HOOKS.items() if hook in hooks})
-    for hook, nargs in sorted(wanted.items()):
+    wanted = [*REQUIRED_HOOKS, *(hook for hook in OPTIONAL_HOOKS if hook in hooks)]
+    for hook in sorted(wanted):
         fn = hooks[hook]
         if not callable(fn):
             problems.append(f"{hook} is not a function but {type(fn).__name__}")
             continue
-        counts = (1, 4) if nargs < 0 else (nargs,)
-        if all(_takes(fn, n) for n in counts):
+        if _takes_hook(fn, hook):
             continue
         try:
             signature = inspect.signature(fn)
@@ -87,23 +87,20 @@ def check_hooks(name: str, hooks: Mapping[str, Any]) -> None:
         )
 
 
-def _takes(fn: Any, count: int) -> bool:
-    """Whether ``fn`` accepts ``count`` positional arguments (reads the code object of plain
-    functions, which is many times cheaper than ``inspect.signature`` on every load)."""
-    if type(fn) is not FunctionType:
+def _takes_hook(fn: Any, hook: str) -> bool:
+    """Whether ``fn`` accepts the runtime's call of ``hook``: a plain function by the rule the
+    build applies (``HookParams``); any other callable (a partial, a bound method, a callable
+    object, a builtin) by binding its ``inspect.signature`` to the same argument counts."""
+    if type(fn) is FunctionType:
+        return HookParams.of(fn).takes_hook(hook)
+    for count in hook_arg_counts(hook):
         try:
             inspect.signature(fn).bind(*([None] * count))
         except TypeError:
             return False
         except ValueError:
             return True  # no signature to check
-        return True
-    code = fn.__code__
-    required_kwonly = code.co_kwonlyargcount - len(fn.__kwdefaults__ or ())
-    positional = code.co_argcount
-    required = positional - len(fn.__defaults__ or ())
-    varargs = bool(code.co_flags & inspect.CO_VARARGS)
-    return required_kwonly == 0 and required <= count and (count <= positional or varargs)
+    return True
 
 
 class Version:

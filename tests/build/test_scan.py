@@ -105,11 +105,12 @@ def test_hooks_imported_from_a_submodule_are_checked_there(tmp_path: Path) -> No
 
 def test_params_accept() -> None:
     """Signatures are judged by the call the runtime makes."""
-    assert Params(1, 1, False, ()).accepts(1)
-    assert not Params(1, 1, False, ()).accepts(0)
-    assert Params(0, 0, True, ()).accepts(3)
-    assert not Params(2, 2, False, ()).accepts(1)
-    assert not Params(1, 0, False, ("key",)).accepts(1)
-    assert Params(1, 1, True, ()).accepts(-1)
-    assert not Params(1, 1, False, ()).accepts(-1)
-    assert not Params(2, 2, True, ()).accepts(-1)
+    assert Params(1, 1, False, ()).binds(1)
+    assert not Params(1, 1, False, ()).binds(0)
+    assert Params(0, 0, True, ()).binds(3)
+    assert not Params(2, 2, False, ()).binds(1)
+    assert not Params(1, 0, False, ("key",)).binds(1)
+    assert Params(1, 1, True, ()).takes_hook("invoke_func")
+    assert Params(4, 1, False, ()).takes_hook("invoke_func")
+    assert not Params(1, 1, False, ()).takes_hook("invoke_func")
+    assert not Params(2, 2, True, ()).takes_hook("invoke_func")
