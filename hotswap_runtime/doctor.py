@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
 from .freeing import FreePolicy, Freer, Pending
+from .importer import mount_name, parse_mount_name
 from .version import Version
 
 __all__ = ["explain", "describe", "version_of_module"]
 
-_ROOT = re.compile(r"_hotswap_(?P<name>.+)_(?P<load>\d+)(?:\.|$)")
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 #: runtime bookkeeping that is never a referrer worth naming
 _OWN_TYPES = (Version, Pending, Freer, FreePolicy)
@@ -52,12 +51,8 @@ FRONTIER_PER_TYPE = 8
 MAX_FRONTIER = 48
 
 
-def version_of_module(module_name: str) -> tuple[str, int] | None:
-    """``("world", 3)`` for a module of load 3 of plugin ``world`` (``_hotswap_world_3.jobs``)."""
-    match = _ROOT.match(module_name)
-    if match is None:
-        return None
-    return match["name"], int(match["load"])
+#: ``("world", 3)`` for a module of load 3 of plugin ``world`` (``_hotswap_world_3.jobs``)
+version_of_module = parse_mount_name
 
 
 def _display_module(module_name: str) -> str:
@@ -66,7 +61,7 @@ def _display_module(module_name: str) -> str:
     if found is None:
         return module_name
     name, load = found
-    return name + module_name[len(f"_hotswap_{name}_{load}"):]
+    return name + module_name[len(mount_name(name, load)):]
 
 
 def describe(obj: Any) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Union
 
 from .errors import HotswapError
+from .importer import MOUNT_PREFIX, parse_mount_name
 from .manager import Plugin, PluginManager
 
 __all__ = ["GuardMode", "check_guard_mode", "install_guard", "check_arguments"]
@@ -44,26 +45,23 @@ def check_guard_mode(guard: Any) -> GuardMode:
     raise ValueError(f'guard must be False, True or "strict", not {guard!r}')
 
 
-def _foreign(obj: Any, family: str, own: str) -> str | None:
-    """The root module of another version of the family when ``obj``'s class comes from one."""
-    module = type(obj).__module__
-    if module.__class__ is not str or not module.startswith(family):
-        return None
-    root = module.partition(".")[0]
-    if root == own or not root[len(family):].isdigit():
-        return None  # this version, or a plugin whose name merely begins like this one
-    return root
+def _other_load(cls: type, name: str, load: int) -> int | None:
+    """The load number of another version of plugin ``name`` when ``cls`` comes from one."""
+    module = cls.__module__
+    if module.__class__ is not str or not module.startswith(MOUNT_PREFIX):
+        return None  # the cheap test first: most classes come from the host or the stdlib
+    found = parse_mount_name(module)
+    if found is None or found[0] != name or found[1] == load:
+        return None  # not mounted, another plugin (fair game), or this very version
+    return found[1]
 
 
 def _problems(plugin_name: str, load: int, func: str, params: tuple[Any, ...]) -> list[str]:
-    family = f"_hotswap_{plugin_name}_"
-    own = f"{family}{load}"
     found: list[str] = []
 
     def check(obj: Any, where: str) -> None:
-        root = _foreign(obj, family, own)
-        if root is not None:
-            other = int(root[len(family):])
+        other = _other_load(type(obj), plugin_name, load)
+        if other is not None:
             found.append(f"{where} is a {type(obj).__qualname__} of {plugin_name}#{other}")
 
     for index, param in enumerate(params, 1):
@@ -96,13 +94,8 @@ def _guarded(plugin: Plugin, raw: Callable[..., Any], strict: bool,
     version = plugin._version
     name, load = version.name, version.load
 
-    family = f"_hotswap_{name}_"
-    own, own_dot = f"{family}{load}", f"{family}{load}."
-
     def foreign(cls: type) -> bool:
-        module = cls.__module__
-        return (module.__class__ is str and module.startswith(family) and module != own
-                and not module.startswith(own_dot))
+        return _other_load(cls, name, load) is not None
 
     def invoke_func(func: str, *params: Any) -> Any:
         # the fast scan decides, by class (items' classes collected at C speed); only a

@@ -22,6 +22,7 @@ plugin's original source file, so debuggers' breakpoints on it hit.
 from __future__ import annotations
 
 import _imp
+import functools
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -41,14 +42,33 @@ from typing import Any
 from .artifact import Artifact
 from .yielding import yield_gil
 
-__all__ = ["VersionLoader", "mount", "unmount", "module_root", "original_sources"]
+__all__ = ["MOUNT_PREFIX", "VersionLoader", "mount", "mount_name", "original_sources",
+           "parse_mount_name", "planted_modules", "planting_error", "unmount"]
 
 _PYC_HEADER = 16
 
 
-def module_root(name: str, load: int) -> str:
-    """The top-level module name under which load number ``load`` of plugin ``name`` lives."""
-    return f"_hotswap_{name}_{load}"
+#: every mounted version's top-level module name starts with this (see ``mount_name``)
+MOUNT_PREFIX = "_hotswap_"
+
+
+def mount_name(name: str, load: int) -> str:
+    """The top-level module name under which load number ``load`` of plugin ``name`` lives:
+    ``_hotswap_world_3``; ``parse_mount_name`` reads it back."""
+    return f"{MOUNT_PREFIX}{name}_{load}"
+
+
+@functools.lru_cache(maxsize=4096)  # the guard asks per argument class: keep it a dict lookup
+def parse_mount_name(module_name: str) -> tuple[str, int] | None:
+    """``("world", 3)`` for a module of load 3 of plugin ``world`` (``_hotswap_world_3`` or
+    ``_hotswap_world_3.jobs``); None for any module not mounted by ``mount_name``."""
+    root = module_name.partition(".")[0]
+    if not root.startswith(MOUNT_PREFIX):
+        return None
+    name, sep, load = root[len(MOUNT_PREFIX):].rpartition("_")
+    if not sep or not name or not load.isdigit():
+        return None
+    return name, int(load)
 
 
 def original_sources(artifact: Artifact) -> dict[str, str]:
@@ -348,7 +368,3 @@ def planting_error(name: str, planted: list[str]) -> ImportError:
                        "code (another plugin of this load?) put them in sys.modules; the load is "
                        "refused so that they never answer its calls")
 
-
-def import_root(loader: VersionLoader) -> ModuleType:
-    """Import the mounted root package of ``loader`` (mount it first)."""
-    return importlib.import_module(loader.root)

@@ -31,7 +31,14 @@ from .artifact import (
     hook_arg_counts,
 )
 from .errors import HotswapError
-from .importer import VersionLoader, module_root, mount, original_sources, planting_error, unmount
+from .importer import (
+    VersionLoader,
+    mount,
+    mount_name,
+    original_sources,
+    planting_error,
+    unmount,
+)
 from .ondisk import RuntimeFolder
 from .static import StaticPlugin
 
@@ -144,7 +151,7 @@ class Version:
         """The module name the root package is mounted under (the real name when static)."""
         if self.static is not None:
             return self.static.package.__name__
-        return module_root(self.name, self.load)
+        return mount_name(self.name, self.load)
 
     def __repr__(self) -> str:
         return f"<version {self.name}#{self.load}>"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hotswap_runtime.importer import VersionLoader, mount, unmount
+from hotswap_runtime.importer import VersionLoader, mount, mount_name, parse_mount_name, unmount
 
 TAG = sys.implementation.cache_tag
 
@@ -50,3 +50,19 @@ def test_missing_submodule_is_module_not_found() -> None:
             importlib.import_module("_hotswap_test_pkg_1.nope")
     finally:
         unmount(loader)
+
+
+@pytest.mark.parametrize("name, load", [("world", 3), ("world_map", 12), ("a_1", 7)])
+def test_mount_names_read_back(name: str, load: int) -> None:
+    """The mount name of a version, and any of its submodules, parses back to plugin and load,
+    whatever underscores and digits the plugin's name holds."""
+    root = mount_name(name, load)
+    assert root.startswith("_hotswap_") and name in root and str(load) in root
+    assert parse_mount_name(root) == (name, load)
+    assert parse_mount_name(f"{root}.jobs.queue") == (name, load)
+
+
+@pytest.mark.parametrize("module", ["world", "_hotswap_", "_hotswap_world", "_hotswap_world_x",
+                                    "_hotswap__3", "_hotswap_imports", "x._hotswap_world_3"])
+def test_other_module_names_are_not_mounts(module: str) -> None:
+    assert parse_mount_name(module) is None
