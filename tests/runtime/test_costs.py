@@ -14,10 +14,11 @@ import pytest
 from handmade import hooks_source, pack_plugin
 from helpers import wait_for
 
+from hotswap_runtime.importer import parse_mount_name
+
 
 def _mounted(name: str) -> list[str]:
-    prefix = f"_hotswap_{name}_"
-    return [key for key in list(sys.modules) if key.startswith(prefix)]
+    return [key for key in list(sys.modules) if (parse_mount_name(key) or ("",))[0] == name]
 
 
 def test_free_racing_a_concurrent_importer_still_unloads(plugin_dir: Path, events,

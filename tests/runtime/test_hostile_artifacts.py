@@ -318,11 +318,11 @@ def test_failed_reload_on_hostile_file_keeps_old_version(plugin_dir: Path, make_
 
 _PLANTER = '''
 import sys, types
-from hotswap_runtime.importer import module_root
+from hotswap_runtime.importer import mount_name
 
 def _plant():
     load = int(__name__.rsplit("_", 1)[1])   # this load's number, shared by every fresh plugin
-    evil = types.ModuleType(module_root("b", load) + ".jobs")
+    evil = types.ModuleType(mount_name("b", load) + ".jobs")
     evil.answer = lambda: "evil"
     sys.modules[evil.__name__] = evil
 '''
