@@ -28,7 +28,10 @@ Who owns what: a swapper holds a lock on its ``.owner`` file for as long as it l
 kernel drops that lock when the process dies, however it dies (SIGKILL included); a process id
 alone could be reused. Every swapper, when it starts, sweeps each proc folder whose ``.owner``
 it can lock (its owner is dead), then every store entry no symlink of a live proc folder points
-to. Creating, sweeping and claiming all happen under the runtime folder's ``.lock``.
+to. Creating, sweeping and claiming all happen under the runtime folder's ``.lock``; writing a
+new copy does not (other hosts keep loading meanwhile): it goes to ``store/.tmp-<proc>.<random>``,
+which a sweep leaves alone while that proc folder exists, and is renamed into place under the
+lock, unless another host placed a sound copy first (then it is dropped).
 
 Read-only for root too: root (or any process with ``CAP_DAC_OVERRIDE``) ignores file modes. When
 a probe shows the modes do not bind this process (``os.access`` of a 0444 file for writing), the
@@ -75,6 +78,7 @@ SEAL = ".seal"
 OWNER = ".owner"
 LOCK = ".lock"
 KEEP_PREFIX = ".keep-"
+TMP_PREFIX = ".tmp-"
 #: store entries a swapper keeps for reuse once no version of its own uses them
 KEEP_ENTRIES = 8
 KEEP_BYTES = 256 * 1024 * 1024
@@ -393,8 +397,12 @@ class RuntimeFolder:
         """Remove store entries nobody points to (all of them, or those in ``only``)."""
         referenced = self._referenced()
         for entry in os.scandir(self.store):
-            if entry.name in referenced or (only is not None and entry.name not in only
-                                            and not entry.name.startswith(".tmp-")):
+            if entry.name.startswith(TMP_PREFIX):
+                # being written by the host it names, unless that one is gone (swept)
+                owner = entry.name[len(TMP_PREFIX):].rpartition(".")[0]
+                if os.path.isdir(os.path.join(self.procs, owner)):
+                    continue
+            elif entry.name in referenced or (only is not None and entry.name not in only):
                 continue
             _remove_tree(entry.path)
 
@@ -458,24 +466,31 @@ class RuntimeFolder:
                 and a folder); nothing of this version is left behind.
         """
         self._forked()
-        with self._locked():
+        with self._lock:
             if self.closed:
                 raise HotswapError("the runtime folder was closed", plugin=name, step="files")
             folder = ""
+            tmp = None
             try:
-                if not self.proc:
-                    self._new_proc()
-                folder = os.path.join(self.proc, f"{name}#{load}")
-                entry = self._entry(name, sha256, files)
-                os.symlink(os.path.join(self.store, entry), folder)
-                if entry not in self._keep:
-                    os.symlink(os.path.join(self.store, entry),
-                               os.path.join(self.proc, KEEP_PREFIX + entry))
-                    self._keep[entry] = sum(len(data) for data in files.values())
-                self._keep.move_to_end(entry)
+                with self._locked():
+                    if not self.proc:
+                        self._new_proc()
+                    entry = self._find(name, sha256, files)
+                    if entry is not None:
+                        folder = self._link(name, load, entry, files)
+                if entry is None:
+                    # written without the folder's lock: other hosts go on loading meanwhile
+                    with _GUARD.allowed():
+                        tmp = self._write(files)
+                    with self._locked():
+                        entry = self._find(name, sha256, files)  # another host was faster?
+                        if entry is None:
+                            entry = self._place(tmp, sha256)
+                            tmp = None
+                        folder = self._link(name, load, entry, files)
             except OSError as exc:
                 if folder:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError), _GUARD.allowed():
                         os.unlink(folder)
                 raise HotswapError(
                     f'plugin "{name}": cannot write its files into the runtime folder '
@@ -483,8 +498,27 @@ class RuntimeFolder:
                     f'{f" ({exc.filename})" if exc.filename else ""}; check the free space and '
                     "permissions there, or pass runtime_dir= another folder",
                     plugin=name, step="files") from exc
+            finally:
+                if tmp is not None:
+                    with _GUARD.allowed():
+                        _remove_tree(tmp)
             self._folders[folder] = entry
             self._in_use[entry] = self._in_use.get(entry, 0) + 1
+        return folder
+
+    def _link(self, name: str, load: int, entry: str, files: Mapping[str, bytes]) -> str:
+        """The version's folder: a symlink to ``entry``, which this swapper keeps (lock held)."""
+        target = os.path.join(self.store, entry)
+        folder = os.path.join(self.proc, f"{name}#{load}")
+        os.symlink(target, folder)
+        if entry not in self._keep:
+            try:
+                os.symlink(target, os.path.join(self.proc, KEEP_PREFIX + entry))
+            except BaseException:
+                os.unlink(folder)
+                raise
+            self._keep[entry] = sum(len(data) for data in files.values())
+        self._keep.move_to_end(entry)
         return folder
 
     def release(self, folder: str) -> None:
@@ -521,19 +555,30 @@ class RuntimeFolder:
             self._collect(evicted)
 
     # -- the store ----------------------------------------------------------------------------
-    def _entry(self, name: str, sha256: str, files: Mapping[str, bytes]) -> str:
-        """The name of a sound store entry holding ``files``, written if need be (lock held)."""
+    def _find(self, name: str, sha256: str, files: Mapping[str, bytes]) -> str | None:
+        """The name of a sound store entry holding ``files``, or None (lock held)."""
         k = 0
         while True:
             entry = f"{sha256}-{LAYOUT}.{k}"
             path = os.path.join(self.store, entry)
             if not os.path.lexists(path):
-                self._write(path, files)
-                return entry
+                return None
             if self._sound(path, files):
                 return entry
             self.log.warning("runtime folder %s: the files of %s were changed after they were "
                              "written (%s); writing a fresh copy", self.root, name, entry)
+            k += 1
+
+    def _place(self, tmp: str, sha256: str) -> str:
+        """Rename the written folder ``tmp`` to the first free entry name of ``sha256``."""
+        k = 0
+        while True:
+            entry = f"{sha256}-{LAYOUT}.{k}"
+            path = os.path.join(self.store, entry)
+            if not os.path.lexists(path):
+                os.rename(tmp, path)
+                os.chmod(path, 0o555)
+                return entry
             k += 1
 
     def _sound(self, path: str, files: Mapping[str, bytes]) -> bool:
@@ -550,9 +595,12 @@ class RuntimeFolder:
             return False
         return True
 
-    def _write(self, path: str, files: Mapping[str, bytes]) -> None:
-        """Write ``files`` into a temporary folder, seal it, rename it to ``path`` (lock held)."""
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.store)
+    def _write(self, files: Mapping[str, bytes]) -> str:
+        """Write ``files`` into a temporary folder of the store and seal it; its path.
+
+        The name says whose it is (``.tmp-<proc>.<random>``), so a sweep leaves a live host's
+        folder in progress alone."""
+        tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.path.basename(self.proc)}.", dir=self.store)
         try:
             folders: set[str] = set()
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -580,9 +628,8 @@ class RuntimeFolder:
                 _write_all(fd, json.dumps(seal, separators=(",", ":")).encode())
             finally:
                 os.close(fd)
-            os.rename(tmp, path)
-            os.chmod(path, 0o555)
         except BaseException:
             _remove_tree(tmp)
             raise
+        return tmp
 

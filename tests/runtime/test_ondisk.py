@@ -343,6 +343,37 @@ def test_a_killed_hosts_folder_is_swept_by_the_next_swapper(env) -> None:
     assert files_under(runtime) == []
 
 
+def test_hosts_writing_one_new_artifact_at_once_end_with_one_copy(env) -> None:
+    """Swappers loading the same new artifact at the same moment all load; one copy is kept."""
+    import threading
+
+    rebuild, out, runtime = env
+    swappers = [PluginManagerSwapper(out, runtime_dir=runtime) for _ in range(4)]
+    barrier = threading.Barrier(len(swappers))
+    errors: list[BaseException] = []
+
+    def load(s: PluginManagerSwapper) -> None:
+        try:
+            barrier.wait(10)
+            s.load_plugins()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(s,)) for s in swappers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert [live(s, "live_items")() for s in swappers] == [[1]] * 4
+        assert len(os.listdir(runtime / "store")) == 1  # no second copy, no temporary left
+    finally:
+        for s in swappers:
+            s.close()
+    assert files_under(runtime) == []
+
+
 def test_versions_of_one_artifact_share_one_written_copy(env) -> None:
     """Loads of the same artifact (here two swappers) reuse one copy: each has its own folder
     name, one store entry behind them."""
