@@ -29,9 +29,10 @@ kernel drops that lock when the process dies, however it dies (SIGKILL included)
 alone could be reused. Every swapper, when it starts, sweeps each proc folder whose ``.owner``
 it can lock (its owner is dead), then every store entry no symlink of a live proc folder points
 to. Creating, sweeping and claiming all happen under the runtime folder's ``.lock``; writing a
-new copy does not (other hosts keep loading meanwhile): it goes to ``store/.tmp-<proc>.<random>``,
-which a sweep leaves alone while that proc folder exists, and is renamed into place under the
-lock, unless another host placed a sound copy first (then it is dropped).
+new copy does not (other hosts keep loading meanwhile): it goes to a temporary folder inside the
+writer's own proc folder (``procs/<pid>-<random>/.tmp-<random>``: swept with it if the writer
+dies), and is renamed into the store under the lock, unless another host placed a sound copy
+first (then it is dropped).
 
 Read-only for root too: root (or any process with ``CAP_DAC_OVERRIDE``) ignores file modes. When
 a probe shows the modes do not bind this process (``os.access`` of a 0444 file for writing), the
@@ -397,12 +398,7 @@ class RuntimeFolder:
         """Remove store entries nobody points to (all of them, or those in ``only``)."""
         referenced = self._referenced()
         for entry in os.scandir(self.store):
-            if entry.name.startswith(TMP_PREFIX):
-                # being written by the host it names, unless that one is gone (swept)
-                owner = entry.name[len(TMP_PREFIX):].rpartition(".")[0]
-                if os.path.isdir(os.path.join(self.procs, owner)):
-                    continue
-            elif entry.name in referenced or (only is not None and entry.name not in only):
+            if entry.name in referenced or (only is not None and entry.name not in only):
                 continue
             _remove_tree(entry.path)
 
@@ -596,11 +592,11 @@ class RuntimeFolder:
         return True
 
     def _write(self, files: Mapping[str, bytes]) -> str:
-        """Write ``files`` into a temporary folder of the store and seal it; its path.
+        """Write ``files`` into a temporary folder and seal it; its path.
 
-        The name says whose it is (``.tmp-<proc>.<random>``), so a sweep leaves a live host's
-        folder in progress alone."""
-        tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.path.basename(self.proc)}.", dir=self.store)
+        It lives in this host's proc folder until placed: a sweep removes it only with that
+        folder, once this host is gone."""
+        tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.proc)
         try:
             folders: set[str] = set()
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
