@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hotswap needs Python >= 3.11; run make PYTHON=python3.11")'
@@ -28,3 +28,8 @@ clean:
 # every benchmark in its own subprocess, one table, figures in bench/results.json (minutes)
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# the artifact-reader fuzzing of tests/runtime/test_fuzz_artifacts.py with many more examples
+# than the test suite's ~30 s budget (tens of minutes)
+fuzz: $(STAMP)
+	HOTSWAP_FUZZ_PROFILE=hotswap-fuzz $(PY) -m pytest -q -p no:cacheprovider --timeout 7200 tests/runtime/test_fuzz_artifacts.py
