@@ -5,7 +5,9 @@ Design note: this module is the single definition of the format. The build impor
 runtime does, so what the build writes and what the runtime accepts cannot drift apart.
 
 Design note on reading hostile bytes: the file's type and size are checked on the open file
-before a byte is read (opened non-blocking: a FIFO never blocks), then it is read in one call.
+before a byte is read (opened non-blocking: a FIFO never blocks), then each byte is read once:
+in one call, or, for a big file with big stored members, member by member straight into the
+bytes the artifact keeps (``_Source``), so big data is never copied out of a file buffer.
 The zip is parsed here, not by ``zipfile``: the end record must end the file and the members
 must tile it from byte 0 to the central directory (nothing prepended, hidden or appended); only
 stored and deflated members are accepted, refused by method before any decompression; every
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import _imp
 import base64
+import bisect
 import csv
 import hashlib
 import importlib.util
@@ -209,6 +212,10 @@ _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, time 00:00:00 (ZIP_TIMESTAMP)
 _FILE_MODE = (stat.S_IFREG | 0o644) << 16
 #: from this size the whole-file digest runs on its own thread (starting one costs ~0.1 ms)
 _THREADED_DIGEST = 1 << 20
+#: files from this size are read in segments when they hold stored members of at least
+#: ``_DIRECT_READ`` bytes, each read straight into the bytes the artifact keeps (no copy)
+_SEGMENTED_READ = 4 << 20
+_DIRECT_READ = 256 << 10
 #: opening never blocks (a FIFO swapped in) and never leaks into a child process
 _OPEN_FLAGS = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 #: a JSON string, so brackets inside strings do not count towards the nesting depth
@@ -613,26 +620,66 @@ class _Entry:
     start: int = -1  # where its data begins, once its local header was checked
 
 
-def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry], int]:
+class _Source:
+    """The bytes of an artifact as segments ``(start, bytes)`` that tile ``[0, size)``.
+
+    Read from memory it is one segment. Read from a big file, each big stored member is its
+    own segment, read straight into the ``bytes`` object the artifact then holds: its data is
+    copied once (from the page cache), never again out of a whole-file buffer.
+    """
+
+    def __init__(self, segments: list[tuple[int, bytes | bytearray]], size: int) -> None:
+        self.segments = segments
+        self.size = size
+        self._starts = [start for start, _ in segments]
+
+    def read(self, start: int, end: int) -> bytes | memoryview:
+        """The bytes of ``[start, end)`` clamped to the file (a view when in one segment)."""
+        start, end = max(0, start), min(self.size, end)
+        if end <= start:
+            return b""
+        index = bisect.bisect_right(self._starts, start) - 1
+        first, data = self.segments[index]
+        if end <= first + len(data):
+            return memoryview(data)[start - first:end - first]
+        parts = []
+        while start < end and index < len(self.segments):
+            first, data = self.segments[index]
+            parts.append(bytes(memoryview(data)[max(start, first) - first:end - first]))
+            start = first + len(data)
+            index += 1
+        return b"".join(parts)
+
+    def member(self, start: int, length: int) -> bytes:
+        """The ``length`` bytes at ``start`` as ``bytes``: the segment itself when it is one."""
+        index = bisect.bisect_right(self._starts, start) - 1
+        first, data = self.segments[index]
+        if first == start and len(data) == length and type(data) is bytes:
+            return data
+        return bytes(self.read(start, start + length))
+
+
+def _directory(source: _Source, problems: list[str]) -> tuple[list[_Entry], int]:
     """The central directory's entries and its offset; appends to ``problems`` what is wrong.
 
     The end record must end the file (no comment, no trailing bytes) and the directory must
     end where the end record begins: nothing may hide after the last member's data.
     """
-    size = len(raw)
+    size = source.size
     end_at = size - _END.size
-    if size < _END.size or raw[end_at:end_at + 4] != _END_MAGIC:
-        tail = bytes(raw[max(0, size - 0x10000 - _END.size):])
+    end = bytes(source.read(end_at, size)) if size >= _END.size else b""
+    if size < _END.size or end[:4] != _END_MAGIC:
+        tail = bytes(source.read(size - 0x10000 - _END.size, size))
         if _END_MAGIC in tail:
             found = size - len(tail) + tail.rindex(_END_MAGIC)
             problems.append(f"{size - found - _END.size} bytes follow the end of the central "
                             "directory (a zip comment or appended data)")
-        elif bytes(raw[:4]) == _LOCAL_MAGIC:  # a zip whose end is gone: a copy cut short
+        elif bytes(source.read(0, 4)) == _LOCAL_MAGIC:  # a zip whose end is gone: cut short
             problems.append("the file is truncated: it starts as a zip but its end is missing")
         else:
             problems.append("not a hotswap artifact (not a zip archive)")
         return [], 0
-    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack_from(raw, end_at)
+    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack(end)
     if disk or cd_disk or here != count:
         problems.append("the zip spans several disks")
         return [], 0
@@ -648,7 +695,9 @@ def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry
         problems.append("the central directory is damaged (it runs past its end record)")
         return [], 0
     entries: list[_Entry] = []
-    position = cd_offset
+    raw = source.read(cd_offset, end_at)  # the central directory, offsets relative to it
+    position = 0
+    end_at -= cd_offset
     for _ in range(count):
         if position + _CENTRAL.size > end_at:
             problems.append("the central directory is shorter than its entry count says")
@@ -656,7 +705,7 @@ def _directory(raw: bytes | bytearray, problems: list[str]) -> tuple[list[_Entry
         (magic, _, _, flags, method, _, _, crc, csize, usize, name_length, extra_length,
          comment_length, _, _, external, offset) = _CENTRAL.unpack_from(raw, position)
         if magic != _CENTRAL_MAGIC:
-            problems.append(f"the central directory is damaged at byte {position}")
+            problems.append(f"the central directory is damaged at byte {cd_offset + position}")
             return [], 0
         name_start = position + _CENTRAL.size
         raw_name = bytes(raw[name_start:name_start + name_length])
@@ -744,7 +793,7 @@ def _check_entries(entries: list[_Entry], name: str, file_size: int) -> list[str
     return problems
 
 
-def _check_layout(raw: bytes | bytearray, entries: list[_Entry], cd_offset: int) -> list[str]:
+def _check_layout(source: _Source, entries: list[_Entry], cd_offset: int) -> list[str]:
     """Members must tile the file from byte 0 to the central directory, each local header
     agreeing with its directory entry: no bytes before the first member, between members or
     after the last, and no member overlapping another (so no data the directory hides)."""
@@ -760,7 +809,7 @@ def _check_layout(raw: bytes | bytearray, entries: list[_Entry], cd_offset: int)
         elif entry.offset < expected:
             problems.append(f"member {member!r} overlaps the member before it")
             return problems
-        header = bytes(raw[entry.offset:entry.offset + _LOCAL.size])
+        header = bytes(source.read(entry.offset, entry.offset + _LOCAL.size))
         if len(header) != _LOCAL.size:
             problems.append(f"member {member!r} cannot be read (its local header is truncated)")
             return problems
@@ -771,10 +820,10 @@ def _check_layout(raw: bytes | bytearray, entries: list[_Entry], cd_offset: int)
             problems.append(f"member {member!r} cannot be read (bad magic number for its local "
                             "header)")
             return problems
-        if bytes(raw[name_start:name_start + name_length]) != entry.raw_name:
+        local_name = bytes(source.read(name_start, name_start + name_length))
+        if local_name != entry.raw_name:
             problems.append(f"member {member!r} cannot be read (file name in directory "
-                            f"{member!r} and header "
-                            f"{bytes(raw[name_start:name_start + name_length])!r} differ)")
+                            f"{member!r} and header {local_name!r} differ)")
             return problems
         if (method, crc, csize, usize) != (entry.method, entry.crc, entry.csize, entry.usize):
             problems.append(f"member {member!r} cannot be read (its local header disagrees "
@@ -792,11 +841,11 @@ def _check_layout(raw: bytes | bytearray, entries: list[_Entry], cd_offset: int)
     return problems
 
 
-def _inflate(view: memoryview, entry: _Entry) -> bytes:
+def _inflate(source: _Source, entry: _Entry) -> bytes:
     """A member's contents, never more than the size it declares (a bomb stops there)."""
-    chunk = view[entry.start:entry.start + entry.csize]
     if entry.method == _STORED:
-        return bytes(chunk)
+        return source.member(entry.start, entry.csize)
+    chunk = source.read(entry.start, entry.start + entry.csize)
     inflater = zlib.decompressobj(-15)
     data = inflater.decompress(chunk, entry.usize + 1)
     if len(data) != entry.usize or not inflater.eof or inflater.unused_data:
@@ -843,19 +892,27 @@ def _content_digest(record: Mapping[str, tuple[str, str]], skip: Iterable[str]) 
     return digest.hexdigest()
 
 
+def _digest(source: _Source) -> str:
+    """The sha256 of the whole file, segment after segment."""
+    digest = hashlib.sha256()
+    for _, data in source.segments:
+        digest.update(data)
+    return digest.hexdigest()
+
+
 class _FileDigest(threading.Thread):
     """The whole file's sha256 on another thread: hashlib releases the GIL over big buffers,
     so it runs on another core while the members are inflated and hashed here."""
 
-    def __init__(self, data: bytes | bytearray) -> None:
+    def __init__(self, source: _Source) -> None:
         super().__init__(name="hotswap-digest", daemon=True)
-        self._data: bytes | bytearray | None = data
+        self._source: _Source | None = source
         self.hexdigest = ""
 
     def run(self) -> None:
-        assert self._data is not None
-        self.hexdigest = hashlib.sha256(self._data).hexdigest()
-        self._data = None
+        assert self._source is not None
+        self.hexdigest = _digest(self._source)
+        self._source = None
 
     def result(self) -> str:
         self.join()
@@ -887,6 +944,11 @@ def verify_bytes(path: str, raw: bytes | bytearray, *, trusted_keys: TrustedKeys
             names, symlinks, zip bombs, a RECORD, manifest, bytecode or signature that does
             not match).
     """
+    return _verify(path, _Source([(0, raw)], len(raw)), trusted_keys, identity)
+
+
+def _verify(path: str, source: _Source, trusted_keys: TrustedKeys | None,
+            identity: tuple[int, int, int, int, int] | None) -> Artifact:
     base = os.path.basename(path)
     name = base[: -len(ARTIFACT_SUFFIX)] if base.endswith(ARTIFACT_SUFFIX) else base
     report = _Problems(path, name)
@@ -896,23 +958,25 @@ def verify_bytes(path: str, raw: bytes | bytearray, *, trusted_keys: TrustedKeys
     if not name.isidentifier() or keyword.iskeyword(name):
         raise report.error([f"plugin name {name!r} taken from the file name is not a Python "
                             "identifier"])
-    if len(raw) > MAX_FILE_SIZE:
-        raise report.error([f"the file's {len(raw)} bytes exceed {MAX_FILE_SIZE} (zip bomb?)"])
+    size = source.size
+    if size > MAX_FILE_SIZE:
+        raise report.error([f"the file's {size} bytes exceed {MAX_FILE_SIZE} (zip bomb?)"])
     problems: list[str] = []
-    entries, cd_offset = _directory(raw, problems)
+    entries, cd_offset = _directory(source, problems)
     if problems:
         raise report.error(problems)
-    problems = _check_entries(entries, name, len(raw)) or _check_layout(raw, entries, cd_offset)
+    problems = (_check_entries(entries, name, size)
+                or _check_layout(source, entries, cd_offset))
     if problems:
         raise report.error(problems)
-    digest = _FileDigest(raw) if len(raw) >= _THREADED_DIGEST else None
+    digest = _FileDigest(source) if size >= _THREADED_DIGEST else None
     if digest is not None:
         digest.start()
     try:
-        contents = _read_members(raw, entries, report)
+        contents = _read_members(source, entries, report)
         manifest, record, record_digest, signature = _check_contents(contents, report,
                                                                      trusted_keys)
-        sha256 = digest.result() if digest is not None else hashlib.sha256(raw).hexdigest()
+        sha256 = digest.result() if digest is not None else _digest(source)
     finally:
         if digest is not None:
             digest.join()
@@ -932,17 +996,16 @@ def verify_bytes(path: str, raw: bytes | bytearray, *, trusted_keys: TrustedKeys
     )
 
 
-def _read_members(raw: bytes | bytearray, entries: list[_Entry],
+def _read_members(source: _Source, entries: list[_Entry],
                   report: _Problems) -> dict[str, bytes]:
     """Every member's contents. Only RECORD and SIGNATURE are checked against their CRC-32:
     every other member is checked against its sha256 in RECORD, which is stronger, so a CRC
     pass over them would only add a second pass over the same bytes."""
     contents: dict[str, bytes] = {}
     problems: list[str] = []
-    view = memoryview(raw)
     for entry in entries:
         try:
-            data = _inflate(view, entry)
+            data = _inflate(source, entry)
         except (ValueError, zlib.error) as exc:
             problems.append(f"member {entry.name!r} cannot be read ({exc})")
             continue
@@ -1057,11 +1120,65 @@ def _refuse_file(path: str, info: os.stat_result) -> None:
                             path=path, plugin=name, problems=("too large",))
 
 
-def _read_file(path: str) -> tuple[bytearray, tuple[int, int, int, int, int]]:
-    """The file's bytes in one read, and the identity of the file read (from the open file).
+def _pread(fd: int, start: int, length: int) -> bytes:
+    """Exactly ``length`` bytes at ``start`` (``EOFError`` when the file is shorter now)."""
+    data = os.pread(fd, length, start)
+    if len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, start + got)
+        if not more:
+            raise EOFError(f"the file ended at byte {start + got}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _segments(fd: int, size: int) -> _Source | None:
+    """The file read as segments, each big stored member one of them (see ``_Source``), or
+    None when its end record, directory or members are not laid out as the build writes them
+    (then it is read in one piece and judged as such)."""
+    end = _pread(fd, size - _END.size, _END.size)
+    magic, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack(end)
+    if (magic != _END_MAGIC or disk or cd_disk or here != count or comment
+            or cd_offset + cd_size != size - _END.size):
+        return None
+    directory = _pread(fd, cd_offset, size - cd_offset)
+    problems: list[str] = []
+    entries, _ = _directory(_Source([(0, b""), (cd_offset, directory)], size), problems)
+    if problems:
+        return None
+    segments: list[tuple[int, bytes | bytearray]] = []
+    position = 0
+    for entry in sorted(entries, key=lambda e: e.offset):
+        if entry.method != _STORED or entry.csize < _DIRECT_READ:
+            continue
+        # where pack puts its data: after the local header and the name, no extra field;
+        # _check_layout still checks every header against this
+        start = entry.offset + _LOCAL.size + len(entry.raw_name)
+        if start < position or start + entry.csize > cd_offset:
+            return None
+        if start > position:
+            segments.append((position, _pread(fd, position, start - position)))
+        segments.append((start, _pread(fd, start, entry.csize)))
+        position = start + entry.csize
+    if not segments:
+        return None
+    if position < cd_offset:
+        segments.append((position, _pread(fd, position, cd_offset - position)))
+    segments.append((cd_offset, directory))
+    return _Source(segments, size)
+
+
+def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
+    """The file's bytes, each byte read once, and the identity of the file read (from the open
+    file): in one read, or for a big file holding big stored members, in segments.
 
     Its type and size are checked before it is opened and again on the open file (it may have
-    been swapped in between); it is opened non-blocking, so a FIFO swapped in never blocks.
+    been swapped in between); it is opened non-blocking, so a FIFO swapped in never blocks. A
+    file changed while it is read (its size or times differ after) is refused.
     """
     name = os.path.basename(path).removesuffix(ARTIFACT_SUFFIX)
 
@@ -1074,29 +1191,28 @@ def _read_file(path: str) -> tuple[bytearray, tuple[int, int, int, int, int]]:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError as exc:
         raise unreadable(exc) from exc
+    changed = False
     try:
         info = os.fstat(fd)
         _refuse_file(path, info)
         size = info.st_size
-        buffer = bytearray(size)
-        with open(fd, "rb", buffering=0, closefd=False) as handle:
-            view = memoryview(buffer)
-            got = 0
-            while got < size:
-                count = handle.readinto(view[got:])
-                if not count:
-                    break
-                got += count
-            grew = handle.read(1)
+        source = _segments(fd, size) if size >= _SEGMENTED_READ else None
+        if source is None:
+            source = _Source([(0, _pread(fd, 0, size))], size)
+        after = os.fstat(fd)
+        changed = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            size, info.st_mtime_ns, info.st_ctime_ns) or bool(os.pread(fd, 1, size))
+    except EOFError:
+        changed = True
     except OSError as exc:
         raise unreadable(exc) from exc
     finally:
         os.close(fd)
-    if got != size or grew:
+    if changed:
         raise ArtifactError(f"artifact {path} changed while it was read; write artifacts to a "
                             "temporary name and rename them into place (hotswap build does)",
                             path=path, plugin=name, problems=("changed while read",))
-    return buffer, (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return source, (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def read_artifact(path: str | os.PathLike[str], *,
@@ -1111,5 +1227,5 @@ def read_artifact(path: str | os.PathLike[str], *,
             not verify, or (with ``trusted_keys``) is not signed by a trusted key.
     """
     text = os.path.abspath(os.fspath(path))
-    raw, identity = _read_file(text)
-    return verify_bytes(text, raw, trusted_keys=trusted_keys, identity=identity)
+    source, identity = _read_file(text)
+    return _verify(text, source, trusted_keys, identity)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from handmade import hooks_source, pack_plugin
 
+from hotswap_runtime import artifact
 from hotswap_runtime.artifact import ArtifactError, verify_bytes
 
 
@@ -123,3 +124,34 @@ def test_encrypted_member_refused(plugin_dir: Path) -> None:
     raw[central + 8] |= 0x01
     with pytest.raises(ArtifactError, match=r"member 'foo/data.txt' is encrypted"):
         verify_bytes(path, bytes(raw))
+
+
+def test_big_stored_members_read_in_segments_verify_the_same(plugin_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big artifact whose big members are stored is read member by member (no whole-file
+    copy): the same files and digest as verifying its bytes in one piece, and a byte changed
+    inside a big member, or before the first, is still refused."""
+    import hashlib
+    import os
+
+    from hotswap_runtime.artifact import read_artifact
+
+    blobs = {f"blob{i}.bin": os.urandom(1 << 20) for i in range(5)}
+    path = pack_plugin(plugin_dir, "foo", {"__init__.py": hooks_source("foo"), **blobs})
+    raw = path.read_bytes()
+    assert len(raw) > artifact._SEGMENTED_READ
+    real, made = artifact._segments, []
+    monkeypatch.setattr(artifact, "_segments", lambda *a: made.append(real(*a)) or made[-1])
+    read = read_artifact(path)
+    assert made[0] is not None and len(made[0].segments) == 12  # 5 blobs, 5 gaps, tail, dir
+    whole = verify_bytes(str(path), raw)
+    assert read.files == whole.files and read.sha256 == whole.sha256
+    assert read.sha256 == hashlib.sha256(raw).hexdigest()
+    assert all(type(data) is bytes for data in read.files.values())
+    at = raw.index(blobs["blob2.bin"][:64]) + 1000
+    path.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:])
+    with pytest.raises(ArtifactError, match="member 'foo/blob2.bin' does not match its RECORD"):
+        read_artifact(path)
+    path.write_bytes(b"junk" + raw)
+    with pytest.raises(ArtifactError, match="4 bytes of unknown data lie before the central"):
+        read_artifact(path)
