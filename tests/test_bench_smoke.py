@@ -20,6 +20,7 @@ EXPECTED = {
                    "hot_max_ratio", "restart_failed_requests", "restart_dropped_ws"},
     "memory": {"rss_growth_mb_12", "versions_alive_12"},
     "loop_stall": {"areload_stall_ms", "reload_stall_ms"},
+    "reader": {"load_mb_per_s", "load_mb_per_s_source", "sign_verify_overhead_ms_1000"},
 }
 
 
