@@ -137,6 +137,9 @@ GOALS: dict[str, tuple[str, float]] = {
     "free_alive_after_close": ("==", 0),
     # issue 7
     "inflight_check_ms": ("<", 20.0),
+    # issue 14: in flight on every loop, leases
+    "dispatch_invoke_ratio": ("<=", 7.0),
+    "lease_ns": ("<=", 1000.0),
     "rollback_us": ("<", 1000.0),
     # issue 8: the leak doctor
     "doctor_stats_pending_ms": ("<", 1.0),

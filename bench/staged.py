@@ -7,9 +7,11 @@ Run: ``.venv/bin/python bench/staged.py``. Prints:
   (``dispatch_live_ratio``, ``dispatch_invoke_ratio``), and the same invoke chain on a plain
   object whose attribute is the raw hook: the drain machinery adds nothing there when the
   difference is noise (``plugin.invoke_func is hooks['invoke_func']`` is printed too);
-- the in-flight check (``inflight.scan``, what the freer runs at free time) with 50 threads and
-  1000 pending tasks alive (half of each inside the version's code), timed on the freer's side,
-  and the part of it that runs on the event loop's thread;
+- the in-flight check (``inflight.scan``, what the freer runs at free time) with 50 threads
+  (half inside the version's code) and 1000 pending tasks on 2 event loops that nobody
+  registered (a third awaiting the version's coroutine, a third gathering it, a third host
+  code), timed on the freer's thread: nothing of it runs on the loops;
+- a lease taken and released (``lease_ns``), and the same as a with block;
 - ``rollback()``.
 
 It ends with one ``key value`` line per figure for ``bench/run.py``. ``--quick`` runs tiny
@@ -41,6 +43,7 @@ NUMBER = 100_000
 REPEAT = 21
 THREADS = 50
 TASKS = 1000
+LOOPS = 2
 ROLLBACKS = 2001
 FIGURES: dict[str, float] = {}
 
@@ -87,9 +90,9 @@ def per_call(rows: list[tuple[str, str]], namespace: dict) -> list[tuple[str, fl
     timers = [timeit.Timer(stmt, globals=namespace) for _, stmt in rows]
     runs: list[list[float]] = [[] for _ in rows]
     for _ in range(REPEAT):
-        for timer, out in zip(timers, runs):
+        for timer, out in zip(timers, runs, strict=True):
             out.append(timer.timeit(NUMBER))
-    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs)]
+    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs, strict=True)]
 
 
 def dispatch(swapper: PluginManagerSwapper) -> None:
@@ -129,56 +132,66 @@ def inflight_check(swapper: PluginManagerSwapper) -> None:
         thread = threading.Thread(target=target, name=f"worker-{i}", daemon=True)
         thread.start()
         threads.append(thread)
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, name="loop", daemon=True)
-    runner.start()
+    # two loops, never registered anywhere: the search finds them on their threads' stacks
+    loops = [asyncio.new_event_loop() for _ in range(LOOPS)]
+    runners = [threading.Thread(target=loop.run_forever, name=f"loop-{n}", daemon=True)
+               for n, loop in enumerate(loops)]
+    for runner in runners:
+        runner.start()
 
     async def host_side(event: asyncio.Event) -> None:
         await event.wait()
 
-    async def start() -> asyncio.Event:
-        inflight.note_loop()
+    async def request(event: asyncio.Event) -> None:
+        await asyncio.gather(wait(event))  # the version's coroutine one task further down
+
+    async def start(n: int) -> asyncio.Event:
         event = asyncio.Event()
-        for i in range(TASKS):
-            coro = wait(event) if i % 2 else host_side(event)
+        for i in range(n, TASKS, LOOPS):
+            coro = (wait, request, host_side)[i % 3](event)
             asyncio.get_running_loop().create_task(coro, name=f"task-{i}")
         await asyncio.sleep(0.05)
         return event
 
-    event = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    events = [asyncio.run_coroutine_threadsafe(start(n), loop).result(10)
+              for n, loop in enumerate(loops)]
     found = inflight.scan([version])[id(version)]
-    print(f"in-flight check with {THREADS} threads and {TASKS} tasks alive: found "
-          f"{len(found.threads)} threads and {len(found.tasks)} tasks in the version")
-    times = []
+    print(f"in-flight check with {THREADS} threads and {TASKS} tasks on {LOOPS} loops alive: "
+          f"found {len(found.threads)} threads and {len(found.tasks)} tasks in the version "
+          f"({len(inflight.running_loops())} loops found on the stacks)")
+    times, cpu = [], []
     for _ in range(30):
-        start_t = time.perf_counter()
+        start_t, start_cpu = time.perf_counter(), time.thread_time()
         inflight.scan([version])
         times.append(time.perf_counter() - start_t)
-    print(f"  whole check (freer thread):   median {statistics.median(times) * 1e3:.2f} ms, "
-          f"max {max(times) * 1e3:.2f} ms")
+        cpu.append(time.thread_time() - start_cpu)
+    print(f"  whole check (freer thread, nothing runs on the loops): median "
+          f"{statistics.median(times) * 1e3:.2f} ms, max {max(times) * 1e3:.2f} ms; its own "
+          f"CPU time {statistics.median(cpu) * 1e3:.2f} ms (the rest: waiting for the GIL)")
     FIGURES["inflight_check_ms"] = statistics.median(times) * 1e3
-    codes = inflight.entry_codes(version)
-
-    async def on_loop() -> list[float]:
-        out = []
-        for _ in range(30):
-            t = time.perf_counter()
-            inflight._read_tasks(asyncio.get_running_loop(), inflight._matcher({version.root}), codes)
-            out.append(time.perf_counter() - t)
-        return out
-
-    loop_times = asyncio.run_coroutine_threadsafe(on_loop(), loop).result(30)
-    print(f"  part on the loop's thread:    median {statistics.median(loop_times) * 1e3:.2f} ms, "
-          f"max {max(loop_times) * 1e3:.2f} ms")
-    FIGURES["inflight_loop_ms"] = statistics.median(loop_times) * 1e3
-    loop.call_soon_threadsafe(event.set)
+    FIGURES["inflight_check_cpu_ms"] = statistics.median(cpu) * 1e3
+    for loop, event in zip(loops, events, strict=True):
+        loop.call_soon_threadsafe(event.set)
     stop.set()
     for thread in threads:
         thread.join()
     time.sleep(0.05)
-    loop.call_soon_threadsafe(loop.stop)
-    runner.join()
-    loop.close()
+    for loop, runner in zip(loops, runners, strict=True):
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+
+
+def leases(swapper: PluginManagerSwapper) -> None:
+    """Taking and releasing a lease (SPEC 8.3): the object form and the with block."""
+    rows = [("swapper.lease(name).release()", "swapper.lease('session').release()"),
+            ("with swapper.lease(name): pass", "with swapper.lease('session'): pass")]
+    results = per_call(rows, {"swapper": swapper})
+    print(f"leases (median of {REPEAT} x {NUMBER})")
+    for label, ns in results:
+        print(f"  {label:<62} {ns:>8.1f} ns")
+    FIGURES["lease_ns"] = results[0][1]
+    FIGURES["lease_with_ns"] = results[1][1]
 
 
 def rollback(swapper: PluginManagerSwapper, plugins: Path, src: Path, out: Path) -> None:
@@ -217,6 +230,7 @@ def main() -> None:
         try:
             dispatch(swapper)
             inflight_check(swapper)
+            leases(swapper)
             rollback(swapper, plugins, src, root / "b")
         finally:
             swapper.close()

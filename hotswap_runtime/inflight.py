@@ -317,6 +317,25 @@ def _is_running(coro: Any) -> bool:
                 or getattr(coro, "ag_running", False))
 
 
+def _suspended_chain(coro: Any) -> list[tuple[Any, Any]] | None:
+    """The await chain of a suspended task made of plain coroutines (the common case, read
+    without ``getattr``); None when the task runs now or its chain holds something else."""
+    if type(coro) is not CoroutineType or coro.cr_running:
+        return None
+    links: list[tuple[Any, Any]] = []
+    link: Any = coro
+    while type(link) is CoroutineType:
+        links.append((link, link.cr_frame))
+        link = link.cr_await
+        if len(links) >= _MAX_DEPTH:
+            return None
+    if link is not None:
+        links.extend(_chain(link))
+    if coro.cr_running:  # its loop's thread was switched in meanwhile
+        return None
+    return links
+
+
 def _read_chain(coro: Any, wait: bool) -> tuple[list[tuple[Any, Any]], bool]:
     """The await chain of a task's coroutine, and whether it was read while the task was
     suspended (a running task's chain is cut where it runs: its frames are on a stack).
@@ -354,14 +373,20 @@ def _held_values(coro: Any) -> list[Any]:
     3.11 and 3.12, where it leaves a snapshot of the locals on the frame that keeps whatever they
     held alive after the function dropped it."""
     values = gc.get_referents(coro)
-    out = list(values)
+    out = values
     for value in values:
         kind = type(value)
-        if kind is dict:
-            out.extend(list(value.values())[:_CONTAINER_ITEMS])
-        elif kind in (list, tuple, set, frozenset):
-            out.extend(list(value)[:_CONTAINER_ITEMS])
+        if kind in _CONTAINER_KINDS:
+            if out is values:
+                out = list(values)
+            out.extend(list(value.values() if kind is dict else value)[:_CONTAINER_ITEMS])
     return out
+
+
+_CONTAINER_KINDS = frozenset({dict, list, tuple, set, frozenset})
+
+
+_AWAITABLE_KINDS = frozenset({CoroutineType, GeneratorType})
 
 
 def _unfinished_coroutine(obj: Any) -> Any:
@@ -382,7 +407,7 @@ class _Tasks:
         self.match = match
         self.codes = codes
         self.read: list[tuple[Any, set[str], str | None]] = []  # task, roots, candidate root
-        self.chain_ids: set[int] = set()
+        self.chain_ids: set[int] = set()  # ids of the versions' coroutines seen in a chain
         self.coros: list[tuple[Any, str | None]] = []  # suspended coroutines read, and their root
         self.waiting: dict[int, list[Any]] = {}  # id(future) -> tasks waiting for it
         self.candidate: dict[int, str] = {}  # id(task) -> root whose own worker it may be
@@ -390,44 +415,61 @@ class _Tasks:
         self._held: dict[str, set[int]] = {}
         self.unread: list[str] = []  # tasks that kept running: what their frames hold is unknown
         mine = _get_running_loop()  # its running task is the caller: it will not stop running
+        roots_of: dict[int, str | None] = {}  # id(module globals) -> root: one lookup per module
+        chain_ids = self.chain_ids
+        coros = self.coros
+        waiting = self.waiting
         for task in pending_tasks():
             coro = task.get_coro()
-            links, sure = _read_chain(coro, task.get_loop() is not mine)
+            links = _suspended_chain(coro)
+            sure = links is not None
+            if links is None:
+                links, sure = _read_chain(coro, task.get_loop() is not mine)
             roots: set[str] = set()
             outer_root: str | None = None
-            for index, (awaitable, frame) in enumerate(links):
-                self.chain_ids.add(id(awaitable))
+            first = True
+            for awaitable, frame in links:
                 if frame is None:
+                    first = False
                     continue
-                root = match(frame.f_globals.get("__name__"))
+                globs = frame.f_globals
+                key = id(globs)
+                if key in roots_of:
+                    root = roots_of[key]
+                else:
+                    root = roots_of[key] = match(globs.get("__name__"))
                 if sure:
-                    self.coros.append((awaitable, root))
-                if root is None:
-                    continue
-                roots.add(root)
-                if index == 0 and frame.f_code not in codes and id(awaitable) not in handed_out:
-                    outer_root = root
+                    coros.append((awaitable, root))
+                if root is not None:
+                    roots.add(root)
+                    chain_ids.add(id(awaitable))  # only the versions' awaitables are looked up
+                    if first and frame.f_code not in codes and id(awaitable) not in handed_out:
+                        outer_root = root
+                first = False
             if not sure:  # running now on its loop's thread: read that stack as it is
                 if task.get_loop() is not mine:
                     self.unread.append(task.get_name())
                 ident = loops.get(task.get_loop())
-                idents = [ident] if ident else [i for i in sys._current_frames() if i != me]
                 stacks = sys._current_frames()
-                for i in idents:
+                for i in ([ident] if ident else list(stacks)):
                     if i != me:
                         roots |= _stack_roots(stacks.get(i), match)
                 del stacks
             if outer_root is not None:
                 self.candidate[id(task)] = outer_root
             self.read.append((task, roots, outer_root))
-            self._note_waiter(task, getattr(task, "_fut_waiter", None), 0)
+            future = getattr(task, "_fut_waiter", None)
+            if future is not None:
+                waiting.setdefault(id(future), []).append(task)
+                if hasattr(future, "_children"):
+                    self._note_waiter(task, future, 0)
 
-    def _note_waiter(self, task: Any, future: Any, depth: int) -> None:
-        if future is None or depth > 8:
-            return
-        self.waiting.setdefault(id(future), []).append(task)
-        for child in getattr(future, "_children", None) or ():  # gather: it waits for each
-            self._note_waiter(task, child, depth + 1)
+    def _note_waiter(self, task: Any, gathering: Any, depth: int) -> None:
+        """``task`` waits for a gather's future: so for each of its children (gathers nest)."""
+        for child in getattr(gathering, "_children", None) or ():
+            self.waiting.setdefault(id(child), []).append(task)
+            if depth < 8 and hasattr(child, "_children"):
+                self._note_waiter(task, child, depth + 1)
 
     def own(self, task: Any, root: str) -> bool:
         """Whether ``task`` (its outermost coroutine being the version's non-entry code) is the
@@ -704,6 +746,8 @@ def _scan_once(versions: list[Version]) -> Found:
         if where is not None:
             continue
         for value in _held_values(coro):
+            if type(value) not in _AWAITABLE_KINDS:
+                continue
             coro_frame = _unfinished_coroutine(value)
             if coro_frame is not None:
                 root = match(coro_frame.f_globals.get("__name__"))
