@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean fuzz
+.PHONY: install test demo demo-fleet bench clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hotswap needs Python >= 3.11; run make PYTHON=python3.11")'
@@ -33,3 +33,8 @@ bench: $(STAMP)
 # than the test suite's ~30 s budget (tens of minutes)
 fuzz: $(STAMP)
 	HOTSWAP_FUZZ_PROFILE=hotswap-fuzz $(PY) -m pytest -q -p no:cacheprovider --timeout 7200 tests/runtime/test_fuzz_artifacts.py
+
+# four workers of the web demo follow a release channel under load: publish, status --wait,
+# a failing canary rolled back, a manual rollback (unattended; demo/web/README.md)
+demo-fleet: $(STAMP)
+	$(PY) -m demo.web.fleet

@@ -33,6 +33,7 @@ import ipaddress
 import logging
 import os
 import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -45,17 +46,26 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hotswap_runtime import HotswapError, Plugin, PluginManagerSwapper
+from hotswap_runtime.fleet import Follower
 from hotswap_runtime.triggers import areload_on_signal
 
 from .shared import Call, HostState
 
-__all__ = ["INTERVAL_ENV", "PLUGIN_DIR_ENV", "create_app", "create_app_from_env",
-           "heartbeat_interval"]
+__all__ = ["CACHE_ENV", "CHANNEL_ENV", "FLEET_HEARTBEAT_ENV", "INTERVAL_ENV", "PLUGIN_DIR_ENV",
+           "create_app", "create_app_from_env", "heartbeat_interval"]
 
 #: the plugin folder ``create_app_from_env`` serves
 PLUGIN_DIR_ENV = "HOTSWAP_WEB_PLUGIN_DIR"
 #: seconds between heartbeats (the same variable as the other demos)
 INTERVAL_ENV = "HOTSWAP_DEMO_INTERVAL"
+#: the fleet channel each worker of ``create_app_from_env`` follows (a folder or nats:// URL)
+CHANNEL_ENV = "HOTSWAP_WEB_CHANNEL"
+#: the followers' artifact cache (one per host: the workers share it)
+CACHE_ENV = "HOTSWAP_WEB_CACHE"
+#: seconds between two status reports of each worker
+FLEET_HEARTBEAT_ENV = "HOTSWAP_WEB_FLEET_HEARTBEAT"
+#: longest a worker's start-up waits for its first release before serving without plugins
+FIRST_RELEASE_WAIT = 10.0
 
 logger = logging.getLogger("demo.web")
 
@@ -90,25 +100,39 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = None,
+def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | None = None,
                free_delay: float = 5.0, reload_signal: bool = True,
-               on_ready: Callable[[], None] | None = None) -> Starlette:
-    """Make the ASGI app serving the plugins built into ``plugin_dir``.
+               on_ready: Callable[[], None] | None = None, channel: str | None = None,
+               cache_dir: str | os.PathLike[str] | None = None,
+               fleet_heartbeat: float = 2.0) -> Starlette:
+    """Make the ASGI app serving the plugins built into ``plugin_dir``, or the releases of
+    ``channel``.
 
     The plugins are loaded at start-up (the lifespan's start), with the host state as the
     ``data`` of every ``on_load``; the swapper is closed (every ``on_free`` runs) at shutdown.
+    With ``channel``, the lifespan starts a ``Follower`` instead (in each worker process, after
+    the fork): the worker loads the channel's release, reports to it, and takes every new
+    release through ``areload``.
 
     Args:
-        plugin_dir: the folder of ``*.hsp`` artifacts.
+        plugin_dir: the folder of ``*.hsp`` artifacts (None with ``channel``).
         state: the host state to serve; a fresh ``HostState`` by default.
         free_delay: seconds before a replaced version is freed.
-        reload_signal: reload on ``SIGUSR1`` too.
+        reload_signal: reload on ``SIGUSR1`` too (not with ``channel``: the follower reloads).
         on_ready: called once the plugins are loaded and the reload trigger installed.
+        channel: a fleet channel (a folder or a ``nats://`` URL) to follow.
+        cache_dir: the follower's artifact cache (shared by the workers of this host).
+        fleet_heartbeat: seconds between two status reports of the follower.
     """
+    if plugin_dir is None and channel is None:
+        raise ValueError("create_app needs a plugin_dir or a channel")
     host_state = state if state is not None else HostState()
     interval = heartbeat_interval()
+    if plugin_dir is None:   # the follower points the swapper at each release's folder
+        plugin_dir = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
     swapper = PluginManagerSwapper(plugin_dir, logger=logging.getLogger("hotswap"),
                                    free_delay=free_delay)
+    follower: Follower | None = None
 
     def find(name: str) -> tuple[Plugin | None, str]:
         manager = swapper.current()
@@ -136,6 +160,8 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                 stamp = None
             plugins.append({"name": plugin.name, "version": stamp, "build_id": plugin.build_id})
         return JSONResponse({"plugins": plugins, "reloads": swapper.reload_counter,
+                             "pid": os.getpid(),
+                             "revision": follower.status().revision if follower else None,
                              **host_state.snapshot()})
 
     async def call_plugin(request: Request) -> Response:
@@ -157,6 +183,7 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                                f"{type(exc).__name__}: {exc}")
         response = JSONResponse(result)
         response.set_cookie("sid", session.id, httponly=True, samesite="strict")
+        response.headers["x-hotswap-worker"] = str(os.getpid())  # which worker answered
         return response
 
     async def websocket(ws: WebSocket) -> None:
@@ -255,13 +282,29 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                         ", ".join(stamps) or "no plugins", counters.get("requests", 0),
                         counters.get("ws_messages", 0), swapper.reload_counter)
 
+    async def fleet_status(request: Request) -> Response:
+        if follower is None:
+            return _error(404, "this host follows no channel; start it with --channel")
+        return JSONResponse(follower.status().to_json())
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        details = swapper.load_plugins(host_state)
-        logger.info("loaded plugins from %s: %s", plugin_dir, str(details) or "none found")
+        nonlocal follower
         stop_signal = None
-        if reload_signal and hasattr(signal, "SIGUSR1"):
-            stop_signal = areload_on_signal(swapper, host_state)
+        if channel is not None:
+            follower = Follower(swapper, channel, data=host_state, cache_dir=cache_dir,
+                                heartbeat=fleet_heartbeat)
+            if await follower.astart(timeout=FIRST_RELEASE_WAIT):
+                logger.info("following %s as %s: revision %s is live", channel,
+                            follower.instance, follower.status().revision)
+            else:
+                logger.warning("following %s as %s: no release is live yet; serving without "
+                               "plugins until one is published", channel, follower.instance)
+        else:
+            details = swapper.load_plugins(host_state)
+            logger.info("loaded plugins from %s: %s", plugin_dir, str(details) or "none found")
+            if reload_signal and hasattr(signal, "SIGUSR1"):
+                stop_signal = areload_on_signal(swapper, host_state)
         beat = asyncio.create_task(heartbeat(interval), name="demo-web-heartbeat")
         try:
             if on_ready is not None:
@@ -273,7 +316,7 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
                 await beat
             if stop_signal is not None:
                 await stop_signal()
-            swapper.close()
+            swapper.close()   # stops the follower first
 
     app = Starlette(routes=[
         Route("/", index),
@@ -282,6 +325,7 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/plan", admin_plan),
         Route("/admin/rollback", admin_rollback, methods=["POST"]),
+        Route("/fleet", fleet_status),
     ], lifespan=lifespan)
     app.state.swapper = swapper
     app.state.host_state = host_state
@@ -289,16 +333,33 @@ def create_app(plugin_dir: str | os.PathLike[str], *, state: HostState | None = 
 
 
 def create_app_from_env() -> Starlette:
-    """The app for ``uvicorn --factory demo.web.app:create_app_from_env``.
+    """The app for ``uvicorn --factory demo.web.app:create_app_from_env`` (and for gunicorn:
+    ``gunicorn -k uvicorn_worker.UvicornWorker 'demo.web.app:create_app_from_env()'``).
 
-    Serves the plugin folder named by ``$HOTSWAP_WEB_PLUGIN_DIR`` (default ``demo/web/bin``).
+    With ``$HOTSWAP_WEB_CHANNEL`` set, each worker follows that channel (artifact cache
+    ``$HOTSWAP_WEB_CACHE``, reports every ``$HOTSWAP_WEB_FLEET_HEARTBEAT`` seconds, default 2);
+    otherwise it serves the plugin folder named by ``$HOTSWAP_WEB_PLUGIN_DIR`` (default
+    ``demo/web/bin``).
 
     Raises:
-        SystemExit: that folder does not exist.
+        SystemExit: that folder does not exist, or the heartbeat is not a positive number.
     """
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s [{os.getpid()}] %(levelname)s %(name)s: %(message)s")
+    channel = os.environ.get(CHANNEL_ENV)
+    if channel:
+        raw = os.environ.get(FLEET_HEARTBEAT_ENV) or "2"
+        try:
+            beat = float(raw)
+        except ValueError:
+            beat = -1.0
+        if not beat > 0:
+            raise SystemExit(f"error: {FLEET_HEARTBEAT_ENV}={raw!r} is not a positive number of "
+                             f"seconds; unset it or give e.g. {FLEET_HEARTBEAT_ENV}=1")
+        return create_app(None, channel=channel, cache_dir=os.environ.get(CACHE_ENV) or None,
+                          fleet_heartbeat=beat)
     folder = Path(os.environ.get(PLUGIN_DIR_ENV) or Path(__file__).parent / "bin")
     if not folder.is_dir():
         raise SystemExit(f"error: plugin folder {folder} does not exist; build the plugins "
                          f"first (demo/web/run.sh does) or set {PLUGIN_DIR_ENV}")
-    logging.basicConfig(level=logging.INFO)
     return create_app(folder)

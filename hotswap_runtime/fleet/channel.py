@@ -122,6 +122,21 @@ class Release:
             raise ChannelError(f"{where}: not a release ({exc}); publish it again with hotswap publish") from exc
 
 
+#: a report older than this many of its heartbeats (and STATUS_TTL_MIN_S) is forgotten by the
+#: channel: a vanished instance shows ``stale`` for a while (after 3), then drops off the list
+STATUS_TTL_HEARTBEATS = 6
+STATUS_TTL_MIN_S = 5.0
+
+
+def status_expired(report: Mapping[str, Any], age: float) -> bool:
+    """Whether a report ``age`` seconds old is past its time to live (see STATUS_TTL_*)."""
+    try:
+        heartbeat = float(report.get("heartbeat") or 0.0)
+    except (TypeError, ValueError):
+        heartbeat = 0.0
+    return age > max(STATUS_TTL_MIN_S, STATUS_TTL_HEARTBEATS * heartbeat)
+
+
 def in_cohort(instance_id: str, cohort: int) -> bool:
     """The documented cohort rule: ``int(sha256(instance_id)[:8], 16) % 100 < cohort``."""
     return int(hashlib.sha256(instance_id.encode()).hexdigest()[:8], 16) % 100 < cohort

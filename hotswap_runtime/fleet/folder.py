@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import write_atomically
-from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, PublishConflict, Release
+from .channel import (
+    ArtifactRef,
+    Channel,
+    ChannelError,
+    ChannelUnavailable,
+    PublishConflict,
+    Release,
+    status_expired,
+)
 
 __all__ = ["FolderChannel"]
 
@@ -354,9 +362,11 @@ class FolderChannel(Channel):
                                      f"{folder} ({exc.strerror}); check its permissions") from exc
 
     def statuses(self) -> list[dict[str, Any]]:
-        """Every report in ``status/`` (unreadable ones skipped), sorted by instance."""
+        """Every report in ``status/``, sorted by instance; unreadable ones are skipped and
+        expired ones (``status_expired``: a vanished instance) removed."""
         self._check()
         out = []
+        now = time.time()
         try:
             names = os.listdir(self.root / STATUS)
         except FileNotFoundError:
@@ -364,10 +374,17 @@ class FolderChannel(Channel):
         for name in names:
             if not name.endswith(".json") or name.startswith("."):
                 continue
+            path = self.root / STATUS / name
             try:
-                obj = json.loads((self.root / STATUS / name).read_bytes())
+                obj = json.loads(path.read_bytes())
+                age = now - path.stat().st_mtime
             except (OSError, ValueError):
                 continue
-            if isinstance(obj, dict) and isinstance(obj.get("instance"), str):
-                out.append(obj)
+            if not (isinstance(obj, dict) and isinstance(obj.get("instance"), str)):
+                continue
+            if status_expired(obj, age):   # a vanished instance: forgotten, as NATS expires it
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            out.append(obj)
         return sorted(out, key=lambda s: s["instance"])
