@@ -330,7 +330,13 @@ class RuntimeFolder:
                 return
             path = os.path.join(self.root, LOCK)
             while True:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except FileNotFoundError:
+                    # the last user of the folder removed it after our makedirs (hosts that
+                    # stop while others start): make it again and retry
+                    os.makedirs(self.root, mode=0o700, exist_ok=True)
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     # the last swapper to close removes the file: a lock on its old inode
