@@ -278,14 +278,14 @@ class RuntimeFolder:
         if not os.path.isdir(self.root):
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             self._created_root = True
-        if self.default:
-            st = os.stat(self.root)
-            if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
-                raise HotswapError(
-                    f'runtime folder "{self.root}" belongs to another user or others can write '
-                    "to it: a plugin's files there could be replaced; remove it, or pass "
-                    "runtime_dir= a folder of your own", step="runtime_dir")
         with self._locked():
+            if self.default:
+                st = os.stat(self.root)
+                if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+                    raise HotswapError(
+                        f'runtime folder "{self.root}" belongs to another user or others can '
+                        "write to it: a plugin's files there could be replaced; remove it, or "
+                        "pass runtime_dir= a folder of your own", step="runtime_dir")
             os.makedirs(self.store, mode=0o700, exist_ok=True)
             os.makedirs(self.procs, mode=0o700, exist_ok=True)
             owner = self._new_proc()

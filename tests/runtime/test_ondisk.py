@@ -476,3 +476,34 @@ def test_a_forked_child_gets_its_own_folder_and_leaves_the_parents_alone(env) ->
     finally:
         swapper.close()
     assert files_under(runtime) == []
+
+
+CHURN = textwrap.dedent("""
+    import sys
+    from hotswap_runtime import PluginManagerSwapper
+    for _ in range(15):
+        swapper = PluginManagerSwapper(sys.argv[1], runtime_dir=sys.argv[2])
+        swapper.load_plugins()
+        assert swapper.current().vault.live_funcs["live_items"]() == [1]
+        swapper.close()
+""")
+
+
+def test_hosts_starting_and_closing_at_once_never_trip_over_each_other(env) -> None:
+    """Hosts that start, load and close over and over on one runtime folder (the last to close
+    removes the folder while another starts) all succeed and leave nothing."""
+    rebuild, out, runtime = env
+    repo = Path(__file__).resolve().parents[2]
+    hosts = [subprocess.Popen([sys.executable, "-c", CHURN, str(out), str(runtime)],
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo)}) for _ in range(4)]
+    try:
+        for host in hosts:
+            _, err = host.communicate(timeout=120)
+            assert host.returncode == 0, err
+    finally:
+        for host in hosts:
+            if host.poll() is None:
+                host.kill()
+                host.communicate(timeout=30)
+    assert files_under(runtime) == []
