@@ -5,8 +5,13 @@ Routes:
 - ``GET /``: the loaded plugins (name, stamp, build id), the reload counter and the host state;
 - ``GET /p/<plugin>/<action>``: ``plugin.invoke_func(action, Call)``, its result as JSON;
 - ``WS /ws/<plugin>``: each text message ``m`` is answered with
-  ``plugin.invoke_func("ws", Call, m)`` as JSON. The plugin is looked up again for every
-  message, so an open websocket is served by the newest version right after a reload;
+  ``plugin.invoke_func("ws", Call, m)`` as JSON. Each connection leases the manager that was
+  current when it opened (``swapper.lease``), so a conversation keeps talking to the version
+  it started on across reloads while new connections get the new one; its version is freed
+  once its last connection closes. ``/ws/<plugin>?follow=1`` follows the newest version
+  instead (the plugin is looked up again for every message);
+- ``GET /chat``: a page for a browser tab that talks to ``/ws/greeter`` and shows which
+  version answers (open two tabs, reload between them: each keeps its own version);
 - ``POST /admin/reload``: reloads the plugins (``swapper.areload``: the loop keeps serving)
   and returns the Details; refused (403) unless the client is on a loopback address.
 - ``GET /admin/plan``: the dry run (``swapper.plan()``: nothing imported, no hook run), and
@@ -41,7 +46,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -94,6 +99,32 @@ def heartbeat_interval() -> float:
         raise SystemExit(f"error: {INTERVAL_ENV}={raw!r} is not a positive number of seconds; "
                          f"unset it or give e.g. {INTERVAL_ENV}=0.5")
     return value
+
+
+CHAT_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>hotswap chat</title></head>
+<body style="font-family: sans-serif">
+<h1>greeter over a websocket</h1>
+<p>This tab's websocket leases the version it connected on: after a reload it still talks to
+it, while a tab opened later talks to the new one.</p>
+<form id="form"><input id="text" value="hi" autofocus> <button>send</button></form>
+<pre id="log"></pre>
+<script>
+const log = document.getElementById("log");
+const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws/greeter");
+ws.onopen = () => { log.textContent += "connected\n"; };
+ws.onmessage = (event) => {
+  const reply = JSON.parse(event.data);
+  log.textContent += `version ${reply.version}: ${reply.echo} (message ${reply.messages})\n`;
+};
+ws.onclose = () => { log.textContent += "closed\n"; };
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  ws.send(document.getElementById("text").value);
+};
+</script>
+</body></html>
+"""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -150,8 +181,7 @@ def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | 
             result = await result
         return result
 
-    async def index(request: Request) -> Response:
-        manager = swapper.current()
+    def describe(manager: Any) -> list[dict[str, Any]]:
         plugins = []
         for plugin in manager.plugins() if manager is not None else []:
             try:
@@ -159,7 +189,14 @@ def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | 
             except LookupError:
                 stamp = None
             plugins.append({"name": plugin.name, "version": stamp, "build_id": plugin.build_id})
-        return JSONResponse({"plugins": plugins, "reloads": swapper.reload_counter,
+        return plugins
+
+    async def index(request: Request) -> Response:
+        # the sessions still pinned to an older version show here with their plugins
+        leases = [{"name": lease.name, "plugins": describe(lease.manager)}
+                  for lease in swapper.leases()]
+        return JSONResponse({"plugins": describe(swapper.current()), "leases": leases,
+                             "reloads": swapper.reload_counter,
                              "pid": os.getpid(),
                              "revision": follower.status().revision if follower else None,
                              **host_state.snapshot()})
@@ -188,14 +225,29 @@ def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | 
 
     async def websocket(ws: WebSocket) -> None:
         name = ws.path_params["plugin"]
+        follow = ws.query_params.get("follow") == "1"
         await ws.accept()
         session = host_state.session(None, kind="ws")
         host_state.count("websockets")
+        lease = None
+        if not follow:  # the conversation stays on the version it connected on
+            client = f"{ws.client.host}:{ws.client.port}" if ws.client is not None else session.id
+            try:
+                lease = swapper.lease(f"ws {client} /ws/{name}")
+            except HotswapError as exc:
+                await ws.send_json({"error": f"no plugins to talk to: {exc}"})
+                await ws.close()
+                host_state.end_session(session.id)
+                return
         try:
             while True:
                 text = await ws.receive_text()
                 host_state.count("ws_messages")
-                plugin, why = find(name)   # again for every message: the newest version answers
+                if lease is not None:
+                    plugin = lease.manager.find_plugin(name)
+                    why = f'no plugin "{name}" in the version this websocket connected on'
+                else:
+                    plugin, why = find(name)   # again for every message: the newest answers
                 if plugin is None:
                     await ws.send_json({"error": why})
                     continue
@@ -209,7 +261,12 @@ def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | 
         except WebSocketDisconnect:
             pass
         finally:
+            if lease is not None:
+                lease.release()  # its version may go now, once no other session holds it
             host_state.end_session(session.id)
+
+    async def chat(request: Request) -> Response:
+        return HTMLResponse(CHAT_PAGE)
 
     async def admin_reload(request: Request) -> Response:
         client = request.client.host if request.client is not None else None
@@ -320,6 +377,7 @@ def create_app(plugin_dir: str | os.PathLike[str] | None, *, state: HostState | 
 
     app = Starlette(routes=[
         Route("/", index),
+        Route("/chat", chat),
         Route("/p/{plugin}/{action}", call_plugin),
         WebSocketRoute("/ws/{plugin}", websocket),
         Route("/admin/reload", admin_reload, methods=["POST"]),

@@ -32,9 +32,13 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> No
 
 
 def test_reload_keeps_websocket_and_counters(host: Host, build_web: Callable[[str], Path]) -> None:
-    """A reload through the admin route serves new code on the same websocket; state survives."""
+    """A reload through the admin route: the open websocket keeps talking to the version it
+    connected on (leased), a new one gets the new code, state survives; closing the first
+    websocket releases the old version."""
     with httpx.Client(base_url=host.url, timeout=10) as http, \
             connect(f"{host.ws_url}/ws/greeter", open_timeout=10, close_timeout=5) as ws:
+        page = http.get("/chat")  # what a browser tab opens: it talks to this websocket
+        assert page.status_code == 200 and '"/ws/greeter"' in page.text
         first = http.get("/p/greeter/hello", params={"name": "ann"})
         assert first.status_code == 200
         assert first.json() == {"message": "hello, ann", "version": "v1", "greetings": 1}
@@ -48,20 +52,33 @@ def test_reload_keeps_websocket_and_counters(host: Host, build_web: Callable[[st
         assert reloaded.json()["details"] == {"greeter.hsp": "ok", "stats.hsp": "ok"}
         assert reloaded.json()["reloads"] == 1
 
-        ws.send("again")   # the same connection, now answered by the new version's code
+        ws.send("again")   # the same connection: still the version it connected on
         assert json.loads(ws.recv(timeout=10)) == {
-            "echo": "again", "version": "v2", "messages": 2}
+            "echo": "again", "version": "v1", "messages": 2}
+        with connect(f"{host.ws_url}/ws/greeter", open_timeout=10, close_timeout=5) as newer:
+            newer.send("hello")  # a new conversation: the new code
+            assert json.loads(newer.recv(timeout=10)) == {
+                "echo": "hello", "version": "v2", "messages": 1}
+            leases = http.get("/").json()["leases"]
+            assert [[(p["name"], p["version"]) for p in lease["plugins"]] for lease in leases] == [
+                [("greeter", "v1"), ("stats", "v1")], [("greeter", "v2"), ("stats", "v2")]]
+            assert all(lease["name"].startswith("ws 127.0.0.1:") for lease in leases)
+        ws.send("still")
+        assert json.loads(ws.recv(timeout=10))["version"] == "v1"
         second = http.get("/p/greeter/hello", params={"name": "bob"})
         assert second.json() == {"message": "hello, bob", "version": "v2", "greetings": 2}
         summary = http.get("/p/stats/summary").json()
         assert summary["version"] == "v2"
         assert summary["reloads"] == 1
         assert summary["counters"]["requests"] == 3
-        assert summary["counters"]["ws_messages"] == 2
+        assert summary["counters"]["ws_messages"] == 4
         assert summary["sessions"]["ws"] == 1
         index = http.get("/").json()
         assert [(p["name"], p["version"]) for p in index["plugins"]] == [
             ("greeter", "v2"), ("stats", "v2")]
+    # the first websocket closed: nothing pins v1 any more
+    with httpx.Client(base_url=host.url, timeout=10) as http:
+        _wait_for(lambda: http.get("/").json()["leases"] == [], "the lease to be released")
 
     host.proc.send_signal(signal.SIGTERM)
     assert host.proc.wait(timeout=20) == 0
@@ -76,7 +93,7 @@ def test_sigusr1_reloads_and_sigterm_closes_open_websocket(
     websocket open still exits 0."""
     assert int(host.pid_file.read_text()) == host.proc.pid
     with httpx.Client(base_url=host.url, timeout=10) as http, \
-            connect(f"{host.ws_url}/ws/stats", open_timeout=10, close_timeout=5) as ws:
+            connect(f"{host.ws_url}/ws/stats?follow=1", open_timeout=10, close_timeout=5) as ws:
         build_web("v3")
         host.proc.send_signal(signal.SIGUSR1)
         _wait_for(lambda: http.get("/p/greeter/hello").json()["version"] == "v3",
