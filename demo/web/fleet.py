@@ -121,7 +121,8 @@ class Load:
     def _ws(self) -> None:
         from websockets.sync.client import connect
 
-        url = self.base.replace("http://", "ws://") + "/ws/greeter"
+        # follow=1: this websocket follows each release (a plain one keeps its version)
+        url = self.base.replace("http://", "ws://") + "/ws/greeter?follow=1"
         while not self.stop.is_set():
             try:
                 with connect(url) as ws:
