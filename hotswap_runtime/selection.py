@@ -8,6 +8,18 @@ version because a plugin it depends on, directly or not, gets one) and ``dropped
 artifact gone). The load (``versions_for_load``) and the dry run (``plan_folder``) both call it,
 so what ``plan()`` shows is the rule ``reload`` applies, not a copy of it.
 
+Design note on reuse: a reload costs what changed, so the listing reads and verifies only the
+artifacts whose file may have changed. A running version keeps its artifact's description (the
+``identity`` of the file it was read from: device, inode, size, ``st_mtime_ns``,
+``st_ctime_ns``); when the file in the folder still has that identity it is the same file, and
+the version's verified snapshot stands for it (``reuse``). Any write changes the ctime, even
+one that keeps the size and restores the mtime, except a write within the same tick of the
+filesystem's clock as the change before it (a coarse clock: a jiffy, or a second on some
+filesystems). So a snapshot read less than ``RACY_NS`` after its file last changed is
+confirmed by hashing the file once (one read and one sha256, against a full verification)
+before it is reused. Re-wiring needs the members again: a reused snapshot (whose members live
+on in its loader, not here) is read and verified again when it gets a fresh version.
+
 What a plan cannot know: the manifest carries no dependencies, and a fresh artifact's
 dependencies are known only once its ``import_`` runs, which a dry run must not do. The running
 versions' dependencies are known (their ``import_`` ran at their load), and that is all the rule
@@ -19,8 +31,10 @@ anything.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -42,6 +56,7 @@ __all__ = [
     "artifact_files",
     "list_artifacts",
     "plan_folder",
+    "reuse",
     "select",
     "static_versions",
     "versions_for_load",
@@ -101,18 +116,30 @@ def _same(running: Version, artifact: Artifact) -> bool:
 
 
 def versions_for_load(running: Mapping[str, Version], artifacts: Mapping[str, Artifact],
-                      load: int, logger: logging.Logger,
+                      load: int, logger: logging.Logger, *,
+                      checked: Mapping[str, int] | None = None,
+                      trusted_keys: TrustedKeys | None = None,
                       ) -> tuple[dict[str, Version], dict[str, tuple[Version, str]]]:
     """Apply ``select`` to a load: (fresh versions, carried-over versions with their word).
 
     Fresh and re-wired plugins get a new ``Version`` of load ``load`` (not yet mounted); a
-    ``not reloadable`` plugin whose artifact was rebuilt or is gone gets a warning.
+    ``not reloadable`` plugin whose artifact was rebuilt or is gone gets a warning. ``checked``
+    holds when each artifact read by ``list_artifacts`` was read (see ``reuse``); a reused
+    snapshot that gets a fresh version (re-wired) is read and verified again.
+
+    Raises:
+        HotswapError: a reused snapshot read again no longer verifies.
     """
     fresh: dict[str, Version] = {}
     carried: dict[str, tuple[Version, str]] = {}
+    checked = dict(checked or {})
     for key, word in select(running, artifacts.keys(), artifacts).items():
         if word in (FRESH, REWIRED):
-            fresh[key] = Version(artifacts[key].name, load, artifact=artifacts[key])
+            artifact = artifacts[key]
+            if not artifact.files:  # a reused snapshot: its members live on in its loader
+                artifact, checked[key] = _read(artifact.path, trusted_keys)
+            fresh[key] = Version(artifact.name, load, artifact=artifact)
+            fresh[key].checked_ns = checked.get(key, 0)
         elif word in (UNCHANGED, NOT_RELOADABLE):
             version = running[key]
             carried[key] = (version, word)
@@ -165,7 +192,8 @@ def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager
     """What ``reload()`` would do with ``folder``, as artifact path (or name) -> word.
 
     The words are ``select``'s, ``fresh`` shown as ``ok`` (the word Details will use), plus
-    ``error: <why>`` for an artifact that does not read or verify.
+    ``error: <why>`` for an artifact that does not read or verify. Like a load, it reads only
+    the artifacts that a running version's snapshot cannot stand for (``reuse``).
 
     Raises:
         HotswapError: the folder cannot be read.
@@ -182,17 +210,18 @@ def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager
             result[paths[key]] = result[path] = f"error: {why}"
             continue
         paths[key] = path
+    running: dict[str, Version] = {}
+    if current is not None:
+        running = {v.name.lower(): v for v in current._versions()}
     artifacts: dict[str, Artifact] = {}
     for key, path in paths.items():
         if path in result:
             continue
         try:
-            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
+            snapshot = reuse(path, running.get(key), trusted_keys)
+            artifacts[key] = snapshot if snapshot is not None else _read(path, trusted_keys)[0]
         except HotswapError as exc:
             result[path] = f"error: {exc}"
-    running: dict[str, Version] = {}
-    if current is not None:
-        running = {v.name.lower(): v for v in current._versions()}
     if not paths:  # reload keeps the current plugins when the folder holds none
         for version in running.values():
             result[version.file] = UNCHANGED
@@ -230,11 +259,16 @@ def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
 
 
 def list_artifacts(folder: str, whitelist: list[str] | None,
-                   trusted_keys: TrustedKeys | None = None) -> dict[str, Artifact]:
+                   trusted_keys: TrustedKeys | None = None, *,
+                   running: Mapping[str, Version] | None = None,
+                   checked: dict[str, int] | None = None) -> dict[str, Artifact]:
     """Read and verify the artifacts of ``folder`` that ``whitelist`` (None: all) selects
     (signed by one of ``trusted_keys`` when given).
 
-    Returns lower-case plugin name -> ``Artifact``; an empty dict when there is none.
+    Returns lower-case plugin name -> ``Artifact``; an empty dict when there is none. An
+    artifact whose file is provably the one a ``running`` version was loaded from is not read
+    again: that version's snapshot (without members) stands for it (``reuse``). ``checked``,
+    when given, receives the time (``time.time_ns``) before each artifact read here was read.
 
     Raises:
         HotswapError: the folder cannot be read, two names differ only in case, whitelisted
@@ -270,7 +304,13 @@ def list_artifacts(folder: str, whitelist: list[str] | None,
     errors: list[HotswapError] = []
     for key, path in sorted(paths.items()):
         try:
-            artifacts[key] = read_artifact(path, trusted_keys=trusted_keys)
+            snapshot = reuse(path, (running or {}).get(key), trusted_keys)
+            if snapshot is not None:
+                artifacts[key] = snapshot
+                continue
+            artifacts[key], read_at = _read(path, trusted_keys)
+            if checked is not None:
+                checked[key] = read_at
         except HotswapError as exc:
             errors.append(exc)
     if errors:
@@ -279,3 +319,75 @@ def list_artifacts(folder: str, whitelist: list[str] | None,
         raise HotswapError("; ".join(str(e) for e in errors), plugin=errors[0].plugin,
                            step="verify") from errors[0]
     return artifacts
+
+
+#: how long after its file last changed a snapshot must have been read for the file's identity
+#: alone to prove it unchanged since (nanoseconds): more than the coarsest file time stamps (a
+#: second on some filesystems); within it, a write in the same clock tick would go unseen
+RACY_NS = 2_000_000_000
+
+
+def _read(path: str, trusted_keys: TrustedKeys | None) -> tuple[Artifact, int]:
+    """Read and verify ``path``; the artifact, and the time just before it was read."""
+    started = time.time_ns()
+    return read_artifact(path, trusted_keys=trusted_keys), started
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def reuse(path: str, version: Version | None,
+          trusted_keys: TrustedKeys | None) -> Artifact | None:
+    """The running ``version``'s snapshot (its artifact without members) when the file at
+    ``path`` is provably the one it was read and verified from, else None (read the file).
+
+    Provably the same: the same path and the same device, inode, size, ``st_mtime_ns`` and
+    ``st_ctime_ns`` as the file read, and either that read came ``RACY_NS`` after the file's
+    last change, or the file's bytes still hash to the snapshot's sha256 (checked here, and
+    remembered in ``version.checked_ns``). With ``trusted_keys``, only a snapshot whose
+    signature was verified against one of them stands.
+    """
+    snapshot = version.artifact if version is not None else None
+    if version is None or snapshot is None or snapshot.identity is None:
+        return None
+    if snapshot.path != os.path.abspath(path):
+        return None
+    if trusted_keys is not None and (snapshot.signed_by is None
+                                     or snapshot.signed_by not in trusted_keys):
+        return None
+    now = time.time_ns()
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # reading it reports why
+    if _identity(info) != snapshot.identity:
+        return None
+    changed = max(info.st_mtime_ns, info.st_ctime_ns)
+    if version.checked_ns - changed > RACY_NS:
+        return snapshot
+    if not _hashes_to(path, snapshot):
+        return None
+    version.checked_ns = now
+    return snapshot
+
+
+def _hashes_to(path: str, snapshot: Artifact) -> bool:
+    """Whether the regular file at ``path``, still of the snapshot's identity, holds bytes whose
+    sha256 is the snapshot's (opened non-blocking: what is there may have been swapped)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    try:
+        if _identity(os.fstat(fd)) != snapshot.identity:
+            return False
+        size = snapshot.identity[2]
+        with open(fd, "rb", buffering=0, closefd=False) as handle:
+            data = handle.read(size + 1)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return len(data) == size and hashlib.sha256(data).hexdigest() == snapshot.sha256

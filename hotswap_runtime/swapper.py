@@ -554,13 +554,16 @@ class PluginManagerSwapper:
         if self._static is not None:
             fresh = static_versions(self._static, self._whitelist, load)
         else:
-            artifacts = list_artifacts(self._plugin_dir, self._whitelist, self._trusted_keys)
+            checked: dict[str, int] = {}
+            artifacts = list_artifacts(self._plugin_dir, self._whitelist, self._trusted_keys,
+                                       running=running, checked=checked)
             paths = {key: artifact.path for key, artifact in artifacts.items()}
             if not artifacts:
                 self._logger.info("no plugins found in %s; keeping the current plugins",
                                   self._plugin_dir)
                 return Staged(old, Details(), old, {}, swap=False)
-            fresh, carried = versions_for_load(running, artifacts, load, self._logger)
+            fresh, carried = versions_for_load(running, artifacts, load, self._logger,
+                                               checked=checked, trusted_keys=self._trusted_keys)
             for version in fresh.values():
                 version.disk = self._disk
                 version.map_sources = self._map_sources

@@ -123,6 +123,8 @@ class Version:
         self.disk = disk
         self.map_sources = map_sources
         self.folder: str | None = None  # the version's folder on disk, once written
+        # time.time_ns() before its artifact was read (or last hashed): see selection.reuse
+        self.checked_ns = 0
         self.file = artifact.path if artifact is not None else name
         self.sha256 = artifact.sha256 if artifact is not None else None
         self.build_id = artifact.build_id if artifact is not None else ""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
+import time
 import traceback
 import types
 import weakref
@@ -119,3 +121,116 @@ def test_a_version_keeps_no_bytecode_of_modules_that_ran(plugin_dir: Path, event
         lazy.g()
     assert "raise ValueError('from lazy')" in "".join(traceback.format_exception(info.value))
     assert importlib.reload(eager).f() == "eager"  # compiled from the source it kept
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    """The artifacts the runtime reads and verifies from now on (base names)."""
+    from hotswap_runtime import selection
+
+    reads: list[str] = []
+    real = selection.read_artifact
+
+    def counting(path, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(selection, "read_artifact", counting)
+    return reads
+
+
+def _count_hashes(monkeypatch) -> list[str]:
+    from hotswap_runtime import selection
+
+    hashed: list[str] = []
+    real = selection._hashes_to
+
+    def counting(path, snapshot):
+        hashed.append(Path(path).name)
+        return real(path, snapshot)
+
+    monkeypatch.setattr(selection, "_hashes_to", counting)
+    return hashed
+
+
+@pytest.mark.parametrize("recent", [True, False], ids=["just-read", "read-long-after"])
+def test_reload_reads_only_the_rebuilt_artifact(plugin_dir: Path, events, make_swapper,
+                                                monkeypatch, recent: bool) -> None:
+    """After rebuilding 1 of 3 plugins, reload() and plan() read and verify that one only.
+
+    Artifacts read just after they were written are confirmed by one hash of the file (a write
+    in the same clock tick would leave its identity unchanged); read long after, the identity
+    alone stands for them."""
+    from hotswap_runtime import selection
+
+    if not recent:  # as if every artifact had been read long after it was written
+        monkeypatch.setattr(selection, "RACY_NS", -10**18)
+    for name in "abc":
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    reads, hashed = _count_reads(monkeypatch), _count_hashes(monkeypatch)
+    pack_plugin(plugin_dir, "b", {"__init__.py": hooks_source("b", stamp="v2")})
+    assert swapper.plan() == {str(plugin_dir / f"{n}.hsp"): word
+                              for n, word in zip("abc", ["unchanged", "ok", "unchanged"],
+                                                 strict=True)}
+    assert reads == ["b.hsp"]
+    details = swapper.reload()
+    assert str(details) == "a: unchanged, b: ok, c: unchanged"
+    assert reads == ["b.hsp", "b.hsp"]
+    # within RACY_NS of their writes, plan() and reload() each confirm a and c by a hash
+    assert sorted(hashed) == (["a.hsp", "a.hsp", "c.hsp", "c.hsp"] if recent else [])
+    assert swapper.current().find_plugin("b").invoke_func("stamp") == "v2"
+    # long after the writes, the identity alone stands for the files
+    reads.clear()
+    hashed.clear()
+    if recent:
+        monkeypatch.setattr(selection, "RACY_NS", -10**18)
+    assert str(swapper.reload()) == "a: unchanged, b: unchanged, c: unchanged"
+    assert reads == [] and hashed == []
+
+
+def _tamper_in_place(path: Path) -> None:
+    """Change one byte of ``a/__init__.py``'s stored data in place: the same size, the same
+    inode, the mtime put back (the ctime changes, as it always does)."""
+    import zipfile
+
+    before = path.stat()
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo("a/__init__.py").header_offset
+    names, extra = int.from_bytes(raw[offset + 26:offset + 28], "little"), \
+        int.from_bytes(raw[offset + 28:offset + 30], "little")
+    raw[offset + 30 + names + extra] ^= 0x01
+    with open(path, "r+b") as handle:  # in place: no new inode
+        handle.write(raw)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("recent", [True, False], ids=["just-read", "read-long-after"])
+def test_artifact_changed_in_place_is_read_again_and_refused(plugin_dir: Path, events,
+                                                             make_swapper, monkeypatch,
+                                                             recent: bool) -> None:
+    """A file changed in place with its size kept and its mtime restored is not taken for the
+    running version's: it is read again and refused; the old version keeps serving."""
+    from hotswap_runtime import HotswapError, selection
+
+    path = pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    if not recent:
+        # the identity alone decides: make sure the change gets a ctime of its own
+        monkeypatch.setattr(selection, "RACY_NS", -10**18)
+        ctime = path.stat().st_ctime_ns
+        deadline = time.monotonic() + 5
+        while time.time_ns() <= ctime + 20_000_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    reads = _count_reads(monkeypatch)
+    _tamper_in_place(path)
+    with pytest.raises(HotswapError, match=r"a\.hsp"):
+        swapper.reload()
+    assert reads == ["a.hsp"]
+    assert swapper.current().find_plugin("a").invoke_func("stamp") == "v1"
+    assert "error:" in swapper.plan()[str(path)]
