@@ -5,6 +5,9 @@ Every heartbeat the current kitchen version schedules an order (live data) in th
 function of the version current *at that moment*, looked up by name in the vault. After
 ``demo/livex/reload.sh`` the orders taken by the old version are cooked by the new one
 ("handed over"), and on exit the host drains the queue and reports that no job was lost.
+Every second order is a banquet: it must be cooked by the version that took it, so the host
+takes a lease (``swapper.lease``) when the order is taken and the worker cooks it with the
+leased manager, then releases the lease; the old version is freed only after that.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class Worker(threading.Thread):
         self.join()
 
     def handle(self, job: Job) -> bool:
-        """Handle ``job`` with the current version; on failure put it back and return False."""
-        manager = self.swapper.current()
+        """Handle ``job`` with the current version (a pinned job: with its leased version);
+        on failure put it back and return False."""
+        manager = job.lease.manager if job.lease is not None else self.swapper.current()
         try:
             if manager is None:
                 raise RuntimeError("no plugins loaded")
@@ -62,8 +66,12 @@ class Worker(threading.Thread):
             self.queue.retry(job, RETRY_DELAY)
             return False
         self.queue.finish(job, receipt)
+        pinned = ""
+        if job.lease is not None:
+            pinned = f' on its version (lease "{job.lease.name}")'
+            job.lease.release()  # done with that version: it may be freed now
         print(f"job {job.id}: {receipt.text}, taken by {job.scheduled_by}, "
-              f"cooked by {receipt.handled_by}", flush=True)
+              f"cooked by {receipt.handled_by}{pinned}", flush=True)
         return True
 
 
@@ -89,14 +97,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with common.pid_file(args.pid_file):
                 for tick in common.heartbeats(stop, interval):
-                    kitchen = swapper.current().find_plugin("kitchen")
+                    # a banquet must be cooked to the menu it was ordered from: lease it
+                    lease = swapper.lease(f"banquet {tick}") if tick % 2 == 0 else None
+                    manager = lease.manager if lease is not None else swapper.current()
+                    kitchen = manager.find_plugin("kitchen")
                     if kitchen is None:
                         log.error("no kitchen plugin in %s", args.plugin_dir)
+                        if lease is not None:
+                            lease.release()
                     else:
                         try:
-                            kitchen.invoke_func("take_order", queue, tick)
+                            if lease is not None:
+                                with queue.pinned_to(lease):
+                                    kitchen.invoke_func("take_order", queue, tick)
+                            else:
+                                kitchen.invoke_func("take_order", queue, tick)
                         except Exception:
                             log.exception("kitchen failed to take order %d", tick)
+                            if lease is not None:
+                                lease.release()
                         version = kitchen.lookup("CompileTimeString")
                         print(f"heartbeat {tick}: kitchen {version}: {queue.report()}", flush=True)
         finally:

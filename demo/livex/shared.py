@@ -4,29 +4,37 @@ A plugin version schedules a job as *live data* (``live.wrap(order)``) plus the 
 live type and live function that handle it. The host's worker handles each job when it is due
 with whatever version is current then, looking both names up in the current manager's vault,
 so jobs scheduled by version N are handled by version N+1 after a reload, and none is lost.
+
+A job that must finish on the version that took it (a banquet: cooked to the menu it was
+ordered from) carries a ``Lease`` (``swapper.lease``) instead: the worker handles it with the
+leased manager and then releases the lease, so that version stays alive until then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from hotswap_runtime import live
+from hotswap_runtime import Lease, live
 
 
 @dataclass(frozen=True)
 class Job:
-    """A job waiting in the queue; it holds no object of any plugin version, only names and data."""
+    """A job waiting in the queue; it holds no object of any plugin version, only names and
+    data (and, for a job pinned to its version, the host's lease on that version)."""
 
     id: int
     handler: str        # name of the live function that handles it, e.g. "live_cook"
     type_name: str      # name of the live type its data unwraps into, e.g. "Live_Order"
     data: live.Data     # the job's data, version-neutral
     scheduled_by: str   # CompileTimeString of the version that scheduled it
+    lease: Lease | None = None  # set when it must be handled by the version that scheduled it
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,19 @@ class JobQueue:
         self.done_by: Counter[str] = Counter()
         self.handed_over = 0
         self._in_hand = 0
+        self._pin: Lease | None = None
+
+    @contextlib.contextmanager
+    def pinned_to(self, lease: Lease) -> Iterator[None]:
+        """Jobs scheduled inside the block carry ``lease``: the worker handles them with the
+        leased version, then releases it."""
+        with self._cond:
+            self._pin = lease
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pin = None
 
     def schedule(self, handler: str, type_name: str, data: live.Data, *, scheduled_by: str) -> int:
         """Queue a job, due ``delay`` seconds from now; return its id.
@@ -64,7 +85,7 @@ class JobQueue:
             raise TypeError(f"job data must be live data, got {type(data).__name__}; "
                             f"wrap it with hotswap_runtime.live.wrap")
         with self._cond:
-            job = Job(next(self._ids), handler, type_name, data, scheduled_by)
+            job = Job(next(self._ids), handler, type_name, data, scheduled_by, self._pin)
             heapq.heappush(self._heap, (time.monotonic() + self.delay, job.id, job))
             self.scheduled += 1
             self._cond.notify()

@@ -180,9 +180,14 @@ def test_livex_hands_jobs_to_the_next_version_and_loses_none(start) -> None:
     host = start("livex")
     host.wait_for(r"^job \d+: order \d+: .*, taken by v1, cooked by v1$")
     host.reload("v2")
-    host.wait_for_all(r"^heartbeat \d+: kitchen v2: ",
+    host.wait_for(r"^heartbeat \d+: kitchen v2: ")
+    # the two orders v1 took last are due after that heartbeat: one is a banquet (leased), which
+    # v1 still cooks, the other is handed over to v2
+    host.wait_for_all(r'^job \d+: order \d+: .*, taken by v1, cooked by v1 on its version '
+                      r'\(lease "banquet \d+"\)$',
                       r"^job \d+: order \d+: .*, taken by v1, cooked by v2$",
-                      r"^job \d+: order \d+: .*, taken by v2, cooked by v2$")
+                      r"^job \d+: order \d+: .*, taken by v2, cooked by v2.*$")
+    host.wait_for(r"^kitchen v1: on_free$")  # once its last banquet is cooked
     beat = host.wait_for(r"^heartbeat \d+: kitchen v2: " + REPORT)
     assert int(beat["handed"]) >= 1
     assert "v1=" in beat["per"] and "v2=" in beat["per"]
@@ -194,6 +199,8 @@ def test_livex_hands_jobs_to_the_next_version_and_loses_none(start) -> None:
     assert (summary["pending"], summary["lost"]) == ("0", "0")
     done = [int(m[1]) for line in host.output if (m := re.match(r"^job \d+: order (\d+):", line))]
     assert sorted(done) == list(range(1, int(summary["scheduled"]) + 1))
+    freed = host.output.index("kitchen v1: on_free")
+    assert not [line for line in host.output[freed:] if "taken by v1, cooked by v1" in line]
 
 
 def test_livex_queue_hands_every_pending_job_to_the_next_version(tmp_path, monkeypatch,
@@ -248,6 +255,45 @@ def test_livex_queue_hands_every_pending_job_to_the_next_version(tmp_path, monke
                for line in cooked[5:])
     assert [int(re.match(r"job \d+: order (\d+):", line)[1]) for line in cooked] == \
         list(range(1, 21))
+
+
+def test_livex_banquet_is_cooked_by_the_version_that_took_it(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    """A job carrying a lease is handled by the leased version after a reload; that version's
+    on_free runs only once the job is done and the lease released."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from demo.livex.host import Worker
+    from demo.livex.shared import JobQueue
+    from hotswap_build.build import build
+    from hotswap_runtime import PluginManagerSwapper
+
+    source = ROOT / "demo/livex/plugin/kitchen"
+    bin_dir = tmp_path / "bin"
+    build(source, bin_dir, stamps={"CompileTimeString": "v1"})
+    swapper = PluginManagerSwapper(bin_dir, free_delay=0)
+    queue = JobQueue(delay=0)
+    try:
+        swapper.load_plugins(None)
+        worker = Worker(swapper, queue)
+        lease = swapper.lease("banquet 1")
+        with queue.pinned_to(lease):
+            lease.manager.find_plugin("kitchen").invoke_func("take_order", queue, 1)
+        swapper.current().find_plugin("kitchen").invoke_func("take_order", queue, 2)
+        build(source, bin_dir, stamps={"CompileTimeString": "v2"})
+        swapper.reload(None)
+        time.sleep(0.3)  # free_delay=0: only the lease keeps v1
+        assert "kitchen v1: on_free" not in capsys.readouterr().out
+        assert [s.leases for s in swapper.stats()] == [("banquet 1",), ()]
+        while (job := queue.next_due(timeout=0)) is not None:
+            assert worker.handle(job)
+        deadline = time.monotonic() + 10
+        while "kitchen v1: on_free" not in capsys.readouterr().out:
+            assert time.monotonic() < deadline, "v1 was not freed after its lease went"
+            time.sleep(0.02)
+    finally:
+        swapper.close()
+    assert dict(queue.done_by) == {"v1": 1, "v2": 1}
+    assert not lease.held and swapper.leases() == []
 
 
 def test_slink_refuses_the_reload_and_keeps_serving(start) -> None:
