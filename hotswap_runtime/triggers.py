@@ -25,6 +25,13 @@ so a half-written artifact is never seen) and wait until the folder has been qui
 Every reload's Details (info) or error (with its traceback) goes to the swapper's logger, or
 ``logging.getLogger("hotswap")``; nothing a reload raises reaches the host. A failed reload
 leaves the previous plugins serving (the swapper guarantees it); the trigger keeps listening.
+
+Which loop reloads, and why it does not matter for what is in flight: ``reload_on_signal`` and
+``watch_plugin_dir`` reload from a daemon thread of their own (no event loop runs there); the
+``a…`` forms reload from the running loop, through ``areload`` (its worker thread). Either way
+nothing in flight is lost: the replaced versions' free (SPEC 8.1) finds every running event
+loop on the threads' stacks and reads every loop's tasks, and every thread's stack, whichever
+thread reloaded, so a call, task or pending awaitable of an old version holds its free.
 """
 
 from __future__ import annotations
@@ -129,7 +136,8 @@ def reload_on_signal(swapper: _Reloads, data: Any = None,
 
     Call it from the main thread. The signal handler only wakes a daemon thread, which calls
     ``swapper.reload(data)`` and logs the Details or the error; signals arriving during a reload
-    are coalesced into one more reload.
+    are coalesced into one more reload. The reload runs in that thread, outside any event
+    loop; nothing in flight on the host's loops or threads is lost (the free finds them all).
 
     Returns:
         ``stop()``: restores the previous handler of ``signum``, then ends the thread (waiting
@@ -212,7 +220,9 @@ def areload_on_signal(swapper: _AReloads, data: Any = None,
 
     Call it from inside the running asyncio loop (in the main thread). The loop's signal
     handler wakes a task that awaits ``swapper.areload(data)`` and logs the Details or the
-    error; signals arriving during a reload are coalesced into one more reload.
+    error; signals arriving during a reload are coalesced into one more reload. The reload is
+    started from this loop (its imports and hooks run in ``areload``'s worker thread, so the
+    loop keeps serving); nothing in flight on this or any other loop or thread is lost.
 
     Returns:
         ``stop()``: restores the previous handler of ``signum`` and ends the task after any
@@ -317,9 +327,11 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
                      debounce: float = 0.2) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` when the artifacts in its ``plugin_dir`` change.
 
-    A daemon thread watches the folder (not recursively) with watchfiles. Only ``*.hsp`` files
-    count, so the temporary file of an atomic write is ignored; once the folder has been quiet
-    for ``debounce`` seconds, one reload handles the whole burst. Added, rebuilt and deleted
+    A daemon thread watches the folder (not recursively) with watchfiles and reloads from that
+    thread, outside any event loop; nothing in flight on the host's loops or threads is lost
+    (the free finds them all). Only ``*.hsp`` files count, so the temporary file of an atomic
+    write is ignored; once the folder has been quiet for ``debounce`` seconds, one reload
+    handles the whole burst. Added, rebuilt and deleted
     artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one. When
     ``plugin_dir`` is a symlink, switching it to another folder (a new link renamed over the
     old one: the atomic way to deploy a set of artifacts) reloads too, and the watch moves to
@@ -373,7 +385,9 @@ def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
     """Reload ``swapper`` with ``data`` when its artifacts change, from the running loop.
 
     Like ``watch_plugin_dir``, but a task of the running loop watches (``watchfiles.awatch``)
-    and awaits ``swapper.areload(data)``. Call it from inside the loop.
+    and awaits ``swapper.areload(data)``: the reload is started from this loop (its work runs
+    in ``areload``'s worker thread). Call it from inside the loop. Nothing in flight on this or
+    any other loop or thread is lost.
 
     Returns:
         ``stop()``: ends the watch after any reload in progress; returns the task, so
