@@ -51,6 +51,7 @@ import io
 import json
 import keyword
 import os
+import queue
 import re
 import stat
 import struct
@@ -628,9 +629,11 @@ class _Source:
     copied once (from the page cache), never again out of a whole-file buffer.
     """
 
-    def __init__(self, segments: list[tuple[int, bytes | bytearray]], size: int) -> None:
+    def __init__(self, segments: list[tuple[int, bytes | bytearray]], size: int,
+                 digest: _FileDigest | None = None) -> None:
         self.segments = segments
         self.size = size
+        self.digest = digest  # already hashing the segments, when they were read in pieces
         self._starts = [start for start, _ in segments]
 
     def read(self, start: int, end: int) -> bytes | memoryview:
@@ -902,19 +905,28 @@ def _digest(source: _Source) -> str:
 
 class _FileDigest(threading.Thread):
     """The whole file's sha256 on another thread: hashlib releases the GIL over big buffers,
-    so it runs on another core while the members are inflated and hashed here."""
+    so it runs on another core while the file is still being read (segments are fed as they
+    arrive, in file order) and while the members are inflated and hashed here."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self) -> None:
         super().__init__(name="hotswap-digest", daemon=True)
-        self._source: _Source | None = source
+        self._parts: queue.SimpleQueue[bytes | bytearray | None] = queue.SimpleQueue()
         self.hexdigest = ""
+        self.start()
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Hash ``data`` next."""
+        self._parts.put(data)
 
     def run(self) -> None:
-        assert self._source is not None
-        self.hexdigest = _digest(self._source)
-        self._source = None
+        digest = hashlib.sha256()
+        while (data := self._parts.get()) is not None:
+            digest.update(data)
+        self.hexdigest = digest.hexdigest()
 
     def result(self) -> str:
+        """The hex digest of everything fed (waits for it)."""
+        self._parts.put(None)
         self.join()
         return self.hexdigest
 
@@ -969,17 +981,19 @@ def _verify(path: str, source: _Source, trusted_keys: TrustedKeys | None,
                 or _check_layout(source, entries, cd_offset))
     if problems:
         raise report.error(problems)
-    digest = _FileDigest(source) if size >= _THREADED_DIGEST else None
-    if digest is not None:
-        digest.start()
+    digest = source.digest
+    if digest is None and size >= _THREADED_DIGEST:
+        digest = _FileDigest()
+        for _, data in source.segments:
+            digest.feed(data)
     try:
         contents = _read_members(source, entries, report)
         manifest, record, record_digest, signature = _check_contents(contents, report,
                                                                      trusted_keys)
         sha256 = digest.result() if digest is not None else _digest(source)
     finally:
-        if digest is not None:
-            digest.join()
+        if digest is not None and digest.is_alive():
+            digest.result()  # a refused artifact: let the thread end, and drop its data
     meta = info_dir(name)
     files = {m: d for m, d in contents.items() if m.startswith(f"{name}/")}
     return Artifact(
@@ -1150,26 +1164,31 @@ def _segments(fd: int, size: int) -> _Source | None:
     entries, _ = _directory(_Source([(0, b""), (cd_offset, directory)], size), problems)
     if problems:
         return None
-    segments: list[tuple[int, bytes | bytearray]] = []
-    position = 0
-    for entry in sorted(entries, key=lambda e: e.offset):
-        if entry.method != _STORED or entry.csize < _DIRECT_READ:
-            continue
-        # where pack puts its data: after the local header and the name, no extra field;
-        # _check_layout still checks every header against this
-        start = entry.offset + _LOCAL.size + len(entry.raw_name)
-        if start < position or start + entry.csize > cd_offset:
-            return None
-        if start > position:
-            segments.append((position, _pread(fd, position, start - position)))
-        segments.append((start, _pread(fd, start, entry.csize)))
-        position = start + entry.csize
-    if not segments:
+    # where pack puts a stored member's data: after its local header and name, no extra
+    # field (_check_layout checks every header against the directory anyway)
+    big = [(entry.offset + _LOCAL.size + len(entry.raw_name), entry.csize)
+           for entry in sorted(entries, key=lambda e: e.offset)
+           if entry.method == _STORED and entry.csize >= _DIRECT_READ]
+    if not big:
         return None
-    if position < cd_offset:
-        segments.append((position, _pread(fd, position, cd_offset - position)))
-    segments.append((cd_offset, directory))
-    return _Source(segments, size)
+    segments: list[tuple[int, bytes | bytearray]] = []
+    digest = _FileDigest()
+    try:
+        position = 0
+        for start, length in [*big, (cd_offset, 0)]:
+            if start < position or start + length > cd_offset:
+                return None
+            for at, count in ((position, start - position), (start, length)):
+                if count:
+                    segments.append((at, _pread(fd, at, count)))
+                    digest.feed(segments[-1][1])
+            position = start + length
+        segments.append((cd_offset, directory))
+        digest.feed(directory)
+    finally:
+        if len(segments) == 0 or segments[-1][0] != cd_offset:
+            digest.result()  # not used: let the thread end
+    return _Source(segments, size, digest)
 
 
 def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
@@ -1192,6 +1211,7 @@ def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
     except OSError as exc:
         raise unreadable(exc) from exc
     changed = False
+    source: _Source | None = None
     try:
         info = os.fstat(fd)
         _refuse_file(path, info)
@@ -1205,9 +1225,12 @@ def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
     except EOFError:
         changed = True
     except OSError as exc:
+        changed = True  # closes the digest below, before the error
         raise unreadable(exc) from exc
     finally:
         os.close(fd)
+        if changed and source is not None and source.digest is not None:
+            source.digest.result()  # not used: let its thread end
     if changed:
         raise ArtifactError(f"artifact {path} changed while it was read; write artifacts to a "
                             "temporary name and rename them into place (hotswap build does)",
