@@ -45,12 +45,12 @@ def _bytecode_problems(artifact: Artifact) -> tuple[list[str], list[str]]:
             foreign.append(member)
             continue
         match = _PYC.match(member)
-        source_member = f"{match['folder']}/{match['stem']}.py" if match else ""
-        source = artifact.files.get(source_member)
-        if source is None:  # the runtime refuses these already; kept for a clear message
+        source = artifact.files.get(f"{match['folder']}/{match['stem']}.py") if match else None
+        if match is None or source is None:  # the runtime refuses these; kept for a clear message
             problems.append(f"bytecode {member!r} has no source member")
             continue
         optimize = int(match["opt"] or 0)
+        source_member = f"{match['folder']}/{match['stem']}.py"
         try:
             expected = compile(source, source_member, "exec", dont_inherit=True, optimize=optimize)
             shipped = marshal.loads(data[16:])

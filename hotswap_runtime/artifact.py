@@ -1235,6 +1235,7 @@ def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
         raise ArtifactError(f"artifact {path} changed while it was read; write artifacts to a "
                             "temporary name and rename them into place (hotswap build does)",
                             path=path, plugin=name, problems=("changed while read",))
+    assert source is not None
     return source, (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 

@@ -96,13 +96,16 @@ def signature_json(kid: str, signature: bytes) -> bytes:
     return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _describe(source: str | os.PathLike[str] | bytes) -> str:
+_KeySource = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+def _describe(source: _KeySource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "the PEM bytes given"
     return f'"{os.fspath(source)}"'
 
 
-def _read_pem(source: str | os.PathLike[str] | bytes, what: str) -> bytes:
+def _read_pem(source: _KeySource, what: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     path = os.fspath(source)
@@ -160,9 +163,8 @@ def load_trusted_keys(keys: Iterable[str | os.PathLike[str] | bytes]
         HotswapError: a key is unreadable, malformed, a private key, not Ed25519, the list is
             empty, or the ``sign`` extra is not installed.
     """
-    if isinstance(keys, (str, bytes, bytearray, memoryview, os.PathLike)):
-        keys = [keys]
-    sources = list(keys)
+    sources: list[Any] = (
+        [keys] if isinstance(keys, (str, bytes, bytearray, memoryview, os.PathLike)) else list(keys))
     if not sources:
         raise HotswapError("trusted_keys is empty, so no artifact could ever load; pass the "
                            "KEYFILE.pub of each key you sign with, or leave trusted_keys out",
