@@ -97,6 +97,8 @@ class _Guard:
 
     def __init__(self) -> None:
         self.roots: dict[str, int] = {}  # realpath + os.sep -> how many RuntimeFolders use it
+        # what the hook reads: replaced whole, never changed in place, so it needs no lock
+        self.prefixes: tuple[str, ...] = ()
         self.installed = False
         self.lock = threading.Lock()
         self.local = threading.local()  # .depth > 0 while the runtime itself writes
@@ -105,6 +107,7 @@ class _Guard:
         with self.lock:
             key = os.path.realpath(root) + os.sep
             self.roots[key] = self.roots.get(key, 0) + 1
+            self.prefixes = tuple(self.roots)
             if not self.installed:
                 sys.addaudithook(self.hook)
                 self.installed = True
@@ -117,6 +120,7 @@ class _Guard:
                 self.roots.pop(key, None)
             else:
                 self.roots[key] = count
+            self.prefixes = tuple(self.roots)
 
     @contextlib.contextmanager
     def allowed(self) -> Iterator[None]:
@@ -131,7 +135,7 @@ class _Guard:
     def hook(self, event: str, args: tuple[Any, ...]) -> None:
         # called for every audited event of the process: one dict lookup for the others
         positions = _WRITE_EVENTS.get(event)
-        if positions is None or not self.roots or getattr(self.local, "depth", 0):
+        if positions is None or not self.prefixes or getattr(self.local, "depth", 0):
             return
         if event == "open":
             flags = args[2] if len(args) > 2 else None
@@ -158,7 +162,7 @@ class _Guard:
         else:  # the entry itself is what changes: resolve its folder only
             real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
         probe = real + os.sep
-        for root in self.roots:
+        for root in self.prefixes:
             if probe.startswith(root):
                 raise PermissionError(
                     errno.EACCES,
@@ -260,15 +264,18 @@ class RuntimeFolder:
         except OSError as exc:
             self._close_fds()
             if self.proc:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError), _GUARD.allowed():
                     _remove_tree(self.proc)
+            if self._guarded:
+                _GUARD.remove(self.root)
             raise self._error(exc) from exc
 
     def _error(self, exc: OSError) -> HotswapError:
         where = f' ("{exc.filename}")' if exc.filename and exc.filename != self.root else ""
-        hint = ("pass runtime_dir= a folder of your own" if self.default
-                else "check that it is a folder (or can be created: its parent exists and is a "
-                     "writable folder), writable by this user, on a file system with free space")
+        hint = ("check that it is a folder (or can be created: its parent exists and is a "
+                "writable folder), writable by this user, on a file system with free space")
+        if self.default:
+            hint += ", or pass runtime_dir= a folder of your own"
         return HotswapError(
             f'runtime folder "{self.root}" cannot be used{where}: {exc.strerror or exc}; {hint} '
             f"(it holds each loaded version's files)", step="runtime_dir")
