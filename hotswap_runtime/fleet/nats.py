@@ -396,9 +396,13 @@ class NatsChannel(Channel):
                     info = await obs.get_info(ref.sha256)
                 except nats.js.errors.ObjectNotFoundError:
                     info = None
-                if info is None or info.digest != _sha256_digest(ref.sha256):
+                if info is None:
                     raise ChannelError(f"channel {self.url!r}: artifact {ref.file!r} ({ref.sha256[:12]}…) is not "
                                        "stored; publish it with hotswap publish, which stores it first")
+                if info.digest != _sha256_digest(ref.sha256) or info.size != ref.size:
+                    raise ChannelError(f"channel {self.url!r}: artifact {ref.file!r}: the object stored under "
+                                       f"{ref.sha256[:12]}… holds other bytes (changed after it was stored); "
+                                       "publish again with hotswap publish, which stores it again")
             current, seq = await self._current_entry()
             expected = 1 if current is None else current.revision + 1
             if release.revision != expected:
