@@ -18,7 +18,8 @@ verification, a hook, ``self_test``) puts the previous folder back, leaves the r
 serving, and is reported ``failed``; that revision is not tried again until a newer one is
 published or ``retry()`` is called. The release that runs is written to
 ``cache_dir/last/<channel>.json``, so a host that starts while the channel is away loads it
-from the cache. The channel being away never stops anything: the loop backs off (0.1 s
+from the cache. The channel being away never stops anything, and is no failure of a release
+(``ChannelUnavailable`` in the middle of a fetch, a NATS node lost): the loop backs off (0.1 s
 doubling to 5 s) and tries again. Each instance reports after every attempt and every
 ``heartbeat`` seconds; a reader shows an instance ``stale`` once its report is older than
 three heartbeats.
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifact import write_atomically
 from ..errors import HotswapError
-from .channel import ArtifactRef, Channel, ChannelError, Release, in_cohort
+from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, Release, in_cohort
 from .folder import sha256_file
 from .open import open_channel
 
@@ -391,6 +392,8 @@ class Follower:
             folder = self._materialise(target)
             if folder is not None:
                 self._swap(folder)
+        except ChannelUnavailable as exc:
+            self._away(exc)
         except Exception as exc:
             self._failure(target, exc)
         else:
@@ -411,6 +414,8 @@ class Follower:
                 except BaseException:
                     self.swapper.reset_plugin_dir(previous)
                     raise
+        except ChannelUnavailable as exc:
+            await asyncio.to_thread(self._away, exc)
         except Exception as exc:
             await asyncio.to_thread(self._failure, target, exc)
         else:
@@ -453,6 +458,14 @@ class Follower:
         logger.error("follower %s: revision %d failed, revision %s keeps serving: %s",
                      self.instance, target.revision, self._running_revision(), self._error)
         self._report()
+
+    def _away(self, exc: ChannelUnavailable) -> None:
+        """The channel went away in the middle (a NATS node lost, a server restarting): not the
+        release's fault, so it is not marked failed; read the channel again after a backoff."""
+        self._problem(exc)
+        self._look = True
+        self._stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
 
     def _running_revision(self) -> int | None:
         return self._running.revision if self._running is not None else None

@@ -1,12 +1,15 @@
 """The NATS JetStream channel: ``open_channel("nats://HOST:PORT/NAME")`` (SPEC section 10).
 
 Design note. :class:`~hotswap_runtime.fleet.channel.Channel` is blocking and nats-py is asyncio,
-so each channel runs a private event loop in a daemon thread and every method hands one
-coroutine to it (``asyncio.run_coroutine_threadsafe``) and waits a bounded time: a channel that
-cannot be reached raises :class:`ChannelUnavailable` within ``connect_timeout + timeout`` seconds,
-never hangs. Nothing connects until the first call (``open_channel`` never fails on a server that
-is away); after a failed connect the next call tries again, and once connected nats-py reconnects
-by itself. JetStream holds everything:
+so a private event loop runs in a daemon thread and every method hands one coroutine to it
+(``asyncio.run_coroutine_threadsafe``) and waits a bounded time: a channel that cannot be
+reached raises :class:`ChannelUnavailable` within ``connect_timeout + timeout`` seconds, never
+hangs. The loop and its one connection are shared by every channel of the process with the same
+servers and options (a process that opens the channel again and again, as ``hotswap status
+--wait`` does, costs the server one connection) and made again after a fork. Nothing connects
+until the first call (``open_channel`` never fails on a server that is away); after a failed
+connect the next call tries again, and once connected nats-py reconnects by itself.
+JetStream holds everything:
 
 - object store ``hotswap-artifacts``: each artifact once, under its sha256 (the object store's
   own SHA-256 digest is the same content address, so a publisher skips what is there already);
@@ -31,6 +34,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import ssl
 import threading
@@ -134,6 +138,322 @@ def _public(scheme: str, netloc: str, name: str) -> str:
     return f"{scheme}://{netloc.rpartition('@')[2]}/{name}"
 
 
+class _Connection:
+    """One nats-py connection and the private loop running it, shared by every NatsChannel of
+    this process with the same servers and options (see the module note)."""
+
+    _shared: dict[tuple[Any, ...], _Connection] = {}
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def get(cls, servers: list[str], public: str, timeout: float, connect_timeout: float,
+            replicas: int | None, options: dict[str, Any]) -> _Connection:
+        key = (tuple(servers), timeout, connect_timeout, replicas, repr(sorted(options.items())))
+        with cls._shared_lock:
+            conn = cls._shared.get(key)
+            # a connection made before a fork (gunicorn's preload) has no loop thread here
+            if conn is None or conn._closed or conn._pid != os.getpid():
+                conn = cls._shared[key] = _Connection(servers, public, timeout, connect_timeout, replicas, options)
+                conn._key = key
+            conn._users += 1
+            return conn
+
+    def __init__(self, servers: list[str], public: str, timeout: float, connect_timeout: float,
+                 replicas: int | None, options: dict[str, Any]) -> None:
+        self._servers, self.public, self.timeout, self.connect_timeout = servers, public, timeout, connect_timeout
+        self.replicas, self._options = replicas, options
+        self._key: tuple[Any, ...] = ()
+        self._users = 0
+        self._pid = os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        # loop-side state (touched only from the loop thread)
+        self._nc: Any = None
+        self.js: Any = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._reconnected: asyncio.Event | None = None
+        self._buckets: dict[str, Any] = {}
+        self.watches: dict[str, _Watch] = {}
+
+    def call(self, make: Callable[[], Awaitable[T]], what: str, *, url: str, budget: float | None = None,
+             wait_connected: float = 0.0) -> T:
+        """Run ``make()`` on the private loop and wait for it, bounded; map errors to ours."""
+        if self._closed:
+            raise ChannelError(f"channel {url!r} is closed; open it again with open_channel")
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop.run_forever,
+                                                name=f"hotswap-nats-{self.public}", daemon=True)
+                self._thread.start()
+        connect = 2 * (self.connect_timeout + 0.25) * len(self._servers) + 1.0
+        limit = (budget if budget is not None else self.timeout) + connect + 2.0
+        future = asyncio.run_coroutine_threadsafe(self._guarded(make, what, url, wait_connected), self._loop)
+        try:
+            return future.result(limit)
+        except FutureTimeout:
+            future.cancel()
+            raise ChannelUnavailable(f"channel {url!r}: {what} took more than {limit:.0f} s; "
+                                     "the NATS server is slow or away, retry later") from None
+
+    async def _guarded(self, make: Callable[[], Awaitable[T]], what: str, url: str, wait_connected: float) -> T:
+        try:
+            await self._connect(wait_connected)
+            return await make()
+        except ChannelError:
+            raise
+        except nats.errors.AuthorizationError as exc:
+            raise ChannelError(f"channel {url!r}: the server refused our credentials ({exc}); "
+                               "check user:pass@, ?creds= or ?token=") from exc
+        except _UNAVAILABLE as exc:
+            raise ChannelUnavailable(f"channel {url!r}: {what} failed, the NATS server cannot be "
+                                     f"reached ({type(exc).__name__}: {exc}); retry later") from exc
+        except nats.js.errors.APIError as exc:
+            if exc.code == 503:
+                raise ChannelUnavailable(f"channel {url!r}: {what} failed, JetStream is not ready "
+                                         f"({exc.description}); retry later") from exc
+            raise ChannelError(f"channel {url!r}: {what} failed: {exc.description or exc} "
+                               f"(JetStream error {exc.err_code})") from exc
+        except nats.errors.Error as exc:
+            if "authorization" in str(exc).lower() or "authentication" in str(exc).lower():
+                raise ChannelError(f"channel {url!r}: the server refused our credentials ({exc}); "
+                                   "check user:pass@, ?creds= or ?token=") from exc
+            raise ChannelError(f"channel {url!r}: {what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _connect(self, wait_connected: float = 0.0) -> None:
+        """Connect on first use; while nats-py reconnects, wait up to ``wait_connected`` seconds."""
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+            self._reconnected = asyncio.Event()
+        if self._nc is not None and not self._nc.is_closed and not self._nc.is_connected and wait_connected > 0:
+            assert self._reconnected is not None
+            try:
+                await asyncio.wait_for(self._reconnected.wait(), wait_connected)
+            except TimeoutError:
+                raise _Unavailable(f"still reconnecting after {wait_connected:.1f} s") from None
+        async with self._connect_lock:
+            if self._nc is not None and not self._nc.is_closed:
+                if not self._nc.is_connected:
+                    raise _Unavailable("reconnecting")
+                return
+            self._nc = self.js = None
+            self._buckets.clear()
+
+            async def reconnected() -> None:
+                log.info("channel %r: reconnected to %s", self.public, self._nc.connected_url.netloc)
+                assert self._reconnected is not None
+                self._reconnected.set()
+                self._reconnected = asyncio.Event()
+
+            async def disconnected() -> None:
+                if self._closed or self._nc is None:
+                    return                 # our own close, or a first connect that failed
+                log.warning("channel %r: disconnected from the NATS server; reconnecting", self.public)
+
+            async def error(exc: Exception) -> None:
+                log.debug("channel %r: %s: %s", self.public, type(exc).__name__, exc)
+
+            # the first connect tries each server twice and fails (nats-py would retry forever
+            # with max_reconnect_attempts=-1); once connected, reconnect forever
+            options = {"connect_timeout": self.connect_timeout, "reconnect_time_wait": 0.25,
+                       "ping_interval": 5, "max_outstanding_pings": 2, "reconnected_cb": reconnected,
+                       "disconnected_cb": disconnected, "error_cb": error, **self._options,
+                       "allow_reconnect": False, "max_reconnect_attempts": 1}
+            nc = await asyncio.wait_for(nats.connect(self._servers, **options),
+                                        2 * (self.connect_timeout + 0.25) * len(self._servers) + 0.5)
+            nc.options["allow_reconnect"] = self._options.get("allow_reconnect", True)
+            nc.options["max_reconnect_attempts"] = self._options.get("max_reconnect_attempts", -1)
+            self._nc, self.js = nc, nc.jetstream(timeout=self.timeout)
+
+    # -- buckets ------------------------------------------------------------------------------
+    def _replica_choices(self) -> list[int]:
+        if self.replicas is not None:
+            return [self.replicas]
+        return [3, 2, 1]
+
+    async def bucket(self, bucket: str, *, create: bool = True) -> Any:
+        """Get the KV or object-store bucket, creating it (same config everywhere) when missing."""
+        if bucket in self._buckets:
+            return self._buckets[bucket]
+        js = self.js
+        if js is None:
+            raise _Unavailable("not connected")
+        try:
+            handle = await (js.object_store(bucket) if bucket == ARTIFACT_BUCKET else js.key_value(bucket))
+        except nats.js.errors.NotFoundError:
+            if not create:
+                return None
+            handle = None
+            for replicas in self._replica_choices():
+                try:
+                    handle = await self._create(bucket, replicas)
+                    log.info("channel %r: created bucket %s with %d replica(s)", self.public, bucket, replicas)
+                    break
+                except nats.js.errors.APIError as exc:
+                    if exc.err_code in _REPLICA_ERRORS and replicas > 1:
+                        continue
+                    if exc.err_code == 10058:    # created meanwhile by another host: use theirs
+                        handle = await (js.object_store(bucket) if bucket == ARTIFACT_BUCKET
+                                        else js.key_value(bucket))
+                        break
+                    raise
+        self._buckets[bucket] = handle
+        return handle
+
+    async def _create(self, bucket: str, replicas: int) -> Any:
+        if bucket == ARTIFACT_BUCKET:
+            return await self.js.create_object_store(
+                bucket, ObjectStoreConfig(description="hotswap artifacts by sha256", replicas=replicas))
+        if bucket.startswith("hotswap-release-"):
+            return await self.js.create_key_value(KeyValueConfig(
+                bucket=bucket, description=f"hotswap releases of channel {bucket[len('hotswap-release-'):]}",
+                history=RELEASE_HISTORY, replicas=replicas))
+        return await self.js.create_key_value(KeyValueConfig(
+            bucket=bucket, description=f"hotswap instance status of channel {bucket[len('hotswap-status-'):]}",
+            history=1, replicas=replicas))
+
+    async def scan(self, kv: Any, keys: str, *, include_history: bool = False) -> list[Any]:
+        """The last value of each key matching ``keys`` (or every value kept), read through a
+        consumer deleted right after: a status loop must not leave one behind per round."""
+        watcher = await kv.watch(keys, include_history=include_history,
+                                 inactive_threshold=max(5.0, 2 * self.timeout))
+        entries: list[Any] = []
+        try:
+            while True:
+                entry = await watcher.updates(self.timeout)
+                if entry is None:
+                    # nats-py may send its "nothing pending" marker before messages the server
+                    # had already sent: trust it only when the consumer delivered nothing
+                    if entries and entries[-1].delta == 0:
+                        break
+                    info = await watcher._sub.consumer_info()
+                    if not entries and info.delivered.consumer_seq == 0 and info.num_pending == 0:
+                        break
+                    continue
+                entries.append(entry)
+                if entry.delta == 0 and watcher._init_done:
+                    break
+        finally:
+            await self.drop(watcher)
+        return [e for e in entries if e.operation is None]
+
+    async def drop(self, watcher: Any) -> None:
+        """Stop a KV watcher and delete its consumer on the server (else it lingers 5 minutes)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(watcher.stop(), 1.0)
+        sub = watcher._sub
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.js.delete_consumer(sub._stream, sub._consumer), 1.0)
+
+    def watch(self, bucket: str, parse: Callable[[Any], Release]) -> _Watch:
+        """The one watch of ``bucket``'s release key this connection keeps, started on first use."""
+        state = self.watches.get(bucket)
+        if state is None:
+            state = self.watches[bucket] = _Watch()
+        if state.task is None or state.task.done():
+            state.synced = False
+            state.task = asyncio.get_running_loop().create_task(self._watch(bucket, state, parse))
+        return state
+
+    async def _watch(self, bucket: str, state: _Watch, parse: Callable[[Any], Release]) -> None:
+        """Keep ``state.latest`` on the release key's last value: a KV watch (an ordered consumer
+        delivering the latest value, then each new one), set up again after a reconnect."""
+        changed = state.changed
+
+        async def note(latest: Release | None = None, *, synced: bool, error: ChannelError | None = None) -> None:
+            async with changed:
+                if synced:
+                    state.latest = latest
+                state.synced, state.error = synced, error
+                changed.notify_all()
+
+        while not self._closed:
+            assert self._reconnected is not None
+            reconnected = self._reconnected
+            try:
+                if self._nc is None or not self._nc.is_connected:
+                    await reconnected.wait()
+                    continue
+                kv = await self.bucket(bucket)
+                watcher = await kv.watch(RELEASE_KEY)
+            except (*_UNAVAILABLE, nats.js.errors.APIError) as exc:
+                # a cluster electing a leader, a server recovering its streams: set the watch
+                # up again shortly (this retries a failed setup; it reads nothing)
+                log.debug("channel %r: watch not set up yet (%s); again in 0.25 s", self.public, exc)
+                await asyncio.sleep(0.25)
+                continue
+            try:
+                latest = state.latest if state.synced else None
+                while True:
+                    get = asyncio.ensure_future(watcher._updates.get())
+                    rearm = asyncio.ensure_future(reconnected.wait())
+                    try:
+                        done, _ = await asyncio.wait({get, rearm}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for task in (get, rearm):
+                            task.cancel()
+                    if get not in done:
+                        await note(synced=False)      # reconnected: watch again from the latest
+                        break
+                    entry = get.result()
+                    if entry is None:                 # the "up to date" marker
+                        await note(latest, synced=True)
+                        continue
+                    if isinstance(entry, nats.js.kv.KeyValue.Entry) and entry.operation is None:
+                        try:
+                            latest = parse(entry)
+                        except ChannelError as exc:
+                            await note(synced=False, error=exc)
+                            continue
+                        if entry.delta == 0:          # the last pending value: now up to date
+                            await note(latest, synced=True)
+            finally:
+                await self.drop(watcher)
+
+    def release_user(self) -> None:
+        """One channel less; the last one closes the connection and stops the loop."""
+        with self._shared_lock:
+            self._users -= 1
+            if self._users > 0 or self._closed:
+                return
+            self._closed = True
+            if self._shared.get(self._key) is self:
+                del self._shared[self._key]
+        if self._thread is None:
+            self._loop.close()
+            return
+
+        async def shutdown() -> None:
+            if self._nc is not None and not self._nc.is_closed:
+                try:
+                    await asyncio.wait_for(self._nc.close(), self.connect_timeout)
+                except Exception:                  # noqa: BLE001 - closing a dead connection
+                    pass
+            # nats-py may leave a reconnect attempt behind: end every task before the loop stops
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(self.connect_timeout + 2)
+        except Exception:                          # noqa: BLE001 - best effort on the way out
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class _Watch:
+    """What one watch of a release key knows (loop-side)."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Condition()     # notified when latest, synced or error change
+        self.task: asyncio.Task[None] | None = None
+        self.latest: Release | None = None
+        self.synced = False                    # latest is the key's current value
+        self.error: ChannelError | None = None
+
+
 class NatsChannel(Channel):
     """A channel on a NATS JetStream server or cluster; see the module note.
 
@@ -150,33 +470,21 @@ class NatsChannel(Channel):
 
     def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0,
                  replicas: int | None = None, status_ttl: float | None = None, **options: Any) -> None:
-        self._servers, self.name, query, self.url = parse_url(url)
+        servers, self.name, query, self.url = parse_url(url)
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.replicas = replicas
         self.status_ttl = status_ttl
-        self._options = self._connect_options(query, options)
-        self._loop = asyncio.new_event_loop()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
         self._closed = False
-        # loop-side state (touched only from the loop thread)
-        self._nc: Any = None
-        self._js: Any = None
-        self._connect_lock: asyncio.Lock | None = None
-        self._reconnects = 0
-        self._reconnected: asyncio.Event | None = None
-        self._buckets: dict[str, Any] = {}
-        self._changed: asyncio.Condition | None = None    # notified when _latest or _synced change
-        self._watch_task: asyncio.Task[None] | None = None
-        self._latest: Release | None = None
-        self._synced = False                               # _latest is the key's current value
-        self._watch_error: ChannelError | None = None
+        self._conn_args = (servers, self.url.rpartition("/")[0], timeout, connect_timeout, replicas,
+                           self._connect_options(query, options))
+        self._conn = _Connection.get(*self._conn_args)
 
     def __repr__(self) -> str:
         return f"NatsChannel({self.url!r})"
 
-    # -- the private loop ---------------------------------------------------------------------
+    @property
+    def _js(self) -> Any:
+        return self._conn.js
+
     def _connect_options(self, query: Mapping[str, str], options: dict[str, Any]) -> dict[str, Any]:
         opts = dict(options)
         if "creds" in query:
@@ -195,139 +503,19 @@ class NatsChannel(Channel):
         return opts
 
     def _call(self, make: Callable[[], Awaitable[T]], what: str, *, budget: float | None = None,
-              wait_connected: float = 0.0) -> T:
-        """Run ``make()`` on the private loop and wait for it, bounded; map errors to ours."""
+              wait_connected: float | None = None) -> T:
+        """Run ``make`` on the connection's loop; while nats-py is reconnecting (a server that
+        just restarted) wait for it up to ``wait_connected`` (default ``connect_timeout``)."""
+        if wait_connected is None:
+            wait_connected = self._conn.connect_timeout
         if self._closed:
             raise ChannelError(f"channel {self.url!r} is closed; open it again with open_channel")
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop.run_forever,
-                                                name=f"hotswap-nats-{self.name}", daemon=True)
-                self._thread.start()
-        connect = 2 * (self.connect_timeout + 0.25) * len(self._servers) + 1.0
-        limit = (budget if budget is not None else self.timeout) + connect + 2.0
-        future = asyncio.run_coroutine_threadsafe(self._guarded(make, what, wait_connected), self._loop)
-        try:
-            return future.result(limit)
-        except FutureTimeout:
-            future.cancel()
-            raise ChannelUnavailable(f"channel {self.url!r}: {what} took more than {limit:.0f} s; "
-                                     "the NATS server is slow or away, retry later") from None
-
-    async def _guarded(self, make: Callable[[], Awaitable[T]], what: str, wait_connected: float) -> T:
-        try:
-            await self._connect(wait_connected)
-            return await make()
-        except ChannelError:
-            raise
-        except nats.errors.AuthorizationError as exc:
-            raise ChannelError(f"channel {self.url!r}: the server refused our credentials ({exc}); "
-                               "check user:pass@, ?creds= or ?token=") from exc
-        except _UNAVAILABLE as exc:
-            raise ChannelUnavailable(f"channel {self.url!r}: {what} failed, the NATS server cannot be "
-                                     f"reached ({type(exc).__name__}: {exc}); retry later") from exc
-        except nats.js.errors.APIError as exc:
-            if exc.code == 503:
-                raise ChannelUnavailable(f"channel {self.url!r}: {what} failed, JetStream is not ready "
-                                         f"({exc.description}); retry later") from exc
-            raise ChannelError(f"channel {self.url!r}: {what} failed: {exc.description or exc} "
-                               f"(JetStream error {exc.err_code})") from exc
-        except nats.errors.Error as exc:
-            if "authorization" in str(exc).lower() or "authentication" in str(exc).lower():
-                raise ChannelError(f"channel {self.url!r}: the server refused our credentials ({exc}); "
-                                   "check user:pass@, ?creds= or ?token=") from exc
-            raise ChannelError(f"channel {self.url!r}: {what} failed: {type(exc).__name__}: {exc}") from exc
-
-    async def _connect(self, wait_connected: float = 0.0) -> None:
-        """Connect on first use; while nats-py reconnects, wait up to ``wait_connected`` seconds."""
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-            self._reconnected = asyncio.Event()
-        if self._nc is not None and not self._nc.is_closed and not self._nc.is_connected and wait_connected > 0:
-            assert self._reconnected is not None
-            try:
-                await asyncio.wait_for(self._reconnected.wait(), wait_connected)
-            except TimeoutError:
-                raise _Unavailable(f"still reconnecting after {wait_connected:.1f} s") from None
-        async with self._connect_lock:
-            if self._nc is not None and not self._nc.is_closed:
-                if not self._nc.is_connected:
-                    raise _Unavailable("reconnecting")
-                return
-            self._nc = self._js = None
-            self._buckets.clear()
-
-            async def reconnected() -> None:
-                log.info("channel %r: reconnected to %s", self.url, self._nc.connected_url.netloc)
-                self._reconnects += 1
-                assert self._reconnected is not None
-                self._reconnected.set()
-                self._reconnected = asyncio.Event()
-
-            async def disconnected() -> None:
-                if self._closed or self._nc is None:
-                    return                 # our own close, or a first connect that failed
-                log.warning("channel %r: disconnected from the NATS server; reconnecting", self.url)
-
-            async def error(exc: Exception) -> None:
-                log.debug("channel %r: %s: %s", self.url, type(exc).__name__, exc)
-
-            # the first connect tries each server twice and fails (nats-py would retry forever
-            # with max_reconnect_attempts=-1); once connected, reconnect forever
-            options = {"connect_timeout": self.connect_timeout, "reconnect_time_wait": 0.25,
-                       "ping_interval": 5, "max_outstanding_pings": 2, "reconnected_cb": reconnected,
-                       "disconnected_cb": disconnected, "error_cb": error, **self._options,
-                       "allow_reconnect": False, "max_reconnect_attempts": 1}
-            nc = await asyncio.wait_for(nats.connect(self._servers, **options),
-                                        2 * (self.connect_timeout + 0.25) * len(self._servers) + 0.5)
-            nc.options["allow_reconnect"] = self._options.get("allow_reconnect", True)
-            nc.options["max_reconnect_attempts"] = self._options.get("max_reconnect_attempts", -1)
-            self._nc, self._js = nc, nc.jetstream(timeout=self.timeout)
-
-    # -- buckets ------------------------------------------------------------------------------
-    def _replica_choices(self) -> list[int]:
-        if self.replicas is not None:
-            return [self.replicas]
-        return [3, 2, 1]
+        if self._conn._pid != os.getpid():      # opened before a fork: this process's own connection
+            self._conn = _Connection.get(*self._conn_args)
+        return self._conn.call(make, what, url=self.url, budget=budget, wait_connected=wait_connected)
 
     async def _bucket(self, bucket: str, *, create: bool = True) -> Any:
-        """Get the KV or object-store bucket, creating it (same config everywhere) when missing."""
-        if bucket in self._buckets:
-            return self._buckets[bucket]
-        js = self._js
-        try:
-            handle = await (js.object_store(bucket) if bucket == ARTIFACT_BUCKET else js.key_value(bucket))
-        except nats.js.errors.NotFoundError:
-            if not create:
-                return None
-            handle = None
-            for replicas in self._replica_choices():
-                try:
-                    handle = await self._create(bucket, replicas)
-                    log.info("channel %r: created bucket %s with %d replica(s)", self.url, bucket, replicas)
-                    break
-                except nats.js.errors.APIError as exc:
-                    if exc.err_code in _REPLICA_ERRORS and replicas > 1:
-                        continue
-                    if exc.err_code == 10058:    # created meanwhile by another host: use theirs
-                        handle = await (js.object_store(bucket) if bucket == ARTIFACT_BUCKET
-                                        else js.key_value(bucket))
-                        break
-                    raise
-        self._buckets[bucket] = handle
-        return handle
-
-    async def _create(self, bucket: str, replicas: int) -> Any:
-        if bucket == ARTIFACT_BUCKET:
-            return await self._js.create_object_store(
-                bucket, ObjectStoreConfig(description="hotswap artifacts by sha256", replicas=replicas))
-        if bucket.startswith("hotswap-release-"):
-            return await self._js.create_key_value(KeyValueConfig(
-                bucket=bucket, description=f"hotswap releases of channel {self.name}",
-                history=RELEASE_HISTORY, replicas=replicas))
-        return await self._js.create_key_value(KeyValueConfig(
-            bucket=bucket, description=f"hotswap instance status of channel {self.name}",
-            history=1, replicas=replicas))
+        return await self._conn.bucket(bucket, create=create)
 
     # -- releases -----------------------------------------------------------------------------
     async def _current_entry(self) -> tuple[Release | None, int]:
@@ -349,10 +537,7 @@ class NatsChannel(Channel):
 
     async def _history(self) -> list[Release]:
         kv = await self._bucket(release_bucket(self.name))
-        try:
-            entries = await kv.history(RELEASE_KEY)
-        except nats.js.errors.NoKeysError:
-            return []
+        entries = await self._conn.scan(kv, RELEASE_KEY, include_history=True)
         releases = [self._parse(e) for e in entries if e.operation is None and e.value]
         return sorted(releases, key=lambda r: r.revision)
 
@@ -452,14 +637,15 @@ class NatsChannel(Channel):
         async def go() -> Release | None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            changed = self._ensure_watch()
+            state = self._conn.watch(release_bucket(self.name), self._parse)
+            changed = state.changed
             async with changed:
                 while True:
-                    if self._watch_error is not None:
-                        error, self._watch_error = self._watch_error, None
+                    if state.error is not None:
+                        error, state.error = state.error, None
                         raise error
-                    if self._synced and (self._latest.revision if self._latest else None) != after:
-                        return self._latest
+                    if state.synced and (state.latest.revision if state.latest else None) != after:
+                        return state.latest
                     left = deadline - loop.time()
                     if left <= 0:
                         return None
@@ -469,69 +655,6 @@ class NatsChannel(Channel):
                         return None
         # a server restarting is not a change: wait for the reconnect within the timeout
         return self._call(go, "watching for a new release", budget=timeout, wait_connected=timeout)
-
-    def _ensure_watch(self) -> asyncio.Condition:
-        """Start the one watch of the release key this channel keeps (on the loop)."""
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        if self._watch_task is None or self._watch_task.done():
-            self._synced = False
-            self._watch_task = asyncio.get_running_loop().create_task(self._watch(self._changed))
-        return self._changed
-
-    async def _watch(self, changed: asyncio.Condition) -> None:
-        """Keep ``_latest`` on the release key's last value: a KV watch (an ordered consumer
-        delivering the latest value, then each new one), set up again after a reconnect."""
-        async def note(latest: Release | None = None, *, synced: bool, error: ChannelError | None = None) -> None:
-            async with changed:
-                if synced:
-                    self._latest = latest
-                self._synced, self._watch_error = synced, error
-                changed.notify_all()
-
-        while not self._closed:
-            assert self._reconnected is not None
-            reconnected = self._reconnected
-            try:
-                if self._nc is None or not self._nc.is_connected:
-                    await reconnected.wait()
-                    continue
-                kv = await self._bucket(release_bucket(self.name))
-                watcher = await kv.watch(RELEASE_KEY)
-            except (*_UNAVAILABLE, nats.js.errors.APIError) as exc:
-                # a cluster electing a leader, a server recovering its streams: set the watch
-                # up again shortly (this retries a failed setup; it reads nothing)
-                log.debug("channel %r: watch not set up yet (%s); again in 0.25 s", self.url, exc)
-                await asyncio.sleep(0.25)
-                continue
-            try:
-                latest = self._latest if self._synced else None
-                while True:
-                    get = asyncio.ensure_future(watcher._updates.get())
-                    rearm = asyncio.ensure_future(reconnected.wait())
-                    try:
-                        done, _ = await asyncio.wait({get, rearm}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        for task in (get, rearm):
-                            task.cancel()
-                    if get not in done:
-                        await note(synced=False)      # reconnected: watch again from the latest
-                        break
-                    entry = get.result()
-                    if entry is None:                 # the "up to date" marker
-                        await note(latest, synced=True)
-                        continue
-                    if isinstance(entry, nats.js.kv.KeyValue.Entry) and entry.operation is None:
-                        try:
-                            latest = self._parse(entry)
-                        except ChannelError as exc:
-                            await note(synced=False, error=exc)
-                            continue
-                        if entry.delta == 0:          # the last pending value: now up to date
-                            await note(latest, synced=True)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(watcher.stop(), 1.0)
 
     # -- instances ----------------------------------------------------------------------------
     def report(self, status: Mapping[str, Any]) -> None:
@@ -551,42 +674,18 @@ class NatsChannel(Channel):
             kv = await self._bucket(status_bucket(self.name), create=False)
             if kv is None:
                 return []
-            watcher = await kv.watchall(ignore_deletes=True)
             found: list[dict[str, Any]] = []
-            try:
-                while (entry := await watcher.updates(self.timeout)) is not None:
-                    try:
-                        found.append(json.loads(entry.value))
-                    except ValueError:
-                        log.warning("channel %r: status %s is not JSON; ignored", self.url, entry.key)
-            finally:
-                await watcher.stop()
+            for entry in await self._conn.scan(kv, ">"):
+                try:
+                    found.append(json.loads(entry.value))
+                except ValueError:
+                    log.warning("channel %r: status %s is not JSON; ignored", self.url, entry.key)
             return sorted(found, key=lambda s: str(s.get("instance")))
         return self._call(go, "reading instance statuses")
 
     def close(self) -> None:
-        """Close the connection and stop the private loop; the channel is unusable afterwards."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is None:
-            self._loop.close()
-            return
-
-        async def shutdown() -> None:
-            if self._nc is not None and not self._nc.is_closed:
-                try:
-                    await asyncio.wait_for(self._nc.close(), self.connect_timeout)
-                except Exception:                  # noqa: BLE001 - closing a dead connection
-                    pass
-            # nats-py may leave a reconnect attempt behind: end every task before the loop stops
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-        try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(self.connect_timeout + 2)
-        except Exception:                          # noqa: BLE001 - best effort on the way out
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        """Done with this channel (it is unusable afterwards); the last channel of a connection
+        closes it and stops its loop."""
+        if not self._closed:
+            self._closed = True
+            self._conn.release_user()

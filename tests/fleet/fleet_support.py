@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from hotswap_runtime.fleet.nats_server import NatsServer
+
 HERE = Path(__file__).parent
 HOST = HERE / "fleet_host.py"
 #: heartbeat of the test hosts: short, so stale shows in about a second
@@ -85,13 +87,44 @@ def _folder_away(url: str) -> Iterator[None]:
         hidden.rename(root)
 
 
+#: the nats-server behind each NATS channel URL a test made (to take it away)
+NATS_SERVERS: dict[str, NatsServer] = {}
+
+
+def _nats_channel(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A real nats-server (JetStream, 127.0.0.1, a free port, a store under tmp_path), stopped
+    when the test ends."""
+    server = NatsServer(tmp_path / "nats").start()
+    url = server.channel_url("prod")
+    NATS_SERVERS[url] = server
+
+    def stop() -> None:
+        server.stop()
+        NATS_SERVERS.pop(url, None)
+    request.addfinalizer(stop)
+    return url
+
+
+@contextlib.contextmanager
+def _nats_away(url: str) -> Iterator[None]:
+    """SIGKILL the server (a crashed machine), then start it again on its port and store."""
+    server = NATS_SERVERS[url]
+    server.kill()
+    try:
+        yield
+    finally:
+        server.start()
+
+
 #: kind -> fn(tmp_path, request) giving a channel URL no other test uses
 CHANNEL_KINDS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
     "folder": _folder_channel,
+    "nats": _nats_channel,
 }
 #: URL prefix ("" matches any folder) -> context manager making that channel unreachable
 AWAY: dict[str, Callable[[str], contextlib.AbstractContextManager[None]]] = {
     "": _folder_away,
+    "nats://": _nats_away,
 }
 
 

@@ -73,7 +73,7 @@ def js_stream(server_url: str, stream: str):
     return asyncio.run(go())
 
 
-def test_publish_history_and_fetch(open_nats, tmp_path: Path) -> None:
+def test_publish_history_and_fetch(open_nats, nats_server: NatsServer, tmp_path: Path) -> None:
     channel = open_nats()
     assert channel.current() is None
     assert channel.history() == []
@@ -90,18 +90,18 @@ def test_publish_history_and_fetch(open_nats, tmp_path: Path) -> None:
     dest = other.fetch_artifact(first.artifacts["world"], tmp_path / "cache" / "a.hsp")
     assert dest.read_bytes() == b"v1" * 100
     # the bucket keeps 64 releases per key (rollback and audit), and the release is the JSON contract
-    info = js_stream(channel._servers[0], "KV_hotswap-release-prod")
+    info = js_stream(nats_server.url, "KV_hotswap-release-prod")
     assert info.config.max_msgs_per_subject == 64
     assert json.loads(json.dumps(second.to_json()))["revision"] == 2
 
 
-def test_each_artifact_is_stored_once_under_its_sha256(open_nats, tmp_path: Path) -> None:
+def test_each_artifact_is_stored_once_under_its_sha256(open_nats, nats_server: NatsServer, tmp_path: Path) -> None:
     channel = open_nats()
     path, ref = make_artifact(tmp_path, "world", b"same bytes" * 50)
     for revision in (1, 2, 3):
         channel.put_artifact(path, ref)
         channel.publish_release(release_of(channel, revision, [ref]))
-    info = js_stream(channel._servers[0], f"OBJ_{ARTIFACT_BUCKET}")
+    info = js_stream(nats_server.url, f"OBJ_{ARTIFACT_BUCKET}")
     assert info.state.messages == 2            # one chunk and one meta record: stored once
     with pytest.raises(ChannelError, match="is not the one described"):
         channel.put_artifact(path, ArtifactRef("world", "world.hsp", "0" * 64, ref.size, "x"))
@@ -196,7 +196,7 @@ def test_a_tampered_object_is_refused_naming_it(open_nats, nats_server: NatsServ
     assert channel.fetch_artifact(ref, dest).read_bytes() == b"the real code" * 10
 
 
-def test_status_reports_are_keyed_per_instance_and_expire(open_nats) -> None:
+def test_status_reports_are_keyed_per_instance_and_expire(open_nats, nats_server: NatsServer) -> None:
     channel = open_nats(status_ttl=1.0)
     assert channel.statuses() == []
     channel.report({"instance": "web-1.example:4312", "heartbeat": 0.2, "revision": 1, "state": "ok"})
@@ -204,6 +204,9 @@ def test_status_reports_are_keyed_per_instance_and_expire(open_nats) -> None:
     channel.report({"instance": "web-2:7", "heartbeat": 0.2, "revision": 2, "state": "ok"})
     seen = open_nats().statuses()
     assert [(s["instance"], s["revision"]) for s in seen] == [("web-1.example:4312", 1), ("web-2:7", 2)]
+    for _ in range(20):                     # a status loop leaves no consumer behind
+        open_nats().statuses()
+    assert js_stream(nats_server.url, "KV_hotswap-status-prod").state.consumer_count == 0
     assert status_key("web-1.example:4312") == "web-1=2Eexample=3A4312"
     assert status_key("a=b") != status_key("a.b")
     deadline = time.monotonic() + 15
@@ -313,7 +316,7 @@ def test_a_three_node_cluster_keeps_publishing_with_one_node_killed(nats_cluster
         for stream in ("KV_hotswap-release-prod", f"OBJ_{ARTIFACT_BUCKET}", "KV_hotswap-status-prod"):
             assert js_stream(nats_cluster.nodes[0].url, stream).config.num_replicas == 3
         # kill the node the publisher is connected to: a quorum of two stays
-        connected = publisher._nc.connected_url.port
+        connected = publisher._conn._nc.connected_url.port
         next(node for node in nats_cluster.nodes if node.port == connected).kill()
         deadline = time.monotonic() + 30
         while True:
@@ -330,3 +333,31 @@ def test_a_three_node_cluster_keeps_publishing_with_one_node_killed(nats_cluster
     finally:
         publisher.close()
         follower.close()
+
+
+def test_channels_opened_again_and_again_share_one_connection(nats_server: NatsServer) -> None:
+    """A status loop opening the channel on every round (hotswap status --wait, a dashboard)
+    costs the server one connection, and closing the last channel closes it."""
+    import json as json_
+    import urllib.request
+
+    from hotswap_runtime.fleet import open_channel
+
+    def connections() -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{nats_server.monitor_port}/connz", timeout=5) as answer:
+            return int(json_.loads(answer.read())["num_connections"])
+
+    opened = [open_channel(nats_server.channel_url(name)) for name in ("prod", "prod", "staging")]
+    for channel in opened:
+        assert channel.statuses() == []
+    assert connections() == 1
+    for channel in opened[:-1]:
+        channel.close()
+    assert opened[-1].current() is None                   # the others closing left it working
+    with pytest.raises(ChannelError, match="is closed; open it again"):
+        opened[0].current()
+    opened[-1].close()
+    deadline = time.monotonic() + 5
+    while connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections() == 0
