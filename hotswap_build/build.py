@@ -353,7 +353,7 @@ def build(
         len(collected.sources) - processed.cached)
     analysis = analyse(layout, [processed.outcomes[rel].scan for rel in collected.sources],
                        live_prefix, stamps)
-    problems = sorted(set([*collected.problems, *analysis.problems]))
+    problems = sorted([*collected.problems, *analysis.problems])  # each is found once
     if problems or flag_problems:
         raise BuildError([*flag_problems, *problems], plugin=layout.name)
     registration = _render_registration(processed.cache, layout.name, analysis.hooks,

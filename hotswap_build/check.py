@@ -59,25 +59,13 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
     rel_of = {s.module: s.rel for s in scans}
     live: dict[str, list[tuple[Binding, FileScan]]] = {}
     for scan in scans:
+        # a live name assigned or imported from outside is a problem of its file alone: the
+        # per-file scan reports it (``FileScan.problems``); here only what spans files
         problems.extend(scan.problems)
         for binding in scan.bindings:
-            if not _is_live(binding.name, live_prefix) or binding.conditional:
-                continue
-            where = f"{layout.display(scan.rel)}:{binding.line}"
-            if binding.kind in ("function", "class"):
+            if (_is_live(binding.name, live_prefix) and not binding.conditional
+                    and binding.kind in ("function", "class")):
                 live.setdefault(binding.name, []).append((binding, scan))
-            elif binding.kind == "assignment":
-                problems.append(
-                    f'plugin "{layout.name}": live name "{binding.name}" in {where} is assigned, '
-                    "not defined by a def or class of the plugin; define it with def or class, "
-                    f'or drop the "{live_prefix}" prefix')
-            elif binding.kind == "external import":
-                source = binding.origin[0] if binding.origin else "?"
-                problems.append(
-                    f'plugin "{layout.name}": live name "{binding.name}" in {where} is imported '
-                    f'from "{source}", outside the plugin; live functions and types must be '
-                    f'defined by a def or class of the plugin, so import it under a name '
-                    f'without the "{live_prefix}" prefix')
     live_funcs: dict[str, str] = {}
     live_types: dict[str, str] = {}
     for name, defs in sorted(live.items()):

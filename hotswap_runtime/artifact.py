@@ -567,15 +567,20 @@ def sweep_temporaries(path: Path) -> list[Path]:
     return removed
 
 
-def _check_member_name(member: str, name: str) -> str | None:
+#: codes of the member-name problems (``_check_member_name``)
+_ABSOLUTE, _BACKSLASH, _DOTDOT, _OUTSIDE = "absolute", "backslash", "dotdot", "outside"
+
+
+def _check_member_name(member: str, name: str) -> tuple[str, str] | None:
+    """(code, text) of what is wrong with the member name ``member`` of plugin ``name``."""
     if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
-        return f"member {member!r} has an absolute path"
+        return _ABSOLUTE, f"member {member!r} has an absolute path"
     if "\\" in member:
-        return f"member {member!r} contains a backslash"
+        return _BACKSLASH, f"member {member!r} contains a backslash"
     if ".." in member.split("/"):
-        return f"member {member!r} contains '..'"
+        return _DOTDOT, f"member {member!r} contains '..'"
     if not (member.startswith(f"{name}/") or member.startswith(f"{info_dir(name)}/")):
-        return f"member {member!r} lies outside {name}/ and {info_dir(name)}/"
+        return _OUTSIDE, f"member {member!r} lies outside {name}/ and {info_dir(name)}/"
     return None
 
 
@@ -738,16 +743,24 @@ def _check_entries(entries: list[_Entry], name: str, file_size: int) -> list[str
     bounding the declared sizes bounds the memory a hostile file can make us allocate.
     """
     problems: list[str] = []
+    outside: list[str] = []  # one line replaces these when the file was renamed
     seen: set[str] = set()
+    repeated: set[str] = set()
     total = 0
     for entry in entries:
         member = entry.name
         if member in seen:
-            problems.append(f"member {member!r} appears twice")
+            # said once, however many copies: their other problems are the first copy's
+            if member not in repeated:
+                repeated.add(member)
+                problems.append(f"member {member!r} appears twice")
+            total += entry.usize
+            continue
         seen.add(member)
         issue = _check_member_name(member, name)
-        if issue:
-            problems.append(issue)
+        if issue is not None:
+            code, text = issue
+            (outside if code == _OUTSIDE else problems).append(text)
         if stat.S_ISLNK(entry.mode):
             problems.append(f"member {member!r} is a symlink")
         if member.endswith("/"):
@@ -770,9 +783,10 @@ def _check_entries(entries: list[_Entry], name: str, file_size: int) -> list[str
             problems.append(f"member {member!r} has a compression ratio over "
                             f"{MAX_COMPRESSION_RATIO} (zip bomb?)")
     renamed = _renamed_from(seen, name)
-    if renamed is not None:
+    if renamed is None:
+        problems.extend(outside)
+    else:
         # one line instead of one "lies outside" per member: the fix is the same for all
-        problems = [p for p in problems if " lies outside " not in p]
         problems.append(f"the file is '{name}{ARTIFACT_SUFFIX}' but everything in it lies outside "
                         f"{name}/ and {info_dir(name)}/: it holds plugin {renamed!r}; rename it "
                         f"back to {renamed}{ARTIFACT_SUFFIX} (do not rename artifacts)")
@@ -940,7 +954,7 @@ class _Problems:
         self.signer = ""  # ", signed by key <id>" once a SIGNATURE was parsed
 
     def error(self, problems: Iterable[str]) -> ArtifactError:
-        found = sorted(set(problems))
+        found = sorted(problems)  # each problem is found once: sorted for a stable message
         return ArtifactError(
             f"artifact {self.path}{self.signer} does not verify: {'; '.join(found)}; rebuild it "
             "with hotswap build", path=self.path, plugin=self.name, problems=tuple(found),

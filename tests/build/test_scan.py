@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from helpers import NOOP_HOOKS
+
 from hotswap_build.check import analyse
 from hotswap_build.layout import collect_files, locate_plugin
 from hotswap_build.rewrite import rewrite_source
@@ -114,3 +116,14 @@ def test_params_accept() -> None:
     assert Params(4, 1, False, ()).takes_hook("invoke_func")
     assert not Params(1, 1, False, ()).takes_hook("invoke_func")
     assert not Params(2, 2, True, ()).takes_hook("invoke_func")
+
+
+def test_a_live_name_problem_is_reported_once(tmp_path: Path) -> None:
+    """An assigned live name and one imported from outside are each one problem, found by the
+    file's own scan, not again by the plugin-wide checks."""
+    make(tmp_path, {"foo/__init__.py": ""})
+    layout, _ = locate_plugin(tmp_path / "foo")
+    root = scan(layout, "__init__.py", NOOP_HOOKS + "live_x = 1\nfrom json import live_y\n")
+    result = analyse(layout, [root], "live_", {})
+    assert [p.split(" in ")[0] for p in result.problems] == [
+        'plugin "foo": live name "live_x"', 'plugin "foo": live name "live_y"']

@@ -385,3 +385,15 @@ def test_a_claimed_build_id_with_other_code_is_a_fresh_version(plugin_dir: Path,
     path.write_bytes(pack("foo", files, replace(manifest, git_commit="abc123")))
     assert swapper.plan() == {str(path): "unchanged"}
     assert swapper.reload()[str(path)] == "unchanged"
+
+
+def test_a_member_repeated_is_named_once(plugin_dir: Path) -> None:
+    """Three copies of one member are one problem, said once, not one line per copy."""
+    path = _foo(plugin_dir)
+    _with_member(path, "foo/x.py", b"X = 1\n", zipfile.ZIP_STORED)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            _with_member(path, "foo/x.py", b"X = 1\n", zipfile.ZIP_STORED)
+    with pytest.raises(ArtifactError) as info:
+        read_artifact(path)
+    assert info.value.problems == ("member 'foo/x.py' appears twice",)
