@@ -96,7 +96,8 @@ class PluginManagerSwapper:
     """Holds the current ``PluginManager`` of a host and replaces it atomically.
 
     Args:
-        plugin_dir: folder of ``<name>.hsp`` artifacts (not searched recursively).
+        plugin_dir: folder of ``<name>.hsp`` artifacts (not searched recursively); every other
+            argument is keyword-only.
         logger: where to log; default ``logging.getLogger("hotswap")``.
         free_delay: seconds (>= 0) between a reload and the freeing of the versions it replaced.
         reload_callback: ``fn(new_manager, old_manager)`` run on every load before the swap;
@@ -135,6 +136,7 @@ class PluginManagerSwapper:
     def __init__(
         self,
         plugin_dir: str | os.PathLike[str],
+        *,
         logger: logging.Logger | None = None,
         free_delay: float = 300.0,
         reload_callback: Callback | None = None,
@@ -143,7 +145,6 @@ class PluginManagerSwapper:
         whitelist: Iterable[str] | None = None,
         guard: guarding.GuardMode = False,
         free_timeout: float = 3600.0,
-        *,
         trusted_keys: Iterable[str | os.PathLike[str] | bytes] | None = None,
         runtime_dir: str | os.PathLike[str] | None = None,
         map_sources: bool = False,
@@ -189,10 +190,20 @@ class PluginManagerSwapper:
         # run by close() before it takes the reload lock (fleet followers stop there; a
         # follower mid-reload needs that lock to finish)
         self._close_hooks: list[Callable[[], None]] = []
-        self.reload_counter = 0
-        """Successful reloads after the first load."""
+        self._reload_counter = 0
 
     # -- public API -------------------------------------------------------------------------
+    @property
+    def reload_counter(self) -> int:
+        """Successful reloads after the first load (rollbacks included)."""
+        return self._reload_counter
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger this swapper reports to (``logger=``, or ``logging.getLogger("hotswap")``);
+        the triggers of ``hotswap_runtime.triggers`` log there too."""
+        return self._logger
+
     @property
     def static_linking_mode(self) -> bool:
         """True when the swapper was given ``static_plugins``."""
@@ -279,7 +290,7 @@ class PluginManagerSwapper:
                 entry.done = True  # the freer's queue may still hold it: make that a no-op
                 entry.manager = None
                 self._frees.pending.remove(entry)
-                self.reload_counter += 1
+                self._reload_counter += 1
                 self._current = target
                 replaced = self._frees.replaced(old)
                 for version in target._versions():
@@ -601,7 +612,7 @@ class PluginManagerSwapper:
                 version.managers += 1
                 version.state = "current"
             if self._loaded:  # counted before the swap: whoever sees the new manager sees it
-                self.reload_counter += 1
+                self._reload_counter += 1
             self._current = manager
             if old is not None:
                 entry = self._frees.replaced(old)

@@ -22,8 +22,10 @@ ignore every file but ``*.hsp`` (the build writes ``.<name>.hsp.<random>.tmp`` a
 so a half-written artifact is never seen) and wait until the folder has been quiet for
 ``debounce`` seconds, then reload once for the whole burst.
 
-Every reload's Details (info) or error (with its traceback) goes to the swapper's logger, or
-``logging.getLogger("hotswap")``; nothing a reload raises reaches the host. A failed reload
+Every reload's Details (info) or error (with its traceback) goes to the swapper's logger
+(``swapper.logger``: the host's ``logger=``, or ``logging.getLogger("hotswap")``); nothing a
+reload raises reaches the host. What a trigger needs of the swapper is typed as a Protocol
+(``Reloads`` and its kin), which ``PluginManagerSwapper`` satisfies (checked by mypy below). A failed reload
 leaves the previous plugins serving (the swapper guarantees it); the trigger keeps listening.
 
 Which loop reloads, and why it does not matter for what is in flight: ``reload_on_signal`` and
@@ -50,37 +52,52 @@ from .errors import HotswapError
 if TYPE_CHECKING:
     import asyncio  # imported where used: a host without asyncio need not pay for it
 
+    from .swapper import PluginManagerSwapper
+
 __all__ = ["reload_on_signal", "watch_plugin_dir", "areload_on_signal", "awatch_plugin_dir"]
 
 
-class _Reloads(Protocol):
-    def reload(self, data: Any) -> Any: ...
+class _Logs(Protocol):
+    @property
+    def logger(self) -> logging.Logger: ...
 
 
-class _AReloads(Protocol):
-    def areload(self, data: Any) -> Awaitable[Any]: ...
+class _Reloads(_Logs, Protocol):
+    """What ``reload_on_signal`` needs of the swapper."""
+
+    def reload(self, data: Any = None) -> Any: ...
+
+
+class _AReloads(_Logs, Protocol):
+    """What ``areload_on_signal`` needs of the swapper."""
+
+    def areload(self, data: Any = None) -> Awaitable[Any]: ...
 
 
 class _WatchReloads(_Reloads, Protocol):
+    """What ``watch_plugin_dir`` needs of the swapper."""
+
     @property
-    def plugin_dir(self) -> Any: ...
+    def plugin_dir(self) -> str: ...
 
 
 class _WatchAReloads(_AReloads, Protocol):
+    """What ``awatch_plugin_dir`` needs of the swapper."""
+
     @property
-    def plugin_dir(self) -> Any: ...
+    def plugin_dir(self) -> str: ...
 
 
-def _logger(swapper: Any) -> logging.Logger:
-    logger = getattr(swapper, "logger", None)
-    return logger if isinstance(logger, logging.Logger) else logging.getLogger("hotswap")
+if TYPE_CHECKING:
+    def _fits(swapper: PluginManagerSwapper) -> tuple[_WatchReloads, _WatchAReloads]:
+        return swapper, swapper  # mypy: the swapper offers every trigger what it reads
 
 
 def _report(logger: logging.Logger, cause: str, details: Any) -> None:
     logger.info("reload on %s: %s", cause, str(details) or "no plugins found")
 
 
-def _reload(swapper: Any, data: Any, cause: str, logger: logging.Logger) -> None:
+def _reload(swapper: _Reloads, data: Any, cause: str, logger: logging.Logger) -> None:
     try:
         details = swapper.reload(data)
     except Exception:
@@ -89,7 +106,7 @@ def _reload(swapper: Any, data: Any, cause: str, logger: logging.Logger) -> None
         _report(logger, cause, details)
 
 
-async def _areload(swapper: Any, data: Any, cause: str, logger: logging.Logger) -> None:
+async def _areload(swapper: _AReloads, data: Any, cause: str, logger: logging.Logger) -> None:
     try:
         details = await swapper.areload(data)
     except Exception:
@@ -149,7 +166,7 @@ def reload_on_signal(swapper: _Reloads, data: Any = None,
         ValueError: not called from the main thread, or ``signum`` cannot be caught.
     """
     signum = _require(signum, "reload_on_signal")
-    logger = _logger(swapper)
+    logger = swapper.logger
     cause = _signal_name(signum)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
@@ -235,7 +252,7 @@ def areload_on_signal(swapper: _AReloads, data: Any = None,
     import asyncio
     signum = _require(signum, "areload_on_signal")
     loop = asyncio.get_running_loop()
-    logger = _logger(swapper)
+    logger = swapper.logger
     cause = _signal_name(signum)
     wake = asyncio.Event()
     stopping = False
@@ -288,7 +305,7 @@ def _is_artifact(change: Any, path: str) -> bool:
     return name.endswith(".hsp") and not name.startswith(".")
 
 
-def _watch_args(swapper: Any, debounce: float, helper: str) -> tuple[Path, dict[str, Any]]:
+def _watch_args(swapper: _WatchReloads | _WatchAReloads, debounce: float, helper: str) -> tuple[Path, dict[str, Any]]:
     if debounce < 0:
         raise ValueError(f"{helper}: debounce must be >= 0 seconds, got {debounce!r}")
     folder = Path(swapper.plugin_dir)
@@ -350,7 +367,7 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
     """
     watchfiles = _watchfiles("watch_plugin_dir")
     folder, options = _watch_args(swapper, debounce, "watch_plugin_dir")
-    logger = _logger(swapper)
+    logger = swapper.logger
     cause = f"change in {folder}"
     stop_event = threading.Event()
 
@@ -402,7 +419,7 @@ def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
     watchfiles = _watchfiles("awatch_plugin_dir")
     folder, options = _watch_args(swapper, debounce, "awatch_plugin_dir")
     loop = asyncio.get_running_loop()
-    logger = _logger(swapper)
+    logger = swapper.logger
     cause = f"change in {folder}"
     stop_event = asyncio.Event()
 

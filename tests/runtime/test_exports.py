@@ -13,7 +13,9 @@ from hotswap_runtime.version import check_hooks
 def test_every_public_name_is_exported() -> None:
     """__all__ lists exactly the contract's names, each importable."""
     assert set(hotswap_runtime.__all__) >= {"PluginManagerSwapper", "PluginManager", "Plugin", "Vault",
-                                            "Details", "StaticPlugin", "HotswapError", "VersionStats"}
+                                            "Details", "StaticPlugin", "HotswapError", "VersionStats",
+                                            "ArtifactError"}
+    assert issubclass(hotswap_runtime.ArtifactError, hotswap_runtime.HotswapError)
     for name in hotswap_runtime.__all__:
         assert getattr(hotswap_runtime, name).__doc__
 

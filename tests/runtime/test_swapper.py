@@ -365,3 +365,22 @@ def test_static_plugin_checked_like_an_artifact(static_plugins, events, make_swa
     with pytest.raises(HotswapError, match='^plugin "s_one": missing functions: on_free;'):
         swapper.load_plugins()
     assert swapper.current() is None
+
+
+def test_arguments_after_plugin_dir_are_keyword_only_and_counter_is_read_only(
+        tmp_path: Path) -> None:
+    """SPEC §4: ``PluginManagerSwapper(plugin_dir, *, ...)``; ``reload_counter`` and ``logger``
+    can be read, not set."""
+    with pytest.raises(TypeError):
+        PluginManagerSwapper(tmp_path, logging.getLogger("x"))
+    swapper = PluginManagerSwapper(tmp_path, free_delay=0)
+    try:
+        assert swapper.reload_counter == 0
+        assert swapper.logger is logging.getLogger("hotswap")
+        with pytest.raises(AttributeError):
+            swapper.reload_counter = 5
+        with pytest.raises(AttributeError):
+            swapper.logger = logging.getLogger("x")
+        assert swapper.reload_counter == 0
+    finally:
+        swapper.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers import wait_for
 
-from hotswap_runtime import HotswapError, triggers
+from hotswap_runtime import HotswapError, PluginManagerSwapper, triggers
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
 
@@ -31,6 +31,7 @@ class FakeSwapper:
 
     def __init__(self, plugin_dir: Path | None = None) -> None:
         self.plugin_dir = plugin_dir
+        self.logger = logging.getLogger("hotswap")
         self.reloads = 0          # successful ones
         self.attempts = 0
         self.entered = 0          # reloads begun
@@ -118,6 +119,41 @@ def test_signal_reloads_in_a_background_thread_and_stop_restores_handler(
     wait_for(lambda: host_handler == [signal.SIGUSR1])
     assert swapper.attempts == 1
     stop()   # a second stop does nothing
+
+
+def test_triggers_log_to_the_hosts_logger(host_handler: list[int], tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A host that passes ``logger=`` gets the triggers' messages there, none on "hotswap"."""
+    caplog.set_level(logging.INFO)
+    host_logger = logging.getLogger("myhost.plugins")
+    swapper = PluginManagerSwapper(tmp_path, logger=host_logger, free_delay=0)
+    assert swapper.logger is host_logger
+    stop = triggers.reload_on_signal(swapper)
+    try:
+        kill_self()
+        wait_for(lambda: any(r.getMessage().startswith("reload on SIGUSR1")
+                             for r in caplog.records))
+    finally:
+        stop()
+        swapper.close()
+    record = next(r for r in caplog.records if r.getMessage().startswith("reload on SIGUSR1"))
+    assert record.name == "myhost.plugins"
+    assert record.getMessage() == "reload on SIGUSR1: no plugins found"
+    assert [r.name for r in caplog.records if "SIGUSR1" in r.getMessage()] == ["myhost.plugins"]
+
+    async def main() -> None:
+        stop = triggers.areload_on_signal(swapper, data=None)
+        kill_self()
+        await await_for(lambda: sum(r.getMessage().startswith("reload on SIGUSR1")
+                                    for r in caplog.records) == 2)
+        await asyncio.wait_for(stop(), 5)
+
+    swapper = PluginManagerSwapper(tmp_path, logger=host_logger, free_delay=0)
+    try:
+        asyncio.run(main())
+    finally:
+        swapper.close()
+    assert {r.name for r in caplog.records if "SIGUSR1" in r.getMessage()} == {"myhost.plugins"}
 
 
 def test_signal_burst_is_coalesced(host_handler: list[int]) -> None:
