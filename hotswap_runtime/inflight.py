@@ -259,7 +259,8 @@ def running_loops() -> dict[Any, int]:
     loops: dict[Any, int] = {}
     codes = _run_codes()
     if codes:
-        for ident, frame in sys._current_frames().items():
+        for ident, top in sys._current_frames().items():
+            frame: FrameType | None = top
             depth = 0
             while frame is not None and depth < _MAX_DEPTH:
                 if frame.f_code in codes:
@@ -596,7 +597,7 @@ def _reach(start: list[Any], depth: int = 3) -> set[int]:
 def _members(weak: weakref.WeakSet[Any]) -> list[Any]:
     """A WeakSet's live members, safe while other threads add to it (the copy of its
     underlying set is one C call; iterating the WeakSet itself is not)."""
-    return [obj for ref in set(weak.data) if (obj := ref()) is not None]
+    return [obj for ref in set(weak.data) if (obj := ref()) is not None]  # type: ignore[attr-defined]
 
 
 def _pending(awaitable: Any) -> bool:
@@ -682,9 +683,10 @@ def _scan_once(versions: list[Version]) -> Found:
     run_codes = _run_codes()
     loops: dict[Any, int] = {}
     on_stacks: set[int] = set()  # ids of frames running now (their coroutines are on a stack)
-    for ident, frame in sys._current_frames().items():
+    for ident, top in sys._current_frames().items():
         thread = threads.get(ident)
         hit: set[str] = set()
+        frame: FrameType | None = top
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
             if frame.f_code in run_codes:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease", "take"]
 
+_now = time.time
+
 
 @final
 class Lease:
@@ -38,15 +40,14 @@ class Lease:
             ``free_timeout`` warning).
     """
 
-    __slots__ = ("manager", "name", "_time", "_held", "_on_release", "__weakref__")
+    __slots__ = ("manager", "name", "_time", "_on_release", "__weakref__")
 
     def __init__(self, manager: PluginManager, name: str,
-                 on_release: Callable[[Lease], None]) -> None:
+                 on_release: Callable[[Lease], None] | None) -> None:
         self.manager = manager
         self.name = name
-        self._time = time.time()
-        self._held = True
-        self._on_release = on_release
+        self._time = _now()
+        self._on_release = on_release  # None once released
 
     @property
     def taken(self) -> datetime:
@@ -56,7 +57,7 @@ class Lease:
     @property
     def held(self) -> bool:
         """False once released."""
-        return self._held
+        return self._on_release is not None
 
     @property
     def versions(self) -> tuple[tuple[str, int], ...]:
@@ -65,10 +66,14 @@ class Lease:
 
     def release(self) -> None:
         """Let the manager's versions go (freed once ``free_delay`` has passed since their
-        replacement and nothing else holds them). Releasing twice does nothing."""
-        if self._held:
-            self._held = False
-            self._on_release(self)
+        replacement and nothing else holds them). Releasing twice does nothing.
+
+        The lease still names its manager afterwards: drop the lease (or what holds it) too,
+        so that a freed version's memory can go."""
+        on_release = self._on_release
+        if on_release is not None:
+            self._on_release = None
+            on_release(self)
 
     def __enter__(self) -> PluginManager:
         return self.manager
@@ -78,7 +83,7 @@ class Lease:
         self.release()
 
     def __repr__(self) -> str:
-        state = "held" if self._held else "released"
+        state = "held" if self._on_release is not None else "released"
         return f"<Lease {self.name!r} on {self.manager!r} {state}>"
 
 
@@ -96,4 +101,4 @@ def take(current: Callable[[], PluginManager | None], name: str,
             return lease
         # its free has begun (it was replaced meanwhile): the current manager is the one to pin
         leases.pop(lease, None)
-        lease._held = False
+        lease._on_release = None

@@ -426,8 +426,9 @@ class PluginManagerSwapper:
         Oldest first. Freed versions are followed through weak references, without running
         ``gc``; a version shows as ``freed`` until its last module, class and function are gone.
         ``in_flight``, ``threads`` and ``tasks`` come from one in-flight search (thread stacks,
-        the tasks of every event loop seen, read on each loop's thread, or from here when that
-        loop has not answered within a second) and cost a few milliseconds.
+        the tasks of every running event loop, found on those stacks and read from here, and
+        the awaitables the versions made that are still pending) and cost a few milliseconds;
+        ``leases`` names the leases pinning each version.
 
         Args:
             explain: first collect garbage, then fill each freed version's ``referrers`` with

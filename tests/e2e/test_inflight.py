@@ -353,3 +353,43 @@ def test_soak_nothing_finishes_after_its_version_is_freed(ev, host, artifacts) -
 
 
 SOAK_SECONDS = 15.0
+
+
+def test_every_running_loop_is_found_on_the_stacks_without_registration() -> None:
+    """Two loops run in two threads; a third thread finds both, and every pending task."""
+    from hotswap_runtime.inflight import pending_tasks, running_loops
+
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    runners = [threading.Thread(target=loop.run_forever, name=f"loop-{n}") for n, loop in
+               enumerate(loops)]
+    for runner in runners:
+        runner.start()
+    try:
+        gate = [asyncio.run_coroutine_threadsafe(_make_event(), loop).result(10) for loop in loops]
+        parked = [asyncio.run_coroutine_threadsafe(_park(event, 50), loop).result(10)
+                  for event, loop in zip(gate, loops, strict=True)]
+        seen: list[Any] = []
+        reader = threading.Thread(target=lambda: seen.extend([running_loops(), pending_tasks()]))
+        reader.start()
+        reader.join(10)
+        found, tasks = seen
+        assert {loop: found[loop] for loop in loops} == {
+            loop: runner.ident for loop, runner in zip(loops, runners, strict=True)}
+        assert {t for t in tasks if t.get_name().startswith("parked-")} == {
+            t for group in parked for t in group}
+        for event, loop in zip(gate, loops, strict=True):
+            loop.call_soon_threadsafe(event.set)
+    finally:
+        for loop, runner in zip(loops, runners, strict=True):
+            loop.call_soon_threadsafe(loop.stop)
+            runner.join(10)
+            loop.close()
+
+
+async def _make_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
+async def _park(event: asyncio.Event, count: int) -> list[asyncio.Task[Any]]:
+    return [asyncio.create_task(event.wait(), name=f"parked-{id(event)}-{n}")
+            for n in range(count)]
