@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo demo-fleet bench clean fuzz
+.PHONY: install test demo demo-fleet demo-fleet-nats bench clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hotswap needs Python >= 3.11; run make PYTHON=python3.11")'
@@ -38,3 +38,9 @@ fuzz: $(STAMP)
 # a failing canary rolled back, a manual rollback (unattended; demo/web/README.md)
 demo-fleet: $(STAMP)
 	$(PY) -m demo.web.fleet
+	$(PY) -m demo.fleet.walkthrough
+
+# a NATS JetStream server, two machines (three workers) following it: publish, status --wait,
+# a failing canary rolled back by rollout (unattended; demo/fleet/README.md)
+demo-fleet-nats: $(STAMP)
+	$(PY) -m demo.fleet.walkthrough
