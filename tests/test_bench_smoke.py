@@ -21,6 +21,9 @@ EXPECTED = {
     "memory": {"rss_growth_mb_12", "versions_alive_12"},
     "loop_stall": {"areload_stall_ms", "reload_stall_ms"},
     "reader": {"load_mb_per_s", "load_mb_per_s_source", "sign_verify_overhead_ms_1000"},
+    "fleet_local": {"fleet_converge_s", "fleet_failed_requests", "fleet_dropped_ws",
+                    "gunicorn_hup_converge_s", "gunicorn_hup_dropped_ws",
+                    "uvicorn_hup_converge_s", "uvicorn_hup_dropped_ws"},
 }
 
 
