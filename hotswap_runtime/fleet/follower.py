@@ -65,6 +65,9 @@ STALE_HEARTBEATS = 3
 _LOOK = 0.5
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
+#: cache entries (artifacts, release folders) that the running release does not use and nobody
+#: used for this long are removed (the workers sharing a cache touch what they use)
+CACHE_KEEP_S = 7 * 24 * 3600.0
 
 
 def _now_iso() -> str:
@@ -447,6 +450,8 @@ class Follower:
         self._state, self._error = "ok", None
         with contextlib.suppress(OSError):
             self._save_last(target)
+        with contextlib.suppress(OSError):
+            self._prune(target)
         if first:
             logger.info("follower %s: revision %d is live", self.instance, target.revision)
         self._report()
@@ -480,6 +485,7 @@ class Follower:
             paths[name] = self._cached(store, ref)
         folder = self.cache_dir / "sets" / _set_key(release)
         if folder.is_dir() and self._folder_holds(folder, release):
+            os.utime(folder)
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -504,11 +510,32 @@ class Follower:
         path = store / f"{ref.sha256}.hsp"
         if path.is_file():
             if sha256_file(path) == (ref.sha256, ref.size):
+                os.utime(path)  # in use: not pruned
                 return path
             logger.warning("follower %s: cached %s does not match its sha256; fetching it again",
                            self.instance, path)
             path.unlink()
         return self.channel.fetch_artifact(ref, path)
+
+    def _prune(self, running: Release) -> None:
+        """Remove what ``running`` does not use and nobody touched for ``CACHE_KEEP_S``."""
+        cutoff = time.time() - CACHE_KEEP_S
+        keep = {_set_key(running), *(f"{r.sha256}.hsp" for r in running.artifacts.values())}
+        for kind in ("sets", "artifacts"):
+            try:
+                entries = list(os.scandir(self.cache_dir / kind))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name in keep or entry.name.startswith("."):
+                    continue
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
 
     @staticmethod
     def _folder_holds(folder: Path, release: Release) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from ..artifact import read_artifact
 from ..errors import HotswapError
@@ -86,13 +87,14 @@ def verify_artifacts(paths: Sequence[str | os.PathLike[str]],
 def publish(channel: Channel | str | os.PathLike[str], artifacts: Sequence[str | os.PathLike[str]],
             *, cohort: int = 100, note: str = "",
             trusted_keys: Iterable[str | os.PathLike[str] | bytes] = (),
-            previous: int | None | type[...] = ..., by: str | None = None) -> Release:
+            previous: int | None | Literal["current"] = "current", by: str | None = None
+            ) -> Release:
     """Verify ``artifacts`` and publish them as the next revision, atomically.
 
     Args:
         cohort: share of instances (1-100) that take it; the others stay on ``previous``.
-        previous: the revision the others stay on; default the current one (a rollout passes
-            the revision before it began).
+        previous: the revision the others stay on; ``"current"`` (the default) for the current
+            one (a rollout passes the revision before it began).
 
     Raises:
         HotswapError: an artifact does not verify (nothing is published), the cohort is out of
@@ -109,12 +111,13 @@ def publish(channel: Channel | str | os.PathLike[str], artifacts: Sequence[str |
 
 
 def _publish_refs(ch: Channel, refs: dict[str, ArtifactRef], *, cohort: int, note: str,
-                  previous: int | None | type[...] = ..., by: str | None = None) -> Release:
+                  previous: int | None | Literal["current"] = "current", by: str | None = None
+            ) -> Release:
     current = ch.current()
     revision = (current.revision if current is not None else 0) + 1
-    if previous is ...:
+    if previous == "current":
         previous = current.revision if current is not None else None
-    release = Release(channel=ch.name, revision=revision, previous=previous,  # type: ignore[arg-type]
+    release = Release(channel=ch.name, revision=revision, previous=previous,
                       cohort=cohort, artifacts=refs, published=_now(), by=by or _by(), note=note)
     return ch.publish_release(release)
 

@@ -166,3 +166,24 @@ def test_trusted_keys_of_the_swapper_apply_to_releases(tmp_path: Path, releases)
         assert tag(swapper) == "s1"
     finally:
         swapper.close()
+
+
+def test_cache_keeps_what_runs_and_prunes_the_rest(channel_url: str, releases, swapper,
+                                                  tmp_path: Path, monkeypatch) -> None:
+    """Entries the running release does not use are removed once unused for CACHE_KEEP_S;
+    what runs stays, so a restart on the cache still works."""
+    from hotswap_runtime.fleet import follower as follower_module
+
+    monkeypatch.setattr(follower_module, "CACHE_KEEP_S", 0.0)
+    cache = tmp_path / "cache"
+    ops.publish(channel_url, releases("v1"))
+    follower = Follower(swapper, channel_url, cache_dir=cache, heartbeat=0.2)
+    assert follower.start(timeout=10)
+    for revision, stamp in ((2, "v2"), (3, "v3")):
+        ops.publish(channel_url, releases(stamp))
+        wait_until(lambda r=revision: follower.status().revision == r, what=f"revision {revision}")
+    running = open_channel(channel_url).release(3)
+    assert sorted(p.name for p in (cache / "artifacts").iterdir()) == sorted(
+        f"{r.sha256}.hsp" for r in running.artifacts.values())
+    assert len(list((cache / "sets").iterdir())) == 1
+    assert tag(swapper) == "v3"
