@@ -612,6 +612,7 @@ class RuntimeFolder:
         tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.proc)
         try:
             folders: set[str] = set()
+            seal: dict[str, list[int]] = {}
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             for member, data in files.items():
                 target = os.path.join(tmp, member)
@@ -621,15 +622,15 @@ class RuntimeFolder:
                     while parent != tmp and parent not in folders:
                         folders.add(parent)
                         parent = os.path.dirname(parent)
+                # 0444 less the umask is read-only whatever the umask: no chmod needed
                 fd = os.open(target, flags, 0o444)
                 try:
                     _write_all(fd, data)
+                    seal[member] = _stat_key(os.fstat(fd))  # closing changes none of it
                 finally:
                     os.close(fd)
-                os.chmod(target, 0o444)  # whatever the umask
             for folder in folders:
                 os.chmod(folder, 0o555)
-            seal = {member: _stat_key(os.lstat(os.path.join(tmp, member))) for member in files}
             for folder in folders:
                 seal[os.path.relpath(folder, tmp)] = _stat_key(os.lstat(folder))
             fd = os.open(os.path.join(tmp, SEAL), flags, 0o444)
