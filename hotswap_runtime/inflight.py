@@ -325,13 +325,18 @@ def _suspended_chain(coro: Any) -> list[tuple[Any, Any]] | None:
         return None
     links: list[tuple[Any, Any]] = []
     link: Any = coro
-    while type(link) is CoroutineType:
-        links.append((link, link.cr_frame))
-        link = link.cr_await
+    while True:
+        kind = type(link)
+        if kind is CoroutineType:
+            links.append((link, link.cr_frame))
+            link = link.cr_await
+        elif kind is GeneratorType:  # a generator-based awaitable, or an __await__ in Python
+            links.append((link, link.gi_frame))
+            link = link.gi_yieldfrom
+        else:  # None, or a future (or its iterator) the chain waits on: no frame below
+            break
         if len(links) >= _MAX_DEPTH:
             return None
-    if link is not None:
-        links.extend(_chain(link))
     if coro.cr_running:  # its loop's thread was switched in meanwhile
         return None
     return links
@@ -388,6 +393,11 @@ _CONTAINER_KINDS = frozenset({dict, list, tuple, set, frozenset})
 
 
 _AWAITABLE_KINDS = frozenset({CoroutineType, GeneratorType})
+
+
+def _is_asyncio(globals_: dict[str, Any]) -> bool:
+    name = globals_.get("__name__")
+    return isinstance(name, str) and name.startswith("asyncio.")
 
 
 def _unfinished_coroutine(obj: Any) -> Any:
@@ -747,6 +757,9 @@ def _scan_once(versions: list[Version]) -> Found:
     for coro, where in tasks.coros if tasks is not None else ():
         if where is not None:
             continue
+        frame = _unfinished_coroutine(coro)
+        if frame is None or _is_asyncio(frame.f_globals):
+            continue  # asyncio's own coroutines wrap what they are given in tasks at once
         for value in _held_values(coro):
             if type(value) not in _AWAITABLE_KINDS:
                 continue
