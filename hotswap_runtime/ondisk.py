@@ -19,10 +19,14 @@ and a version's own folder is one symlink into it::
         .keep-<entry> -> ../../store/<...>  the store entries this swapper keeps for reuse
 
 A store entry is written into a temporary folder and renamed into place, so it is complete or
-absent; before reuse its files are checked against the seal (inode, size, mtime and ctime of every
-file and folder: any write, chmod, rename or new file changes one of them), and an entry that
-fails the check is never used again (a fresh one is written beside it). So a copy corrupted by a
-writer that file modes did not stop can never reach the next load.
+absent. A file equal to the same file of the copy the plugin's running version uses is a hard
+link to it rather than a new file (a link costs a fifth of a write: a rebuild after a one-file
+change writes one file). Before reuse, an entry's files are checked against its seal (inode,
+size, mtime and mode of every file and folder: a write changes the mtime, a chmod the mode, a
+replaced file the inode, a new or removed file its folder's mtime; not the ctime, which a hard
+link from a later copy changes), and an entry that fails the check is never used again (a fresh
+one is written beside it). So a copy corrupted by a writer that file modes did not stop can
+never reach the next load.
 
 Who owns what: a swapper holds a lock on its ``.owner`` file for as long as it lives, and the
 kernel drops that lock when the process dies, however it dies (SIGKILL included); a process id
@@ -72,7 +76,7 @@ __all__ = ["RuntimeFolder", "default_runtime_dir", "guard_active"]
 logger = logging.getLogger("hotswap")
 
 #: bump when what a store entry holds changes: entries of another layout are never reused
-LAYOUT = "1"
+LAYOUT = "2"
 STORE = "store"
 PROCS = "procs"
 SEAL = ".seal"
@@ -226,8 +230,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+#: a copy to hard-link unchanged files from: its path, its files, its seal
+_Base = tuple[str, Mapping[str, bytes], dict[str, Any]]
+
+
 def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IMODE(st.st_mode)]
+    # no ctime: a hard link from a later copy changes it (writing changes the mtime, chmod the
+    # mode, replacing the file the inode, adding or removing one its folder's mtime)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
 
 
 class RuntimeFolder:
@@ -255,6 +265,9 @@ class RuntimeFolder:
         self._in_use: dict[str, int] = {}  # store entry name -> versions of ours using it
         self._keep: OrderedDict[str, int] = OrderedDict()  # entry name -> bytes, oldest first
         self._folders: dict[str, str] = {}  # version folder -> store entry name
+        # store entry -> (plugin, its files) while a version of ours uses it: the next copy of
+        # that plugin hard-links the files that did not change instead of writing them
+        self._contents: dict[str, tuple[str, Mapping[str, bytes]]] = {}
         self._guarded = False
         self._pid = os.getpid()
         self._inherited: list[int] = []  # owner files of the parent, in a forked child
@@ -327,6 +340,7 @@ class RuntimeFolder:
         self._folders.clear()
         self._in_use.clear()
         self._keep.clear()
+        self._contents.clear()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -433,6 +447,7 @@ class RuntimeFolder:
                     self._folders.clear()
                     self._in_use.clear()
                     self._keep.clear()
+                    self._contents.clear()
                     self._close_owner()
                     self._collect()
                     self._remove_skeleton()
@@ -490,7 +505,7 @@ class RuntimeFolder:
                 if entry is None:
                     # written without the folder's lock: other hosts go on loading meanwhile
                     with _GUARD.allowed():
-                        tmp = self._write(files)
+                        tmp = self._write(files, self._base(name))
                     with self._locked():
                         entry = self._find(name, sha256, files)  # another host was faster?
                         if entry is None:
@@ -513,7 +528,18 @@ class RuntimeFolder:
                         _remove_tree(tmp)
             self._folders[folder] = entry
             self._in_use[entry] = self._in_use.get(entry, 0) + 1
+            self._contents.pop(entry, None)
+            self._contents[entry] = (name, files)  # the newest last
         return folder
+
+    def _base(self, name: str) -> _Base | None:
+        """The newest sound copy of plugin ``name`` a version of ours uses, to link from."""
+        for entry, (plugin, files) in reversed(self._contents.items()):
+            if plugin == name:
+                path = os.path.join(self.store, entry)
+                seal = self._sound(path, files)
+                return None if seal is None else (path, files, seal)
+        return None
 
     def _link(self, name: str, load: int, entry: str, files: Mapping[str, bytes]) -> str:
         """The version's folder: a symlink to ``entry``, which this swapper keeps (lock held)."""
@@ -546,6 +572,7 @@ class RuntimeFolder:
                         self._in_use[entry] = count
                     else:
                         self._in_use.pop(entry, None)
+                        self._contents.pop(entry, None)  # no version of ours holds its files
                     self._evict()
             except OSError as exc:
                 self.log.warning("runtime folder %s: cannot remove %s (%s)", self.root, folder, exc)
@@ -572,7 +599,7 @@ class RuntimeFolder:
             path = os.path.join(self.store, entry)
             if not os.path.lexists(path):
                 return None
-            if self._sound(path, files):
+            if self._sound(path, files) is not None:
                 return entry
             self.log.warning("runtime folder %s: the files of %s were changed after they were "
                              "written (%s); writing a fresh copy", self.root, name, entry)
@@ -590,25 +617,30 @@ class RuntimeFolder:
                 return entry
             k += 1
 
-    def _sound(self, path: str, files: Mapping[str, bytes]) -> bool:
-        """Whether the entry at ``path`` is still exactly as sealed, for these members."""
+    def _sound(self, path: str, files: Mapping[str, bytes]) -> dict[str, Any] | None:
+        """The seal of the entry at ``path`` when it is still exactly as sealed, for these
+        members; None otherwise."""
         try:
             with open(os.path.join(path, SEAL), "rb") as handle:
                 seal = json.loads(handle.read())
             if not isinstance(seal, dict) or any(member not in seal for member in files):
-                return False
+                return None
             for rel, expected in seal.items():
                 if _stat_key(os.lstat(os.path.join(path, rel))) != expected:
-                    return False
+                    return None
         except (OSError, ValueError):
-            return False
-        return True
+            return None
+        return seal
 
-    def _write(self, files: Mapping[str, bytes]) -> str:
+    def _write(self, files: Mapping[str, bytes], base: _Base | None) -> str:
         """Write ``files`` into a temporary folder and seal it; its path.
 
         It lives in this host's proc folder until placed: a sweep removes it only with that
-        folder, once this host is gone."""
+        folder, once this host is gone. A member whose bytes equal those of the same member in
+        ``base`` (a sound copy of the previous version: its path, files and seal) is a hard link
+        to it, about five times cheaper than writing it: a rebuild after a one-file change writes
+        one file. A linked file must still be as the base's seal says, else it is written."""
+        base_path, base_files, base_seal = base if base is not None else ("", {}, {})
         tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.proc)
         try:
             folders: set[str] = set()
@@ -622,6 +654,18 @@ class RuntimeFolder:
                     while parent != tmp and parent not in folders:
                         folders.add(parent)
                         parent = os.path.dirname(parent)
+                old = base_files.get(member)
+                if old is not None and (old is data or old == data):
+                    try:
+                        os.link(os.path.join(base_path, member), target)
+                    except OSError:
+                        pass  # no hard links here (another file system, a limit): write it
+                    else:
+                        linked = _stat_key(os.lstat(target))
+                        if linked == base_seal.get(member):
+                            seal[member] = linked
+                            continue
+                        os.unlink(target)  # changed since the base was checked: write it
                 # 0444 less the umask is read-only whatever the umask: no chmod needed
                 fd = os.open(target, flags, 0o444)
                 try:

@@ -178,6 +178,28 @@ def test_two_versions_alive_each_see_their_own_files(env) -> None:
         swapper.close()
 
 
+def test_a_rebuild_links_the_files_that_did_not_change(env) -> None:
+    """The next version's copy hard-links each file equal to the running version's and writes
+    the others: a one-file change writes one file (the root package holds the stamp, so two)."""
+    rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=60, runtime_dir=runtime)
+    try:
+        swapper.load_plugins()
+        old = Path(live(swapper, "live_where")()[0]).parent
+        rebuild("one", [2])  # only items.json changes
+        swapper.reload()
+        new = Path(live(swapper, "live_where")()[0]).parent
+        assert old != new
+        same = os.path.samestat
+        assert same(os.stat(old / "jobs.py"), os.stat(new / "jobs.py"))
+        assert same(os.stat(old / "templates" / "hello.txt"), os.stat(new / "templates" / "hello.txt"))
+        assert not same(os.stat(old / "items.json"), os.stat(new / "items.json"))
+        assert json.loads((old / "items.json").read_text()) == [1]
+        assert live(swapper, "live_items")() == [2]
+    finally:
+        swapper.close()
+
+
 def test_folder_goes_with_its_version_and_close_leaves_nothing(env) -> None:
     """A freed version's folder is removed; after close() the runtime folder is gone."""
     rebuild, out, runtime = env
