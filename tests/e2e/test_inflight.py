@@ -44,9 +44,10 @@ def on_init(vault):
 def on_free():
     _ev.log.append(("on_free", STAMP, TOKEN))
     _ev.freed.add(TOKEN)
-    ticker = _state.get("ticker")
-    if ticker is not None:
-        ticker.get_loop().call_soon_threadsafe(ticker.cancel)
+    for key in ("ticker", "spawned"):  # the version's own tasks: stopped here
+        task = _state.get(key)
+        if task is not None:
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
 def export():
     return None
@@ -93,6 +94,10 @@ HANDLERS = {"wait": _handler}
 def invoke_func(name, *params):
     if name == "start ticker":
         return _start_ticker()
+    if name == "spawn":  # a task of the version's own, which it keeps and hands out
+        task = asyncio.get_running_loop().create_task(_handler(*params), name="spawned-" + STAMP)
+        _state["spawned"] = task
+        return task
     return HANDLERS[name](*params)
 ''',
     # an async live function taken from the vault
@@ -288,6 +293,40 @@ def test_a_plugins_own_ticker_does_not_hold_the_free_and_on_free_stops_it(ev, ho
         assert [r.getMessage() for r in caplog.records if "still runs" in r.getMessage()] == []
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("awaited", [True, False], ids=["awaited by the host", "not awaited"])
+def test_a_task_the_version_made_holds_the_free_only_while_the_host_awaits_it(
+        ev, host, artifacts, awaited) -> None:
+    """A task the version created and keeps is its own worker (freed, cancelled by on_free)
+    unless something outside the version awaits it: then it holds the free like any call."""
+    shape = "sync invoke_func"
+    swapper = host(shape)
+    swapper.load_plugins()
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        task = swapper.current().find_plugin("a").invoke_func("spawn", gate)
+        waiter = asyncio.create_task(_await(task)) if awaited else None
+        await wait_until(lambda: ev.entered)
+        install(artifacts, swapper, shape, "v2")
+        await reload_with("reload from a plain thread", swapper)
+        if waiter is not None:
+            await asyncio.sleep(0.3)
+            assert finished_before_free(ev) == []
+            gate.set()
+            assert await waiter == "answer from v1"
+            await wait_until(lambda: finished_before_free(ev) == ["finished", "on_free"])
+        else:
+            await wait_until(lambda: finished_before_free(ev) == ["on_free"])
+            await wait_until(task.done)
+            assert task.cancelled()
+
+    asyncio.run(main())
+
+
+async def _await(task: asyncio.Task[Any]) -> Any:
+    return await task
 
 
 def test_soak_nothing_finishes_after_its_version_is_freed(ev, host, artifacts) -> None:
