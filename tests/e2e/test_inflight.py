@@ -210,6 +210,21 @@ async def reload_with(mode: str, swapper: PluginManagerSwapper) -> None:
         thread.join()
 
 
+def load_in(mode: str, swapper: PluginManagerSwapper) -> Callable[[], Any]:
+    """The first load as ``mode`` does it: now (before ``asyncio.run``), or what the loop awaits
+    first (``areload``, or a load from a plain thread)."""
+    if mode == "loaded before asyncio.run":
+        swapper.load_plugins()
+
+    async def first_load() -> None:
+        if mode == "areload in the loop":
+            await swapper.areload()
+        elif mode == "reload from a plain thread":
+            await reload_with(mode, swapper)
+
+    return first_load
+
+
 async def from_a_thread(fn: Callable[[], Any]) -> Any:
     """``fn()`` in a plain thread once this task is parked (``to_thread`` starts it while the
     calling task is still mid-step, so it would see that task running)."""
@@ -234,14 +249,10 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Non
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_a_pending_coroutine_holds_its_version(ev, host, artifacts, shape, pattern, mode) -> None:
     swapper = host(shape)
-    if mode == "loaded before asyncio.run":
-        swapper.load_plugins()
+    first_load = load_in(mode, swapper)
 
     async def main() -> None:
-        if mode == "areload in the loop":
-            await swapper.areload()
-        elif mode == "reload from a plain thread":
-            await reload_with(mode, swapper)  # the first load, from a thread too
+        await first_load()
         gate = asyncio.Event()
         call = caller(swapper, shape)
         if pattern == "task by the host":
@@ -272,14 +283,10 @@ def test_a_plugins_own_ticker_does_not_hold_the_free_and_on_free_stops_it(ev, ho
                                                                          mode, caplog) -> None:
     shape = "sync invoke_func"
     swapper = host(shape)
-    if mode == "loaded before asyncio.run":
-        swapper.load_plugins()
+    first_load = load_in(mode, swapper)
 
     async def main() -> None:
-        if mode == "areload in the loop":
-            await swapper.areload()
-        elif mode == "reload from a plain thread":
-            await reload_with(mode, swapper)
+        await first_load()
         swapper.current().find_plugin("a").invoke_func("start ticker")
         await asyncio.sleep(0.05)
         tickers = [t for t in asyncio.all_tasks() if t.get_name() == "ticker-v1"]
