@@ -123,8 +123,10 @@ def test_two_publishers_at_once_never_get_the_same_revision(channel_url: str, re
         if proc.returncode == 0:
             won.append(int(out.splitlines()[-1]))
         else:
-            assert proc.returncode == 1 and err.startswith("Error: ") and "Traceback" not in err
-            assert "publish again" in err, err
+            # lost the compare-and-set ("... publish again"), or timed out waiting on a busy
+            # channel: either way one Error: line and nothing of its own is live
+            assert proc.returncode == 1, err
+            assert err.startswith("Error: ") and len(err.splitlines()) == 1, err
     assert won and len(won) == len(set(won))
     history = open_channel(channel_url).history()
     assert [r.revision for r in history] == list(range(1, len(won) + 2))
