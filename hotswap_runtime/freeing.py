@@ -39,6 +39,8 @@ __all__ = ["FreePolicy", "Freer", "Pending", "run_on_free"]
 
 #: seconds between the two in-flight searches that must both find nothing before a free
 CONFIRM = 0.005
+#: seconds a free waits for a task caught running at every read (``Found.unread``) to pause
+UNREAD_GRACE = 1.0
 #: seconds a freed version's own threads and tasks get to end after on_free before the warning
 WORKER_GRACE = 0.25
 
@@ -53,6 +55,7 @@ class Pending:
         self.expired = False  # free_delay has passed: no longer a rollback target
         self.give_up: float | None = None  # monotonic time at which it is freed regardless
         self.retry = 0.0  # seconds until the next in-flight check
+        self.unread_since: float | None = None  # when a search first met a task it could not read
 
 
 class Freer:
@@ -247,7 +250,16 @@ class FreePolicy:
         if doomed:
             found = scan(doomed, confirm=CONFIRM)
             busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
-            if (busy or found.unread) and now < entry.give_up:
+            # a task that kept running through the search (its loop busy in one long step):
+            # its stack was read, but not what its frames hold; wait a little for it, not more
+            unread = bool(found.unread)
+            if unread:
+                if entry.unread_since is None:
+                    entry.unread_since = now
+                unread = now - entry.unread_since < UNREAD_GRACE
+            else:
+                entry.unread_since = None
+            if (busy or unread) and now < entry.give_up:
                 manager._freeing = False  # not freed yet: a lease may still pin it
                 entry.retry = min(max(entry.retry * 2, 0.01), 0.25)
                 if entry.retry >= 0.25:

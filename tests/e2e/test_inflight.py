@@ -439,3 +439,34 @@ async def _make_event() -> asyncio.Event:
 async def _park(event: asyncio.Event, count: int) -> list[asyncio.Task[Any]]:
     return [asyncio.create_task(event.wait(), name=f"parked-{id(event)}-{n}")
             for n in range(count)]
+
+
+def test_a_loop_stuck_in_one_step_delays_a_free_only_briefly(ev, host, artifacts) -> None:
+    """A host task blocking its loop's thread (a sync call inside a coroutine) cannot be read
+    while it runs; with nothing of the old version anywhere, the free goes on within a second
+    or so, not at free_timeout."""
+    shape = "sync invoke_func"
+    swapper = host(shape)
+    swapper.load_plugins()
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="stuck-loop")
+    runner.start()
+    stuck = threading.Event()
+
+    async def blocking_step() -> None:
+        stuck.wait(30)  # host code blocking the loop inside one task step
+
+    try:
+        blocked = asyncio.run_coroutine_threadsafe(blocking_step(), loop)
+        install(artifacts, swapper, shape, "v2")
+        swapper.reload()
+        deadline = time.monotonic() + 15
+        while finished_before_free(ev) != ["on_free"]:
+            assert time.monotonic() < deadline, "the free waited for the stuck loop"
+            time.sleep(0.01)
+        assert not blocked.done()  # the loop was stuck all along
+    finally:
+        stuck.set()
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
