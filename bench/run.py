@@ -123,6 +123,7 @@ BENCHES = [
     Bench("ondisk", "ondisk.py", "runtime"),
     Bench("reader", "reader.py", "trust", quick=("--quick",)),
     Bench("fleet_local", "fleet_local.py", "fleet"),
+    Bench("fleet_nats", "fleet_nats.py", "fleet"),
 ]
 
 # the goals of issue 6: key -> (comparison, bound)
@@ -160,6 +161,8 @@ GOALS: dict[str, tuple[str, float]] = {
     "fleet_converge_s": ("<", 1.0),
     "fleet_failed_requests": ("==", 0),
     "fleet_dropped_ws": ("==", 0),
+    # issue 17: 50 followers on one NATS server take a release
+    "nats_converge_max_s": ("<", 2.0),
 }
 
 

@@ -24,6 +24,8 @@ EXPECTED = {
     "fleet_local": {"fleet_converge_s", "fleet_failed_requests", "fleet_dropped_ws",
                     "gunicorn_hup_converge_s", "gunicorn_hup_dropped_ws",
                     "uvicorn_hup_converge_s", "uvicorn_hup_dropped_ws"},
+    "fleet_nats": {"nats_converge_p50_s", "nats_converge_max_s", "nats_restart_converge_p50_s",
+                   "nats_restart_converge_max_s"},
 }
 
 

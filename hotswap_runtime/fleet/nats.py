@@ -94,6 +94,10 @@ class _Unavailable(Exception):
     """Raised inside the loop; becomes ChannelUnavailable with the channel's URL."""
 
 
+class _Reconnecting(_Unavailable):
+    """nats-py was still reconnecting when the wait for it ended."""
+
+
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
@@ -231,7 +235,7 @@ class _Connection:
             try:
                 await asyncio.wait_for(self._reconnected.wait(), wait_connected)
             except TimeoutError:
-                raise _Unavailable(f"still reconnecting after {wait_connected:.1f} s") from None
+                raise _Reconnecting(f"still reconnecting after {wait_connected:.1f} s") from None
         async with self._connect_lock:
             if self._nc is not None and not self._nc.is_closed:
                 if not self._nc.is_connected:
@@ -653,8 +657,15 @@ class NatsChannel(Channel):
                         await asyncio.wait_for(changed.wait(), left)
                     except TimeoutError:
                         return None
-        # a server restarting is not a change: wait for the reconnect within the timeout
-        return self._call(go, "watching for a new release", budget=timeout, wait_connected=timeout)
+        # a server restarting is not a change: wait for the reconnect within the timeout, and
+        # when it is still under way say "no change" (the caller asks again and is woken the
+        # moment it reconnects) rather than "unavailable" (the caller would back off)
+        try:
+            return self._call(go, "watching for a new release", budget=timeout, wait_connected=timeout)
+        except ChannelUnavailable as exc:
+            if isinstance(exc.__cause__, _Reconnecting):
+                return None
+            raise
 
     # -- instances ----------------------------------------------------------------------------
     def report(self, status: Mapping[str, Any]) -> None:
