@@ -62,6 +62,17 @@ def open_nats(nats_server: NatsServer) -> Iterator:
         channel.close()
 
 
+def retrying(call, timeout: float = 30.0):
+    """``call()`` again while the channel is unavailable (a cluster electing a leader)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except ChannelUnavailable:
+            assert time.monotonic() < deadline, "the channel stayed unavailable"
+            time.sleep(0.3)
+
+
 def js_stream(server_url: str, stream: str):
     """The stream info of a bucket, read with a plain nats-py client (what an operator sees)."""
     async def go():
@@ -318,18 +329,12 @@ def test_a_three_node_cluster_keeps_publishing_with_one_node_killed(nats_cluster
         # kill the node the publisher is connected to: a quorum of two stays
         connected = publisher._conn._nc.connected_url.port
         next(node for node in nats_cluster.nodes if node.port == connected).kill()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                publish(publisher, tmp_path, b"two")
-                break
-            except ChannelUnavailable:                  # a new leader is being elected
-                assert time.monotonic() < deadline
-                time.sleep(0.3)
+        # each stream elects a new leader meanwhile: callers retry like a follower does
+        retrying(lambda: publish(publisher, tmp_path, b"two"))
         assert follower.wait_for_change(1, 20).revision == 2
-        assert follower.fetch_artifact(follower.current().artifacts["world"],
-                                       tmp_path / "c" / "w.hsp").read_bytes() == b"two"
-        assert [r.revision for r in follower.history()] == [1, 2]
+        ref = retrying(follower.current).artifacts["world"]
+        assert retrying(lambda: follower.fetch_artifact(ref, tmp_path / "c" / "w.hsp")).read_bytes() == b"two"
+        assert [r.revision for r in retrying(follower.history)] == [1, 2]
     finally:
         publisher.close()
         follower.close()
