@@ -553,9 +553,10 @@ class NatsChannel(Channel):
         for candidate in kept:
             if candidate.revision == revision:
                 return candidate
-        span = f"{kept[0].revision}..{kept[-1].revision}" if kept else "none"
-        raise ChannelError(f"channel {self.url!r}: release {revision} is not in its history (kept: {span}); "
-                           "name a kept revision (hotswap status shows the current one)")
+        listed = (f"kept revisions: {kept[0].revision}..{kept[-1].revision}" if kept
+                  else "nothing was published yet")
+        raise ChannelError(f"unknown revision {revision} in channel {self.url} ({listed}, the last "
+                           f"{RELEASE_HISTORY} are kept); hotswap status shows the current one")
 
     def put_artifact(self, path: Path, ref: ArtifactRef) -> None:
         data = Path(path).read_bytes()
