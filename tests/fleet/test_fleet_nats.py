@@ -251,3 +251,47 @@ def test_a_fetch_cut_short_by_the_server_dying_is_not_a_failed_release(
         for timer in restarts:
             timer.join(10)
         channel.close()
+
+
+def test_rollout_with_a_failing_self_test_rolls_back_by_itself(
+        nats_fleet: Fleet, channel: NatsChannel, releases) -> None:
+    """The canary's self_test refuses the release: rollout stops at the first step, publishes
+    the previous artifacts again and names the canary and its error; nobody ran the bad code."""
+    from fleet_support import instance_in
+
+    canary, others = instance_in(0, 10, "n"), [instance_in(10, 50, "n"), instance_in(50, 100, "n")]
+    ops.publish(channel, releases("v1"))
+    nats_fleet.start(canary, *others)
+    converged(channel, nats_fleet, 1, "v1")
+    lines: list[str] = []
+    done = ops.rollout(channel, releases("bad-test"), steps=[10, 50, 100], pause=0.2, timeout=30,
+                       echo=lines.append)
+    assert not done.ok
+    assert (done.release.revision, done.release.cohort) == (2, 10)
+    assert done.rolled_back is not None and done.rolled_back.revision == 3
+    assert done.rolled_back.artifacts == channel.release(1).artifacts
+    assert lines[-2] == (f"revision 2 failed: {canary} failed on 2: plugin \"beta\": self_test failed: "
+                         "AssertionError: beta bad-test fails its self test")
+    converged(channel, nats_fleet, 3, "v1")
+    assert all(h.probe()["tags"] == ["v1"] for h in nats_fleet.hosts)
+    no_mix(nats_fleet)
+
+
+def test_the_cli_on_an_unreachable_server_fails_fast_and_clearly(tmp_path: Path) -> None:
+    """open_channel never fails; the first call does, within its timeouts, as one Error: line."""
+    import subprocess
+    import sys
+
+    from hotswap_runtime.fleet import open_channel
+    from hotswap_runtime.fleet.nats_server import free_port
+
+    url = f"nats://127.0.0.1:{free_port()}/prod"
+    channel = open_channel(url)                       # nothing connects yet
+    assert isinstance(channel, NatsChannel)
+    channel.close()
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).with_name("hotswap")), "status", url],
+                          capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"Error: channel '{url}': ") and "cannot be reached" in done.stderr
