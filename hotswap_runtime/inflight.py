@@ -9,7 +9,7 @@ loop and never waits for one.
 - Threads: ``sys._current_frames()`` gives every thread's top frame; its ``f_back`` chain is
   walked. The calling thread's own calls do not count (it is the one searching).
 - Loops: found on those same stacks, no registration needed: a frame of
-  ``BaseEventLoop.run_forever``/``_run_once`` has its loop as ``self`` (the calling thread's
+  ``BaseEventLoop.run_forever`` has its loop as ``self`` (the calling thread's
   running loop, and loops seen by ``note_loop``, are added: uvloop runs no Python frame).
 - Tasks: asyncio's task registry (a ``WeakSet``, plus 3.12's eager set) is copied in one C
   call, so reading it from another thread cannot race with a loop adding tasks; every pending
@@ -234,13 +234,13 @@ def _chain(coro: Any) -> Iterable[tuple[Any, Any]]:
 
 
 def _run_codes() -> set[CodeType]:
-    """The code of ``BaseEventLoop.run_forever`` and ``_run_once``: a frame running either has
-    the loop as ``self`` (every loop that asyncio itself drives, whatever subclass)."""
+    """The code of ``BaseEventLoop.run_forever``: a frame running it has the loop as ``self``
+    (every loop asyncio itself drives, whatever the subclass; ``_run_once`` is not used: its
+    locals hold the callback being run, and reading them on 3.11/3.12 would keep it alive)."""
     base = sys.modules.get("asyncio.base_events")
     if base is None:
         return set()
-    loop_class = base.BaseEventLoop
-    return {loop_class.run_forever.__code__, loop_class._run_once.__code__}
+    return {base.BaseEventLoop.run_forever.__code__}
 
 
 def _frame_self(frame: FrameType) -> Any:
@@ -253,7 +253,7 @@ def _frame_self(frame: FrameType) -> Any:
 def running_loops() -> dict[Any, int]:
     """Every event loop running now, found on the threads' stacks: loop -> thread ident.
 
-    No registration: a frame of ``BaseEventLoop.run_forever`` or ``_run_once`` names its loop,
+    No registration: a frame of ``BaseEventLoop.run_forever`` names its loop,
     and the calling thread's running loop is added (a loop whose ``run_forever`` is not Python
     code, such as uvloop's, is found when it is the caller's or was seen by ``note_loop``)."""
     loops: dict[Any, int] = {}
@@ -645,7 +645,8 @@ class Found(dict[int, InFlight]):
     no entry (``found[key]`` then gives an empty, shared ``InFlight``; ``.get`` gives None)."""
 
     #: names of tasks caught running at every read (their loop's thread busy in one step):
-    #: what their frames hold, an unstarted awaitable maybe, could not be read; freeing waits
+    #: what their frames hold, an unstarted awaitable maybe, could not be read; a free waits
+    #: for them a moment (``freeing.UNREAD_GRACE``)
     unread: list[str] = []
 
     def __missing__(self, key: int) -> InFlight:
