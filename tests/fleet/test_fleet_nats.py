@@ -295,3 +295,29 @@ def test_the_cli_on_an_unreachable_server_fails_fast_and_clearly(tmp_path: Path)
     assert time.monotonic() - started < 30
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"Error: channel '{url}': ") and "cannot be reached" in done.stderr
+
+
+def test_hosts_with_trusted_keys_refuse_an_unsigned_release_from_nats(
+        nats_fleet: Fleet, channel: NatsChannel, releases, tmp_path: Path) -> None:
+    """Across machines trust comes from signatures: hosts given the deploy key report an
+    unsigned release failed and serve nothing of it; the signed one goes live everywhere."""
+    from hotswap_build.build import build
+    from hotswap_runtime.signing import generate_key
+
+    generate_key(tmp_path / "deploy.key")
+    src = releases("v1")[0].parent.parent.parent / "src"
+    signed = tmp_path / "signed"
+    for name in ("alpha", "beta"):
+        build(src / name, signed, stamps={"CompileTimeString": "s1"}, sign=tmp_path / "deploy.key")
+    ops.publish(channel, releases("v1"))                       # unsigned
+    nats_fleet.start("a:1", "b:1", wait=False, trusted_key=str(tmp_path / "deploy.key.pub"))
+
+    def refused() -> list[dict]:
+        reports = channel.statuses()
+        return reports if len(reports) == 2 and all(s["state"] == "failed" for s in reports) else []
+
+    for report in wait_until(refused, timeout=30, what="both hosts refusing the unsigned release"):
+        assert report["revision"] is None and "not signed" in report["error"], report["error"]
+    ops.publish(channel, [signed / "alpha.hsp", signed / "beta.hsp"])
+    converged(channel, nats_fleet, 2, "s1")
+    no_mix(nats_fleet)
