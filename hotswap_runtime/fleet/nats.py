@@ -114,6 +114,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+#: what setting a watch up may raise while a server recovers or a cluster elects a leader
+_RETRY_WATCH: tuple[type[BaseException], ...] = (*_UNAVAILABLE, nats.js.errors.APIError)
+
+
 def parse_url(url: str) -> tuple[list[str], str, dict[str, str], str]:
     """``nats://[user:pass@]host:port[,host:port...]/NAME[?creds=FILE&ca=...]`` ->
     (server URLs for nats-py, channel name, query options, the URL without credentials)."""
@@ -381,7 +385,7 @@ class _Connection:
                     continue
                 kv = await self.bucket(bucket)
                 watcher = await kv.watch(RELEASE_KEY)
-            except (*_UNAVAILABLE, nats.js.errors.APIError) as exc:
+            except _RETRY_WATCH as exc:
                 # a cluster electing a leader, a server recovering its streams: set the watch
                 # up again shortly (this retries a failed setup; it reads nothing)
                 log.debug("channel %r: watch not set up yet (%s); again in 0.25 s", self.public, exc)

