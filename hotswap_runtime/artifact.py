@@ -247,8 +247,11 @@ def info_dir(name: str) -> str:
 
 def record_hash(data: bytes) -> str:
     """The RECORD form of a digest: ``sha256=`` and urlsafe base64 without padding."""
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return "sha256=" + digest.decode("ascii")
+    return _record_form(hashlib.sha256(data).digest())
+
+
+def _record_form(digest: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -635,10 +638,12 @@ class _Source:
     """
 
     def __init__(self, segments: list[tuple[int, bytes | bytearray]], size: int,
-                 digest: _FileDigest | None = None) -> None:
+                 digest: _FileDigest | None = None, hashes: _MemberHashes | None = None) -> None:
         self.segments = segments
         self.size = size
-        self.digest = digest  # already hashing the segments, when they were read in pieces
+        # when read in pieces: already hashing the whole file, and each big member
+        self.digest = digest
+        self.hashes = hashes
         self._starts = [start for start, _ in segments]
 
     def read(self, start: int, end: int) -> bytes | memoryview:
@@ -945,6 +950,30 @@ class _FileDigest(threading.Thread):
         return self.hexdigest
 
 
+class _MemberHashes(threading.Thread):
+    """The sha256 of each big member, hashed on another thread while the next one is read."""
+
+    def __init__(self) -> None:
+        super().__init__(name="hotswap-digest", daemon=True)
+        self._parts: queue.SimpleQueue[tuple[int, bytes | bytearray] | None] = queue.SimpleQueue()
+        self.digests: dict[tuple[int, int], bytes] = {}
+        self.start()
+
+    def feed(self, start: int, data: bytes | bytearray) -> None:
+        """Hash ``data``, the segment read at ``start``."""
+        self._parts.put((start, data))
+
+    def run(self) -> None:
+        while (part := self._parts.get()) is not None:
+            self.digests[part[0], len(part[1])] = hashlib.sha256(part[1]).digest()
+
+    def result(self) -> dict[tuple[int, int], bytes]:
+        """(start, length) -> sha256 of each segment fed (waits for them)."""
+        self._parts.put(None)
+        self.join()
+        return self.digests
+
+
 class _Problems:
     """Builds the one ``ArtifactError`` of an artifact, naming its path (and signing key)."""
 
@@ -1002,12 +1031,18 @@ def _verify(path: str, source: _Source, trusted_keys: TrustedKeys | None,
             digest.feed(data)
     try:
         contents = _read_members(source, entries, report)
+        known: dict[str, bytes] = {}
+        if source.hashes is not None:  # members hashed while the file was read
+            by_place = source.hashes.result()
+            known = {e.name: by_place[e.start, e.csize] for e in entries
+                     if e.method == _STORED and (e.start, e.csize) in by_place}
         manifest, record, record_digest, signature = _check_contents(contents, report,
-                                                                     trusted_keys)
+                                                                     trusted_keys, known)
         sha256 = digest.result() if digest is not None else _digest(source)
     finally:
-        if digest is not None and digest.is_alive():
-            digest.result()  # a refused artifact: let the thread end, and drop its data
+        for thread in (digest, source.hashes):
+            if thread is not None and thread.is_alive():
+                thread.result()  # a refused artifact: let the thread end, and drop its data
     meta = info_dir(name)
     files = {m: d for m, d in contents.items() if m.startswith(f"{name}/")}
     return Artifact(
@@ -1047,10 +1082,11 @@ def _read_members(source: _Source, entries: list[_Entry],
 
 
 def _check_contents(contents: dict[str, bytes], report: _Problems,
-                    trusted_keys: TrustedKeys | None
+                    trusted_keys: TrustedKeys | None, known: Mapping[str, bytes]
                     ) -> tuple[Manifest, dict[str, tuple[str, str]], bytes, Signature | None]:
     """RECORD against every member, the bytecode against its source, the manifest, and the
-    signature (against ``trusted_keys`` when given)."""
+    signature (against ``trusted_keys`` when given). ``known``: the sha256 of members already
+    hashed while the file was read."""
     name = report.name
     meta = info_dir(name)
     manifest_path, record_path = f"{meta}/{_MANIFEST}", f"{meta}/{_RECORD}"
@@ -1075,7 +1111,8 @@ def _check_contents(contents: dict[str, bytes], report: _Problems,
         entry = record.get(member)
         if entry is None:
             problems.append(f"member {member!r} is not listed in RECORD")
-        elif entry != (record_hash(data), str(len(data))):
+        elif entry != (_record_form(known[member]) if member in known else record_hash(data),
+                       str(len(data))):
             problems.append(f"member {member!r} does not match its RECORD hash and size")
     for member in record:
         if member == signature_path:
@@ -1186,7 +1223,7 @@ def _segments(fd: int, size: int) -> _Source | None:
     if not big:
         return None
     segments: list[tuple[int, bytes | bytearray]] = []
-    digest = _FileDigest()
+    digest, hashes = _FileDigest(), _MemberHashes()
     try:
         position = 0
         for start, length in [*big, (cd_offset, 0)]:
@@ -1196,13 +1233,16 @@ def _segments(fd: int, size: int) -> _Source | None:
                 if count:
                     segments.append((at, _pread(fd, at, count)))
                     digest.feed(segments[-1][1])
+            if length:  # its RECORD hash, on a third thread, while the next one is read
+                hashes.feed(start, segments[-1][1])
             position = start + length
         segments.append((cd_offset, directory))
         digest.feed(directory)
     finally:
         if len(segments) == 0 or segments[-1][0] != cd_offset:
-            digest.result()  # not used: let the thread end
-    return _Source(segments, size, digest)
+            digest.result()  # not used: let the threads end
+            hashes.result()
+    return _Source(segments, size, digest, hashes)
 
 
 def _read_file(path: str) -> tuple[_Source, tuple[int, int, int, int, int]]:
