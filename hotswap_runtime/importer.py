@@ -354,7 +354,14 @@ def planted_modules(loaders: Iterable[VersionLoader]) -> dict[str, list[str]]:
     not execute, by plugin name (one pass over ``sys.modules`` for a whole load)."""
     by_root = {loader.root: loader for loader in loaders}
     found: dict[str, list[str]] = {}
+    if not by_root:
+        return found
+    # a host with many plugins loaded has thousands of modules: pick this load's with one
+    # C-level prefix test each, then look closer
+    prefixes = tuple(by_root)
     for key, module in list(sys.modules.items()):
+        if not key.startswith(prefixes):
+            continue
         loader = by_root.get(key.partition(".")[0])
         if loader is not None and loader._executed.get(key) != id(module):
             found.setdefault(loader.name, []).append(key)

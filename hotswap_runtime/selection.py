@@ -351,21 +351,22 @@ def reuse(path: str, version: Version | None,
     snapshot = version.artifact if version is not None else None
     if version is None or snapshot is None or snapshot.identity is None:
         return None
-    if snapshot.path != os.path.abspath(path):
+    if snapshot.path != path and snapshot.path != os.path.abspath(path):
         return None
     if trusted_keys is not None and (snapshot.signed_by is None
                                      or snapshot.signed_by not in trusted_keys):
         return None
-    now = time.time_ns()
     try:
         info = os.stat(path)
     except OSError:
         return None  # reading it reports why
     if _identity(info) != snapshot.identity:
         return None
-    changed = max(info.st_mtime_ns, info.st_ctime_ns)
-    if version.checked_ns - changed > RACY_NS:
+    if version.checked_ns - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NS:
         return snapshot
+    # the hash read starts after this: a write from now on changes the ctime, unless it falls
+    # in the tick of the last change, which keeps this snapshot racy and hashed next time
+    now = time.time_ns()
     if not _hashes_to(path, snapshot):
         return None
     version.checked_ns = now
