@@ -38,7 +38,7 @@ from pathlib import Path
 
 import _util
 import httpx
-from under_load import Load, Tally, ws_client
+from under_load import Load, Tally, http_client, ws_client
 
 from hotswap_runtime.fleet import open_channel, ops
 from hotswap_runtime.fleet.follower import parse_time
@@ -54,27 +54,8 @@ class Seen:
     def __init__(self) -> None:
         self.answers: set[tuple[int, str]] = set()
 
-
-async def tracking_client(load: Load, seen: Seen, index: int) -> None:
-    """Like under_load's HTTP client, also noting (worker pid, stamp) of every answer."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=load.base, timeout=10.0, limits=limits) as client:
-        while not load.done:
-            tally = load.tally
-            started = time.perf_counter()
-            try:
-                answer = await client.get("/p/greeter/hello", params={"name": f"c{index}"})
-                ok = answer.status_code == 200
-                if ok:
-                    seen.answers.add((int(answer.headers["x-hotswap-worker"]),
-                                      answer.json()["version"]))
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                tally.latencies.append(time.perf_counter() - started)
-            else:
-                tally.failed += 1
-                await asyncio.sleep(0.005)
+    def note(self, answer: httpx.Response) -> None:
+        self.answers.add((int(answer.headers["x-hotswap-worker"]), answer.json()["version"]))
 
 
 def children(pid: int) -> set[int]:
@@ -115,7 +96,7 @@ async def drive(base: str, args: object, rounds: int,
     load = Load(base)
     seen = Seen()
     load.tallies["roll"] = Tally()
-    tasks = [asyncio.create_task(tracking_client(load, seen, i)) for i in range(args.clients)]
+    tasks = [asyncio.create_task(http_client(load, i, seen.note)) for i in range(args.clients)]
     tasks += [asyncio.create_task(ws_client(load, i)) for i in range(args.websockets)]
     times: list[float] = []
     try:
@@ -229,8 +210,7 @@ def restart_mode(prefix: str, command: list[str], root: Path, builds: list[list[
                     return time.time() - started_wall
                 try:
                     answer = probe.get("/p/greeter/hello", headers={"connection": "close"})
-                    seen.answers.add((int(answer.headers["x-hotswap-worker"]),
-                                      answer.json()["version"]))
+                    seen.note(answer)
                 except (httpx.HTTPError, KeyError, ValueError):
                     return None
         return None

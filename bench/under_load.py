@@ -64,7 +64,10 @@ class Load:
         return self.tallies[self.phase]
 
 
-async def http_client(load: Load, index: int) -> None:
+async def http_client(load: Load, index: int,
+                      on_answer: Callable[[httpx.Response], None] | None = None) -> None:
+    """One closed-loop client; ``on_answer`` sees each 200 answer (fleet_local notes who
+    answered with which code)."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(base_url=load.base, timeout=10.0, limits=limits) as client:
         while not load.done:
@@ -73,6 +76,8 @@ async def http_client(load: Load, index: int) -> None:
             try:
                 answer = await client.get("/p/greeter/hello", params={"name": f"c{index}"})
                 ok = answer.status_code == 200
+                if ok and on_answer is not None:
+                    on_answer(answer)
             except httpx.HTTPError:
                 ok = False
             if ok:
