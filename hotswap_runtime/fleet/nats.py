@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ import os
 import re
 import ssl
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -443,12 +445,29 @@ class _Connection:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+        if threading.current_thread() is self._thread:
+            # collected on the loop's own thread: it cannot wait for itself
+            async def shutdown_and_stop() -> None:
+                await shutdown()
+                self._loop.stop()
+            self._loop.create_task(shutdown_and_stop())
+            return
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(self.connect_timeout + 2)
         except Exception:                          # noqa: BLE001 - best effort on the way out
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+def _parse_release(url: str, entry: Any) -> Release:
+    return Release.from_json(entry.value, where=f"channel {url!r} release entry {entry.revision}")
+
+
+def _release_holder(holder: list[_Connection]) -> None:
+    """A channel closed or collected: one user less of its connection (in this process)."""
+    if holder[0]._pid == os.getpid():
+        holder[0].release_user()
 
 
 class _Watch:
@@ -484,10 +503,19 @@ class NatsChannel(Channel):
         self._closed = False
         self._conn_args = (servers, self.url.rpartition("/")[0], timeout, connect_timeout, replicas,
                            self._connect_options(query, options))
-        self._conn = _Connection.get(*self._conn_args)
+        # the connection is released by close() or, for a channel dropped without it (a status
+        # loop calling open_channel each round), when the channel is garbage: nothing on the
+        # loop holds the channel itself
+        self._holder = [_Connection.get(*self._conn_args)]
+        self._finalizer = weakref.finalize(self, _release_holder, self._holder)
+        self._finalizer.atexit = False
 
     def __repr__(self) -> str:
         return f"NatsChannel({self.url!r})"
+
+    @property
+    def _conn(self) -> _Connection:
+        return self._holder[0]
 
     @property
     def _js(self) -> Any:
@@ -519,7 +547,7 @@ class NatsChannel(Channel):
         if self._closed:
             raise ChannelError(f"channel {self.url!r} is closed; open it again with open_channel")
         if self._conn._pid != os.getpid():      # opened before a fork: this process's own connection
-            self._conn = _Connection.get(*self._conn_args)
+            self._holder[0] = _Connection.get(*self._conn_args)
         return self._conn.call(make, what, url=self.url, budget=budget, wait_connected=wait_connected)
 
     async def _bucket(self, bucket: str, *, create: bool = True) -> Any:
@@ -536,7 +564,7 @@ class NatsChannel(Channel):
         return self._parse(entry), entry.revision
 
     def _parse(self, entry: Any) -> Release:
-        return Release.from_json(entry.value, where=f"channel {self.url!r} release entry {entry.revision}")
+        return _parse_release(self.url, entry)
 
     def current(self) -> Release | None:
         async def go() -> Release | None:
@@ -646,7 +674,7 @@ class NatsChannel(Channel):
         async def go() -> Release | None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            state = self._conn.watch(release_bucket(self.name), self._parse)
+            state = self._conn.watch(release_bucket(self.name), functools.partial(_parse_release, self.url))
             changed = state.changed
             async with changed:
                 while True:
@@ -704,4 +732,4 @@ class NatsChannel(Channel):
         closes it and stops its loop."""
         if not self._closed:
             self._closed = True
-            self._conn.release_user()
+            self._finalizer()
