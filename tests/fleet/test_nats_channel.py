@@ -378,3 +378,31 @@ def test_channels_opened_again_and_again_share_one_connection(nats_server: NatsS
         time.sleep(0.05)
     assert gone()
     assert not [t for t in threading.enumerate() if t.name == f"hotswap-nats-{nats_server.url}"]
+
+
+def _child_reads(channel: NatsChannel, out) -> None:
+    try:
+        release = channel.current()
+        out.put(release.revision if release else None)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_channel_used_before_a_fork_works_in_the_child(open_nats, tmp_path: Path) -> None:
+    """gunicorn --preload: the master opened (and used) the channel, each forked worker uses it
+    too; the child has no loop thread of its parent, so it makes its own connection."""
+    import multiprocessing
+
+    channel = open_nats()
+    publish(channel, tmp_path, b"before the fork")
+    assert channel.current().revision == 1                  # the parent's loop thread runs
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_child_reads, args=(channel, out))
+    child.start()
+    try:
+        assert out.get(timeout=30) == 1
+    finally:
+        child.join(30)
+    assert child.exitcode == 0
+    assert channel.current().revision == 1                  # the parent's connection is untouched
