@@ -225,6 +225,8 @@ class Dap:
                 return message
             if message["type"] == "event":
                 self.events.append(message)
+            elif not message.get("success", True):  # a refused request: say why, not time out
+                raise AssertionError(f"the debug adapter refused a request: {message}")
 
     def call(self, command: str, **arguments: Any) -> dict[str, Any]:
         return self.response(self.request(command, **arguments))
@@ -250,7 +252,7 @@ def test_debugpy_breakpoint_on_the_source_hits_in_hot_loaded_versions(tmp_path: 
         dap = Dap(port, time.monotonic() + 90)
         dap.call("initialize", clientID="hotswap-test", adapterID="debugpy", pathFormat="path",
                  linesStartAt1=True, columnsStartAt1=True)
-        attach = dap.request("attach", justMyCode=False)
+        attach = dap.request("attach", justMyCode=True)  # as IDEs send it by default
         dap.event("initialized")
         placed = dap.call("setBreakpoints", source={"path": source},
                           breakpoints=[{"line": BREAK_LINE}])
