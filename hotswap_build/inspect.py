@@ -113,6 +113,7 @@ def describe(path: str | os.PathLike[str], trusted: Sequence[str | os.PathLike[s
         f"Import name:     {m.import_name}",
         f"Built by:        hotswap {m.hotswap_version}, Python {m.python}",
         f"Git commit:      {m.git_commit or '-'}",
+        f"Sources:         {m.source_dir or '-'}",
         f"Bytecode:        {bytecode}",
         f"Live prefix:     {m.live_prefix}",
         f"Hooks:           {', '.join(m.hooks)}",

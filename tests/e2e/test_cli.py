@@ -285,6 +285,7 @@ def test_inspect_text_and_json(sample, tmp_path: Path) -> None:
     assert f"Build id:        {artifact.build_id}" in text.stdout.splitlines()
     assert "  live_run  (hello.jobs)" in text.stdout.splitlines()
     assert "  CompileTimeString = 'z'" in text.stdout.splitlines()
+    assert f"Sources:         {plugin}" in text.stdout.splitlines()  # what map_sources maps to
     assert text.stdout.splitlines()[-1] == "Verified:        ok"
     raw = invoke("inspect", "--json", str(out / "hello.hsp"))
     assert raw.exit_code == 0
