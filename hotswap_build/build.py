@@ -135,13 +135,16 @@ def _render_computed_imports(cache: Path, layout: PluginLayout) -> bytes:
                           lambda: computed_imports_module(layout.name, layout.import_name))
 
 
-def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
-    """Scan and rewrite one file (when the text check asks for it), then compile and deflate it."""
+def _process_file(ctx: FileContext, source: bytes, statement_cache: Path | None = None
+                  ) -> _Outcome:
+    """Scan and rewrite one file (when the text check asks for it), then compile and deflate it.
+
+    ``statement_cache``: the build cache folder, where rewritten statements are kept."""
     from .pack import COMPRESS_LEVEL, pyc_bytes
     from .rewrite import compile_problem, rewrite_source
 
     started = time.perf_counter()
-    scan, out, rewrite_time = rewrite_source(source, ctx, _STATEMENT_CACHE)
+    scan, out, rewrite_time = rewrite_source(source, ctx, statement_cache)
     scanned = time.perf_counter()
     pyc = None
     if not scan.problems:
@@ -160,14 +163,10 @@ def _process_file(ctx: FileContext, source: bytes) -> _Outcome:
     return _Outcome(scan, out, pyc, times, deflated)
 
 
-# Jobs handed to forked workers by inheritance: (context, source) pairs
-_JOBS: Sequence[tuple[FileContext, bytes]] = ()
-# the statement cache folder of the running build, inherited by forked workers too
-_STATEMENT_CACHE: Path | None = None
-
-
-def _process_chunk(indexes: range) -> list[_Outcome]:
-    return [_process_file(*_JOBS[i]) for i in indexes]
+def _process_chunk(jobs: Sequence[tuple[FileContext, bytes]], statement_cache: Path | None
+                   ) -> list[_Outcome]:
+    """A worker's share of the files: its (context, source) pairs arrive as its arguments."""
+    return [_process_file(ctx, source, statement_cache) for ctx, source in jobs]
 
 
 def _ignore_interrupts() -> None:
@@ -184,33 +183,31 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
-def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]]) -> list[_Outcome]:
+def _run_jobs(jobs: Sequence[tuple[FileContext, bytes]], statement_cache: Path | None
+              ) -> list[_Outcome]:
     workers = min(_workers(), 8)
     # forking a process that runs other threads can deadlock the children (a lock held by a
     # thread that does not exist there); a host that builds in-process gets the serial path
     if (len(jobs) < PARALLEL_THRESHOLD or workers < 2 or sys.platform == "win32"
             or threading.active_count() > 1):
-        return [_process_file(ctx, source) for ctx, source in jobs]
+        return [_process_file(ctx, source, statement_cache) for ctx, source in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    global _JOBS
-    _JOBS = jobs
+    step = max(1, -(-len(jobs) // (workers * 4)))
+    chunks = [jobs[i:i + step] for i in range(0, len(jobs), step)]
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_ignore_interrupts)
     try:
-        step = max(1, -(-len(jobs) // (workers * 4)))
-        chunks = [range(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
-        context = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_ignore_interrupts)
-        try:
-            return [outcome for part in pool.map(_process_chunk, chunks) for outcome in part]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=True)
+        return [outcome for part in pool.map(_process_chunk, chunks,
+                                             [statement_cache] * len(chunks))
+                for outcome in part]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
-        _JOBS = ()
+        pool.shutdown(wait=True)
 
 
 def _compile_regex(option: str, pattern: str | re.Pattern[str] | None,
@@ -294,7 +291,7 @@ def build(
     flag_problems: Sequence[str] = (),
     sign: str | os.PathLike[str] | None = None,
 ) -> BuildResult:
-    """Build the plugin in ``plugin_dir`` into ``output_dir`` (SPEC section 3).
+    """Build the plugin in ``plugin_dir`` into ``output_dir`` (README "Building").
 
     Args:
         plugin_dir: the plugin folder (a package).
@@ -361,14 +358,19 @@ def build(
 
     timings = dict(processed.timings)
     pack_started = time.perf_counter()
-    result = dict(
+    # what every kind of build reports; the artifact, ids, files written and timings follow
+    result = BuildResult(
+        artifact=None,
         name=layout.name,
-        files=collected.sources,
-        cached=processed.cached,
+        build_id=None,
         live_funcs=dict(analysis.live_funcs),
         live_types=dict(analysis.live_types),
+        generated=(),
+        timings={},
         hooks=tuple(sorted(analysis.hooks)),
         import_name=layout.import_name,
+        files=collected.sources,
+        cached=processed.cached,
     )
     if static_linking:
         from .static import write_static
@@ -376,8 +378,7 @@ def build(
         generated = write_static(layout, out_path, registration)
         timings["pack"] = time.perf_counter() - pack_started
         timings["total"] = time.perf_counter() - started
-        return BuildResult(artifact=None, build_id=None, generated=generated, timings=timings,
-                           **result)
+        return replace(result, generated=generated, timings=timings)
 
     from .pack import build_id as compute_build_id
     from .pack import git_commit, make_manifest
@@ -405,8 +406,8 @@ def build(
             f", signed by key {signer.key_id}" if signer is not None else "")
     timings["pack"] = time.perf_counter() - pack_started
     timings["total"] = time.perf_counter() - started
-    return BuildResult(artifact=artifact, build_id=the_id if package else None,
-                       generated=tuple(generated), timings=timings, tree=tree, **result)
+    return replace(result, artifact=artifact, build_id=the_id if package else None,
+                   generated=tuple(generated), timings=timings, tree=tree)
 
 
 @dataclass(frozen=True)
@@ -453,12 +454,7 @@ def _process(layout: PluginLayout, collected: _Collected, live_prefix: str,
             outcomes[rel] = cached
         else:
             misses.append((ctx, collected.contents[rel]))
-    global _STATEMENT_CACHE
-    _STATEMENT_CACHE = cache
-    try:
-        done = _run_jobs(misses)
-    finally:
-        _STATEMENT_CACHE = None
+    done = _run_jobs(misses, cache)
     for (ctx, _), outcome in zip(misses, done, strict=True):
         outcomes[ctx.rel] = outcome
     if misses:

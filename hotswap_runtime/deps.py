@@ -77,7 +77,7 @@ def _protocol_members(protocol: type) -> set[str]:
 
 
 def conforms(value: Any, annotation: Any) -> bool:
-    """Whether ``value`` conforms to ``annotation`` as SPEC section 2 defines it.
+    """Whether ``value`` conforms to ``annotation`` as the plugin contract defines it (README "Dependencies").
 
     Classes and runtime-checkable protocols: ``isinstance``; other protocols: every member is
     present; unions: any arm; generic aliases: their origin class; ``Any``: always.

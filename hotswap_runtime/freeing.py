@@ -156,7 +156,7 @@ def run_on_free(version: Version, logger: logging.Logger) -> None:
 
 
 def warn_running_workers(doomed: list[Version], logger: logging.Logger) -> None:
-    """SPEC 8.2: warn of each thread or task of a freed version that ``on_free`` did not stop."""
+    """Warn (README "Staged reloads") of each thread or task of a freed version that ``on_free`` did not stop."""
     found = wait_for_own_workers(doomed, WORKER_GRACE)
     for version in doomed:
         f = found[id(version)]

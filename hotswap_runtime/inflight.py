@@ -32,7 +32,7 @@ it, waits for it or shields it, no host callback wants its result) and the versi
 is awaited only by the version's own workers, or held by the version (its module globals or
 frames, a few levels down, as ``on_free`` needs to stop it). Own workers do not hold the free
 (``on_free`` is where they should be stopped), but when one still runs after ``on_free`` the
-swapper warns (SPEC 8.2). Anything else holds it.
+swapper warns (README "Staged reloads"). Anything else holds it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Leases: a session pinned to the manager it started on (SPEC 8.3).
+"""Leases: a session pinned to the manager it started on (README "Sessions pinned to a version").
 
 Design note: taking or releasing a lease takes no lock at all, so it never waits for a reload
 (which holds the reload lock for as long as it imports and runs hooks) nor for a free. A lease

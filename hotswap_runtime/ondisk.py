@@ -1,6 +1,6 @@
 """Each version's files on disk: the runtime folder, per-version folders, sweeping, the write guard.
 
-Design note (SPEC section 4, "Files on disk"). Real code reads files next to its modules, so every
+Design note (README "Under the hood", files on disk). Real code reads files next to its modules, so every
 version gets its package members as real, read-only files. Writing ~200 files per load would
 cost a 100-module plugin a third of its reload, so the files live in a *store* keyed by the
 artifact's sha256, written once and shared by every load of that artifact in every process on

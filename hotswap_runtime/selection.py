@@ -108,7 +108,7 @@ def select(running: Mapping[str, Version], listed: Collection[str],
 
 
 def _same(running: Version, artifact: Artifact) -> bool:
-    """True when ``artifact`` holds the contents of the running version (SPEC section 3): the
+    """True when ``artifact`` holds the contents of the running version (README "Building"): the
     same ``build_id`` *and* the same RECORD apart from the manifest's line. The build id alone
     is a claim the artifact makes of itself: new code carrying the running id is fresh."""
     return (running.static is None and running.build_id == artifact.build_id

@@ -1,4 +1,4 @@
-"""``PreparedReload``: a reload run up to, not including, the swap (SPEC 8.1).
+"""``PreparedReload``: a reload run up to, not including, the swap (README "Staged reloads").
 
 Design note on the lock: ``swapper.prepare`` takes the swapper's reload lock (a plain
 ``threading.Lock``) and the prepared reload keeps it until ``commit`` or ``abort``. A

@@ -73,7 +73,7 @@ class VersionStats:
             included; see ``inflight``).
         threads: names of live threads running its code (or started on it).
         tasks: names of pending asyncio tasks running its code.
-        leases: names of the leases pinning it (SPEC 8.3), oldest first.
+        leases: names of the leases pinning it (README "Sessions pinned to a version"), oldest first.
         referrers: with ``stats(explain=True)``, for a freed version still alive, up to 5
             chains from a module-level global of the host down to what holds it, such as
             ``host_app.cache['job'] -> <Job of world#3>``; otherwise empty.

@@ -17,7 +17,13 @@ close), plus, when given, ``call(manager)``: a function of the test that exercis
 leaves behind (caches, registrations, threads) is checked too.
 
 Design note: this module imports pytest (it is a pytest plugin); ``hotswap_runtime`` itself
-never imports it. The build is imported on first use, as the runtime never imports the build.
+never imports it. It imports the build (``hotswap_build``) inside the functions that build, not
+at the top, for two reasons. The ``pytest11`` entry point imports this module into *every*
+pytest session of an environment where hotswap is installed, most of which never build a
+plugin: they must not pay for the build's imports at start-up. And the runtime never imports
+the build (the build may import the runtime's artifact format, never the other way round, so a
+host that only loads artifacts needs nothing of it); this module is the one runtime module that
+needs the build, as a test aid, so it takes it only when a test asks for a build.
 """
 
 from __future__ import annotations

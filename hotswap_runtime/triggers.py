@@ -31,7 +31,7 @@ leaves the previous plugins serving (the swapper guarantees it); the trigger kee
 Which loop reloads, and why it does not matter for what is in flight: ``reload_on_signal`` and
 ``watch_plugin_dir`` reload from a daemon thread of their own (no event loop runs there); the
 ``a…`` forms reload from the running loop, through ``areload`` (its worker thread). Either way
-nothing in flight is lost: the replaced versions' free (SPEC 8.1) finds every running event
+nothing in flight is lost: the replaced versions' free (README "Staged reloads") finds every running event
 loop on the threads' stacks and reads every loop's tasks, and every thread's stack, whichever
 thread reloaded, so a call, task or pending awaitable of an old version holds its free.
 """

@@ -1,4 +1,4 @@
-"""The folder channel: releases and status reports in a plain folder (SPEC 9).
+"""The folder channel: releases and status reports in a plain folder (README "Fleet").
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""``Follower``: keep a swapper on the release its channel means for this instance (SPEC 9).
+"""``Follower``: keep a swapper on the release its channel means for this instance (README "Fleet").
 
 Design note. The follower is one loop, in a daemon thread (``start``) or an asyncio task
 (``astart``): look at the channel (``wait_for_change``, or ``current`` after an error or a
@@ -92,7 +92,7 @@ def _hotswap_version() -> str:
 class InstanceStatus:
     """One instance's report, as ``follower.status()`` returns it and the channel stores it.
 
-    Its fields are the JSON keys (SPEC 9). ``revision``: the release it runs (None before its
+    Its fields are the JSON keys (README "Fleet"). ``revision``: the release it runs (None before its
     first); ``attempted``: the last one it tried; ``state``: ``ok``, ``updating`` or
     ``failed`` (then ``error`` says why); ``updated``: when it was written (UTC).
     """

@@ -1,4 +1,4 @@
-"""The NATS JetStream channel: ``open_channel("nats://HOST:PORT/NAME")`` (SPEC section 10).
+"""The NATS JetStream channel: ``open_channel("nats://HOST:PORT/NAME")`` (README "Fleet").
 
 Design note. :class:`~hotswap_runtime.fleet.channel.Channel` is blocking and nats-py is asyncio,
 so a private event loop runs in a daemon thread and every method hands one coroutine to it

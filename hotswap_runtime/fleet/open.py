@@ -9,7 +9,7 @@ from .channel import Channel
 
 __all__ = ["open_channel"]
 
-#: URL schemes of the NATS channel (SPEC 10); anything else is a folder
+#: URL schemes of the NATS channel (README "Fleet"); anything else is a folder
 NATS_SCHEMES = ("nats://", "tls://")
 
 

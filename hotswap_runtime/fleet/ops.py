@@ -1,4 +1,4 @@
-"""What ``hotswap publish``/``status``/``rollback``/``rollout`` do, as plain functions (SPEC 9).
+"""What ``hotswap publish``/``status``/``rollback``/``rollout`` do, as plain functions (README "Fleet").
 
 The CLI (``hotswap_build/cli.py``) parses and prints; tests and deploy tools call these
 directly. Every function takes a ``Channel`` or what ``open_channel`` takes, and raises

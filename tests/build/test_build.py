@@ -45,9 +45,9 @@ def test_rebuild_after_one_change_processes_one_file(tmp_path: Path, build_plugi
     processed: list[str] = []
     original = build_module._process_file
 
-    def counting(ctx, source):
+    def counting(ctx, source, statement_cache=None):
         processed.append(ctx.rel)
-        return original(ctx, source)
+        return original(ctx, source, statement_cache)
 
     monkeypatch.setattr(build_module, "_process_file", counting)
     again = build_plugin(plugin, tmp_path / "two")
