@@ -19,13 +19,6 @@ from .version import Version
 
 __all__ = ["declared", "check_and_order", "wire", "conforms"]
 
-_PROTOCOL_SKIP = frozenset({
-    "__abstractmethods__", "__annotations__", "__dict__", "__doc__", "__init__", "__module__",
-    "__new__", "__slots__", "__subclasshook__", "__weakref__", "__class_getitem__",
-    "__parameters__", "__orig_bases__", "__orig_class__", "__protocol_attrs__",
-    "__non_callable_proto_members__", "__type_params__", "__qualname__", "__firstlineno__",
-    "__static_attributes__", "_is_protocol", "_is_runtime_protocol", "_abc_impl",
-})
 
 
 def declared(version: Version) -> dict[str, Any]:
@@ -65,15 +58,18 @@ def declared(version: Version) -> dict[str, Any]:
     return deps
 
 
-def _protocol_members(protocol: type) -> set[str]:
-    members: set[str] = set()
-    for base in protocol.__mro__:
-        if base is object or base.__name__ in ("Protocol", "Generic"):
-            continue
-        members.update(name for name in vars(base) if name not in _PROTOCOL_SKIP)
-        members.update(name for name in getattr(base, "__annotations__", {})
-                       if name not in _PROTOCOL_SKIP)
-    return members
+def _protocol_members(protocol: type) -> frozenset[str]:
+    """The members of ``protocol``, from typing's own list: what ``isinstance`` checks for a
+    runtime-checkable protocol. Each Python adds its own bookkeeping attributes to every
+    protocol class (3.12 ``__callable_proto_members_only__``, 3.13 ``__static_attributes__``,
+    ...), so no list of names to skip kept here could stay right."""
+    members = getattr(typing, "get_protocol_members", None)  # public from 3.13
+    if members is not None:
+        return frozenset(members(protocol))
+    attrs = getattr(protocol, "__protocol_attrs__", None)  # 3.12 computes it per protocol class
+    if attrs is None:  # 3.11: the function typing's isinstance check itself calls
+        attrs = getattr(typing, "_get_protocol_attrs")(protocol)  # noqa: B009  # private: no stub
+    return frozenset(attrs)
 
 
 def conforms(value: Any, annotation: Any) -> bool:
@@ -91,8 +87,8 @@ def conforms(value: Any, annotation: Any) -> bool:
         return any(conforms(value, arm) for arm in typing.get_args(annotation))
     if origin is typing.Annotated:
         return conforms(value, typing.get_args(annotation)[0])
-    if origin is not None:
-        return isinstance(origin, type) and isinstance(value, origin)
+    if origin is not None:  # list[int], Box[int]: judged by their origin class or protocol
+        return isinstance(origin, type) and conforms(value, origin)
     if isinstance(annotation, type):
         if getattr(annotation, "_is_protocol", False) and not getattr(
                 annotation, "_is_runtime_protocol", False):

@@ -193,3 +193,45 @@ def test_pinned_may_depend_on_pinned(plugin_dir: Path, events, make_swapper) -> 
         "alpha", "", stamp="v2", export=ALPHA_EXPORT, import_="None", reloadable=False)})
     assert str(swapper.reload()) == "alpha: not reloadable, beta: not reloadable"
     assert swapper.current().find_plugin("beta").lookup("DEPS").alpha.stamp == "v1"
+
+
+def test_plain_protocol_members_on_every_python() -> None:
+    """A dependency typed with a plain (not runtime-checkable) Protocol conforms when the export
+    has every member the protocol declares, whatever bookkeeping attributes this Python's
+    typing puts on protocol classes; inherited and generic protocols too."""
+    from typing import Protocol, TypeVar
+
+    from hotswap_runtime.deps import conforms
+
+    T = TypeVar("T")
+
+    class Counter(Protocol):
+        count: int
+
+        def bump(self) -> int: ...
+
+    class Named(Counter, Protocol):
+        name: str
+
+    class Box(Protocol[T]):
+        def get(self) -> T: ...
+
+    class Full:
+        count = 0
+        name = "x"
+
+        def bump(self) -> int:
+            return 1
+
+        def get(self) -> int:
+            return 2
+
+    class NoCount:
+        def bump(self) -> int:
+            return 1
+
+    assert conforms(Full(), Counter) and conforms(Full(), Named) and conforms(Full(), Box)
+    assert conforms(Full(), Box[int])
+    assert not conforms(NoCount(), Counter)
+    assert not conforms(NoCount(), Box)
+    assert not conforms(object(), Named)
