@@ -63,7 +63,7 @@ def reloadable():
 
 
 def module_source(plugin: str, index: int, count: int) -> str:
-    lines = ['"""Module %d of a synthetic plugin."""' % index, "", "import json",
+    lines = [f'"""Module {index} of a synthetic plugin."""', "", "import json",
              "import os", "from dataclasses import dataclass", ""]
     if index % 4 == 1 and count > 1:
         lines.append(f"from {plugin}.mod_{(index + 1) % count:04d} import helper_0")

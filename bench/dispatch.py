@@ -36,9 +36,9 @@ def per_call(rows: list[tuple[str, str]], namespace: dict) -> list[tuple[str, fl
     timers = [timeit.Timer(stmt, globals=namespace) for _, stmt in rows]
     runs: list[list[float]] = [[] for _ in rows]
     for _ in range(REPEAT):
-        for timer, out in zip(timers, runs):
+        for timer, out in zip(timers, runs, strict=True):
             out.append(timer.timeit(NUMBER))
-    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs)]
+    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs, strict=True)]
 
 
 def main() -> None:

@@ -50,9 +50,9 @@ def per_call_ns(rows: list[tuple[str, str]], namespace: dict) -> list[tuple[str,
     timers = [timeit.Timer(stmt, globals=namespace) for _, stmt in rows]
     runs: list[list[float]] = [[] for _ in rows]
     for _ in range(REPEAT):
-        for timer, out in zip(timers, runs):
+        for timer, out in zip(timers, runs, strict=True):
             out.append(timer.timeit(NUMBER))
-    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs)]
+    return [(label, statistics.median(out) / NUMBER * 1e9) for (label, _), out in zip(rows, runs, strict=True)]
 
 
 def swap_in(plugins: Path, artifact: bytes) -> None:

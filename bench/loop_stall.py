@@ -73,7 +73,7 @@ async def measure(runs: int, modules: int) -> dict[str, float]:
         root = Path(tmp)
         plugin = _util.make_plugin(root / "src", "big", modules)
         dirs = [root / "a", root / "b"]
-        for stamp, folder in zip("ab", dirs):
+        for stamp, folder in zip("ab", dirs, strict=True):
             _util.build(plugin, folder, stamp)
         swapper = PluginManagerSwapper(dirs[0], logger=quiet, free_delay=0.05)
         swapper.load_plugins()

@@ -56,7 +56,7 @@ def one_run(reloads: int, baseline: int, modules: int,
         root = Path(tmp)
         plugin = _util.make_plugin(root / "src", "leaky", modules)
         dirs = [root / "a", root / "b"]
-        for stamp, folder in zip("ab", dirs):
+        for stamp, folder in zip("ab", dirs, strict=True):
             _util.build(plugin, folder, stamp)
         swapper = PluginManagerSwapper(dirs[0], logger=quiet, free_delay=0)
         refs: list[weakref.ref[Any]] = []

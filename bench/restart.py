@@ -33,7 +33,7 @@ def measure(runs: int, modules: int) -> dict[str, float]:
         env = {**os.environ, "PYTHONPATH": str(_util.REPO)}
 
         restarts = []
-        for run in range(runs):
+        for _ in range(runs):
             port = _util.free_port()
             started = time.perf_counter()
             proc = subprocess.Popen(_util.host_command(live, port), cwd=_util.REPO, env=env,
@@ -57,7 +57,7 @@ def measure(runs: int, modules: int) -> dict[str, float]:
             base = f"http://127.0.0.1:{port}"
             _util.wait_until_serving(f"{base}/p/greeter/hello", proc)
             with httpx.Client(base_url=base, timeout=30) as client:
-                for run in range(runs):
+                for run in range(runs):  # alternate the variants: each reload changes code
                     _util.swap_in(variants[(run + 1) % 2], live)
                     started = time.perf_counter()
                     answer = client.post("/admin/reload")

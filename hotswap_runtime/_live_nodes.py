@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import uuid
-from typing import Union
 
 import msgspec
 
@@ -93,8 +92,8 @@ class RECORD(_Node, frozen=True, tag="dataclass", omit_defaults=True):
     version: int = 0
 
 
-Node = Union[None, bool, int, float, str, LIST, TUPLE, SET, FROZENSET, DICT, BYTES, DATETIME,
-             DATE, TIME, TIMEDELTA, UUID, DECIMAL, FLOAT, RECORD]
+Node = (None | bool | int | float | str | LIST | TUPLE | SET | FROZENSET | DICT | BYTES | DATETIME
+        | DATE | TIME | TIMEDELTA | UUID | DECIMAL | FLOAT | RECORD)
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):

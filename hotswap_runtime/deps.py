@@ -152,9 +152,9 @@ def check_and_order(versions: Mapping[str, Version],
         raise HotswapError(f"{text}; make the dependency not reloadable too, or the dependent "
                            "reloadable", plugin=pinned[0][0], step="dependencies")
     mismatched: list[str] = []
-    for key, annotations in sorted(declared_by.items()):
+    for key, wanted in sorted(declared_by.items()):
         version = versions[key]
-        for attr, annotation in sorted(annotations.items()):
+        for attr, annotation in sorted(wanted.items()):
             dep = versions[attr.lower()]
             value = dep.export_value
             if value is not None and not conforms(value, annotation):
@@ -175,25 +175,25 @@ def _find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
     # try each start in name order, walking only through names >= start: the first cycle found
     # starts at the smallest name it contains
     for start in sorted(graph):
-        path = [start]
-        seen = {start}
-
-        def walk(node: str) -> list[str] | None:
-            for dep in sorted(graph[node]):
-                if dep == start:
-                    return [*path, start]
-                if dep > start and dep not in seen:
-                    seen.add(dep)
-                    path.append(dep)
-                    found = walk(dep)
-                    if found:
-                        return found
-                    path.pop()
-            return None
-
-        found = walk(start)
+        found = _walk(graph, start, start, [start], {start})
         if found:
             return found
+    return None
+
+
+def _walk(graph: Mapping[str, Iterable[str]], start: str, node: str, path: list[str],
+          seen: set[str]) -> list[str] | None:
+    """Depth-first from ``node`` (``path`` leads there from ``start``) back to ``start``."""
+    for dep in sorted(graph[node]):
+        if dep == start:
+            return [*path, start]
+        if dep > start and dep not in seen:
+            seen.add(dep)
+            path.append(dep)
+            found = _walk(graph, start, dep, path, seen)
+            if found:
+                return found
+            path.pop()
     return None
 
 

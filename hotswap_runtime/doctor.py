@@ -178,7 +178,7 @@ def _render(path: Sequence[Any], roots: dict[int, str], belongs: set[int],
                len(path) - 1)
     text = _root_text(path[0], roots)
     attr_dict = False
-    for parent, child in zip(path[: end - 1], path[1:end]):
+    for parent, child in zip(path[: end - 1], path[1:end], strict=True):
         accessor = _names(parent, child, attr_dict, roots)[0]
         try:
             attr_dict = _edge(parent, child, attr_dict)[1] if accessor is not None else False

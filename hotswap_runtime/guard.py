@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from .errors import HotswapError
 from .importer import MOUNT_PREFIX, parse_mount_name
@@ -27,7 +27,7 @@ from .manager import Plugin, PluginManager
 
 __all__ = ["GuardMode", "check_guard_mode", "install_guard", "check_arguments"]
 
-GuardMode = Union[bool, Literal["strict"]]
+GuardMode = bool | Literal["strict"]
 
 _CONTAINERS = (list, tuple, set, frozenset)
 #: types no plugin version defines: skipped at once by the fast scan

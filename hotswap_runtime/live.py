@@ -438,7 +438,7 @@ def _fit(value: Any, hint: Any, path: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             args = (args[0],) * len(value)
         if len(args) == len(value):
-            return tuple([_fit(v, h, f"{path}[{i}]") for i, (v, h) in enumerate(zip(value, args))])
+            return tuple([_fit(v, h, f"{path}[{i}]") for i, (v, h) in enumerate(zip(value, args, strict=True))])
         return _strip(value)
     if origin in _SEQ_ORIGINS and isinstance(value, (list, tuple, set, frozenset)):
         item = args[0] if args else Any

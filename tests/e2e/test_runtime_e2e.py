@@ -164,7 +164,8 @@ def test_include_files_through_importlib_resources(dirs, events, build_plugin, s
     src, out = dirs
     foo = write_plugin(src, "foo", "import importlib.resources\n"
                                    "def live_read():\n"
-                                   "    return importlib.resources.files(__package__).joinpath('data/msg.txt').read_text()\n",
+                                   "    return importlib.resources.files(__package__)"
+                                   ".joinpath('data/msg.txt').read_text()\n",
                        {"data/msg.txt": "shipped\n"})
     build_plugin(foo, out, include=r"\.txt$")
     swapper.load_plugins()

@@ -518,10 +518,10 @@ def test_a_blocked_loop_still_shows_its_suspended_task(dirs, ev, build_plugin, m
         release = asyncio.Event()
         live_wait = swapper.current().vault.live_funcs["live_wait"]
 
-        async def start() -> None:
-            asyncio.get_running_loop().create_task(live_wait(release), name="parked")
+        async def start(wait: Any) -> None:
+            asyncio.get_running_loop().create_task(wait(release), name="parked")
 
-        asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(start(live_wait), loop).result(5)
         del live_wait
         assert ev.entered.wait(5)
         loop.call_soon_threadsafe(stuck.wait, 10)  # the loop's thread blocks in host code

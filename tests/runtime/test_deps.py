@@ -107,9 +107,12 @@ def test_protocols_conformance(plugin_dir: Path, events, make_swapper) -> None:
 
 def test_non_conforming_export(plugin_dir: Path, events, make_swapper) -> None:
     """An export that does not conform to the annotation fails the load naming both plugins."""
-    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export="'text'", import_="None")})
-    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin("beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n")})
-    pack_plugin(plugin_dir, "gamma", {"__init__.py": deps_plugin("gamma", "class Deps:\n    alpha: Counter\nDEPS = Deps()\n")})
+    pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export="'text'",
+                                                                 import_="None")})
+    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin(
+        "beta", "class Deps:\n    alpha: AlphaApi\nDEPS = Deps()\n")})
+    pack_plugin(plugin_dir, "gamma", {"__init__.py": deps_plugin(
+        "gamma", "class Deps:\n    alpha: Counter\nDEPS = Deps()\n")})
     error = first_load_refused(make_swapper)
     assert str(error) == (
         'plugin "beta" imports "alpha" as alpha: AlphaApi, but its export() returned a str, which '
@@ -122,7 +125,8 @@ def test_non_conforming_export(plugin_dir: Path, events, make_swapper) -> None:
 def test_unknown_dependency_and_typo(plugin_dir: Path, events, make_swapper) -> None:
     """A dependency on a plugin that is not loaded (or misspelt) fails naming both."""
     pack_plugin(plugin_dir, "alpha", {"__init__.py": deps_plugin("alpha", "", export=ALPHA_EXPORT, import_="None")})
-    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin("beta", "class Deps:\n    alhpa: AlphaApi\nDEPS = Deps()\n")})
+    pack_plugin(plugin_dir, "beta", {"__init__.py": deps_plugin(
+        "beta", "class Deps:\n    alhpa: AlphaApi\nDEPS = Deps()\n")})
     error = first_load_refused(make_swapper)
     assert str(error) == ('plugin "beta" depends on "alhpa", but no plugin "alhpa" is loaded; build '
                           "and deploy the missing plugin or fix the attribute name in import_'s class")
@@ -166,7 +170,7 @@ def test_pinned_depending_on_reloadable(plugin_dir: Path, events, make_swapper) 
 ])
 def test_cycles(plugin_dir: Path, events, make_swapper, names: tuple[str, ...], expected: str) -> None:
     """A cycle of two or three plugins is reported from its smallest name."""
-    for name, dep in zip(names, names[1:] + names[:1]):
+    for name, dep in zip(names, names[1:] + names[:1], strict=True):
         pack_plugin(plugin_dir, name, {"__init__.py": deps_plugin(
             name, f"class Deps:\n    {dep}: Any\nDEPS = Deps()\n")})
     error = first_load_refused(make_swapper)

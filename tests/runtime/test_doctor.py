@@ -114,16 +114,15 @@ def test_chains_through_lists_attributes_and_closures(host_mod, leaky) -> None:
     helper = plugin.invoke_func("helper")
 
     class Holder:
-        def __init__(self) -> None:
-            self.current = job
+        def __init__(self, current: object) -> None:
+            self.current = current
 
-    def make_closure() -> Callable[[], object]:
-        kept = helper
+    def make_closure(kept: object) -> Callable[[], object]:
         return lambda: kept
 
     host_mod.jobs.extend(["padding", job])
-    host_mod.holder = Holder()
-    host_mod.callback = make_closure()
+    host_mod.holder = Holder(job)
+    host_mod.callback = make_closure(helper)
     del job, helper, plugin
     rebuild("2")
     swapper.reload()
