@@ -27,7 +27,7 @@ def _areload(swapper: object) -> float:
 
     async def run() -> float:
         started = time.perf_counter()
-        await swapper.areload()  # type: ignore[attr-defined]
+        await swapper.areload()  # type: ignore[attr-defined]  # swapper is typed loosely here
         return time.perf_counter() - started
 
     return asyncio.run(run())

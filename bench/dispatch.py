@@ -14,9 +14,9 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _plugins import build_stamped, make_plugin  # noqa: E402
+from _plugins import build_stamped, make_plugin
 
-from hotswap_runtime import PluginManagerSwapper  # noqa: E402
+from hotswap_runtime import PluginManagerSwapper
 
 
 class _Plain:

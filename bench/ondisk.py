@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import reload as reload_bench  # noqa: E402
-from _plugins import build_stamped, make_plugin  # noqa: E402
+import reload as reload_bench
+from _plugins import build_stamped, make_plugin
 
-from hotswap_runtime import ondisk  # noqa: E402
-from hotswap_runtime.artifact import read_artifact  # noqa: E402
+from hotswap_runtime import ondisk
+from hotswap_runtime.artifact import read_artifact
 
 
 def write_costs(artifact: Path, runtime: Path, rounds: int) -> dict[str, float]:

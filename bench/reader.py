@@ -33,12 +33,12 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _plugins import make_plugin  # noqa: E402
-from _util import emit, log, median, parser  # noqa: E402
+from _plugins import make_plugin
+from _util import emit, log, median, parser
 
-from hotswap_build.build import build  # noqa: E402
-from hotswap_runtime.artifact import read_artifact  # noqa: E402
-from hotswap_runtime.signing import generate_key, load_trusted_keys, parse_signature  # noqa: E402
+from hotswap_build.build import build
+from hotswap_runtime.artifact import read_artifact
+from hotswap_runtime.signing import generate_key, load_trusted_keys, parse_signature
 
 
 def _data_plugin(root: Path, name: str, total: int, kind: str) -> Path:

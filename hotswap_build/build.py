@@ -337,9 +337,9 @@ def build(
     if clean:
         from .static import clean_static
 
-        generated, removed = clean_static(layout, out_path)
+        kept, removed = clean_static(layout, out_path)
         return BuildResult(artifact=None, name=layout.name, build_id=None, live_funcs={},
-                           live_types={}, generated=generated, import_name=layout.import_name,
+                           live_types={}, generated=kept, import_name=layout.import_name,
                            timings={"total": time.perf_counter() - started}, removed=removed)
 
     collected = _collect(layout, include_re, exclude_re)
@@ -375,10 +375,10 @@ def build(
     if static_linking:
         from .static import write_static
 
-        generated = write_static(layout, out_path, registration)
+        written = write_static(layout, out_path, registration)
         timings["pack"] = time.perf_counter() - pack_started
         timings["total"] = time.perf_counter() - started
-        return replace(result, generated=generated, timings=timings)
+        return replace(result, generated=written, timings=timings)
 
     from .pack import build_id as compute_build_id
     from .pack import git_commit, make_manifest

@@ -45,9 +45,9 @@ def _resolve(name: str, module: str, scans: Mapping[str, FileScan], depth: int =
             return _resolve(binding.origin[1], binding.origin[0], scans, depth + 1)
         return binding, module
     for star in scan.star_imports:
-        binding, where = _resolve(name, star, scans, depth + 1)
-        if binding is not None:
-            return binding, where
+        starred, where = _resolve(name, star, scans, depth + 1)
+        if starred is not None:
+            return starred, where
     return None, module
 
 
@@ -62,10 +62,10 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
         # a live name assigned or imported from outside is a problem of its file alone: the
         # per-file scan reports it (``FileScan.problems``); here only what spans files
         problems.extend(scan.problems)
-        for binding in scan.bindings:
-            if (_is_live(binding.name, live_prefix) and not binding.conditional
-                    and binding.kind in ("function", "class")):
-                live.setdefault(binding.name, []).append((binding, scan))
+        for bound in scan.bindings:
+            if (_is_live(bound.name, live_prefix) and not bound.conditional
+                    and bound.kind in ("function", "class")):
+                live.setdefault(bound.name, []).append((bound, scan))
     live_funcs: dict[str, str] = {}
     live_types: dict[str, str] = {}
     for name, defs in sorted(live.items()):
@@ -76,8 +76,8 @@ def analyse(layout: PluginLayout, scans: Sequence[FileScan], live_prefix: str,
                 f'plugin "{layout.name}": live name "{name}" is defined twice, in {places}; '
                 "live functions and types share one namespace, so rename one of them")
             continue
-        binding, scan = defs[0]
-        (live_funcs if binding.kind == "function" else live_types)[name] = scan.module
+        first, scan = defs[0]
+        (live_funcs if first.kind == "function" else live_types)[name] = scan.module
 
     root = by_module.get(layout.name)
     root_file = f"{layout.name}/__init__.py"

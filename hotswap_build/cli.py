@@ -155,6 +155,7 @@ def build_command(debug: bool, exclude: str | None, include: str | None, leave_t
     elif result.artifact is not None:
         click.echo(os.fspath(result.artifact))
     else:
+        assert result.tree is not None  # no artifact (--no-package): the kept build tree
         click.echo(os.fspath(result.tree))
 
 

@@ -34,7 +34,7 @@ import re
 import time
 import tokenize
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .cache import CACHE_FORMAT, read_entry, write_entry
 from .scan import LOAD, Edit, FileContext, FileScan, scan_tree
@@ -179,7 +179,8 @@ def rewrite_source(source: bytes, ctx: FileContext, cache: Path | None = None
         return FileScan(ctx.rel, ctx.module, parsed=False), source, 0.0
     display = ctx.layout.display(ctx.rel)
     try:
-        tree = compile(source, display, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        tree = cast(ast.Module, compile(source, display, "exec", ast.PyCF_ONLY_AST,
+                                        dont_inherit=True))
     except (SyntaxError, ValueError) as exc:
         problem = compile_problem(ctx, exc)
         return FileScan(ctx.rel, ctx.module, parsed=True, problems=(problem,), broken=True), \

@@ -201,9 +201,9 @@ class _Scanner:
             else offset
 
     def span(self, node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
-        start = (node.lineno, self.column(node.lineno, node.col_offset))  # type: ignore[attr-defined]
-        end_line = node.end_lineno  # type: ignore[attr-defined]
-        return start, (end_line, self.column(end_line, node.end_col_offset))  # type: ignore[attr-defined]
+        start = (node.lineno, self.column(node.lineno, node.col_offset))  # type: ignore[attr-defined]  # positioned nodes only
+        end_line = node.end_lineno  # type: ignore[attr-defined]  # positioned nodes only
+        return start, (end_line, self.column(end_line, node.end_col_offset))  # type: ignore[attr-defined]  # positioned nodes only
 
     def source(self, node: ast.AST) -> str:
         (l1, c1), (l2, c2) = self.span(node)
@@ -212,7 +212,7 @@ class _Scanner:
         return self.lines[l1 - 1][c1:] + "".join(self.lines[l1:l2 - 1]) + self.lines[l2 - 1][:c2]
 
     def problem(self, node: ast.AST, text: str) -> None:
-        self.problems.append(text.replace("{where}", f"{self.where}:{node.lineno}"))  # type: ignore[attr-defined]
+        self.problems.append(text.replace("{where}", f"{self.where}:{node.lineno}"))  # type: ignore[attr-defined]  # positioned nodes only
 
     def bind(self, node: ast.AST, name: str, kind: str, origin: tuple[str, str] | None = None,
              params: Params | None = None) -> None:
@@ -235,7 +235,7 @@ class _Scanner:
                          f'"{origin[0] if origin else ""}", outside the plugin; live functions '
                          "and types must be defined by a def or class of the plugin, so import "
                          f'it under a name without the "{self.ctx.live_prefix}" prefix')
-        self.bindings.append(Binding(name, kind, node.lineno, params, origin,  # type: ignore[attr-defined]
+        self.bindings.append(Binding(name, kind, node.lineno, params, origin,  # type: ignore[attr-defined]  # positioned nodes only
                                      conditional=self.blocks > 0,
                                      asynchronous=isinstance(node, ast.AsyncFunctionDef)))
 
@@ -255,7 +255,7 @@ class _Scanner:
         self.block_names.append(_BLOCK_NAMES.get(type(node).__name__, "compound"))
         for name in _BLOCK_FIELDS:
             for child in getattr(node, name, ()):
-                if isinstance(child, ast.excepthandler):
+                if isinstance(child, ast.ExceptHandler):
                     self.visit_body(child.body)
                 else:
                     self.visit_body([child])

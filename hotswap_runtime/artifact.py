@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 try:
     import fcntl
 except ImportError:  # Windows: temporaries are not locked, and never swept
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no such module on Windows
 
 __all__ = [
     "ARTIFACT_SUFFIX",

@@ -258,7 +258,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
             pyc = self._files.get(pyc_member)
             if pyc is not None and pyc[:4] == importlib.util.MAGIC_NUMBER:
                 code = marshal.loads(memoryview(pyc)[_PYC_HEADER:])
-                _imp._fix_co_filename(code, filename)
+                _imp._fix_co_filename(code, filename)  # type: ignore[attr-defined]  # importlib's own helper; typeshed lacks it
                 return code
         return compile(self._files[member], filename, "exec", dont_inherit=True,
                        optimize=self._optimize)

@@ -607,7 +607,8 @@ def _reach(start: list[Any], depth: int = 3) -> set[int]:
 def _members(weak: weakref.WeakSet[Any]) -> list[Any]:
     """A WeakSet's live members, safe while other threads add to it (the copy of its
     underlying set is one C call; iterating the WeakSet itself is not)."""
-    return [obj for ref in set(weak.data) if (obj := ref()) is not None]  # type: ignore[attr-defined]
+    return [obj for ref in set(weak.data)  # type: ignore[attr-defined]  # its set of refs, untyped
+            if (obj := ref()) is not None]
 
 
 def _pending(awaitable: Any) -> bool:

@@ -281,7 +281,7 @@ _BASES: list[tuple[type, Any]] = []
 # --------------------------------------------------------------------------------------------
 # unwrap: node tree -> plain values (or marked ones, for the unwrap(cls) pass)
 
-class _Fields(dict):  # type: ignore[type-arg]
+class _Fields(dict[str, Any]):
     """Internal: the fields of a recorded dataclass, marked with its name and version."""
 
     __slots__ = ("live_type", "live_version")
@@ -379,7 +379,7 @@ def _plan(cls: type) -> list[tuple[str, Any, bool, bool]]:
     """
     cached = cls.__dict__.get("__hotswap_live_plan__")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached  # type: ignore[no-any-return]  # what this function stored there
     try:
         hints = typing.get_type_hints(cls)
     except Exception as exc:

@@ -69,7 +69,7 @@ from .errors import HotswapError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: every other proc folder counts as alive
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no such module on Windows
 
 __all__ = ["RuntimeFolder", "default_runtime_dir", "guard_active"]
 
@@ -139,7 +139,9 @@ class _Guard:
     def hook(self, event: str, args: tuple[Any, ...]) -> None:
         # called for every audited event of the process: one dict lookup for the others
         positions = _WRITE_EVENTS.get(event)
-        if positions is None or not self.prefixes or getattr(self.local, "depth", 0):
+        if positions is None or not self.prefixes:
+            return
+        if getattr(self.local, "depth", 0):  # a write of our own (materializing a version)
             return
         if event == "open":
             flags = args[2] if len(args) > 2 else None

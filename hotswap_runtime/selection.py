@@ -144,11 +144,11 @@ def versions_for_load(running: Mapping[str, Version], artifacts: Mapping[str, Ar
             version = running[key]
             carried[key] = (version, word)
             if word == NOT_RELOADABLE:
-                artifact = artifacts.get(key)
-                if artifact is None:
+                rebuilt = artifacts.get(key)
+                if rebuilt is None:
                     logger.warning('plugin "%s" is not reloadable: it stays although its '
                                    "artifact has gone", version.name)
-                elif artifact.sha256 != version.sha256:
+                elif rebuilt.sha256 != version.sha256:
                     logger.warning('plugin "%s" is not reloadable: its rebuilt artifact is '
                                    "ignored", version.name)
     return fresh, carried

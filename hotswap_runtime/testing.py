@@ -48,7 +48,9 @@ PathLike = str | os.PathLike[str]
 def _build(plugin_dir: PathLike, output_dir: PathLike, stamps: Mapping[str, str] | None) -> Path:
     from hotswap_build.build import build  # the runtime never imports the build at import time
 
-    return Path(build(plugin_dir, output_dir, stamps=dict(stamps or {})).artifact)
+    artifact = build(plugin_dir, output_dir, stamps=dict(stamps or {})).artifact
+    assert artifact is not None  # a build that is neither static nor package=False writes one
+    return artifact
 
 
 class HotswapHost:

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FunctionType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 from .artifact import (
     HOOK_CALLS,
@@ -199,16 +199,14 @@ class Version:
                     f'plugin "{self.name}": importing it failed: {type(exc).__name__}: {exc}',
                     plugin=self.name, step="import",
                 ) from exc
-            hooks = getattr(registration, "HOOKS", None)
-            live_funcs = getattr(registration, "LIVE_FUNCS", None)
-            live_types = getattr(registration, "LIVE_TYPES", None)
-            if not all(isinstance(m, Mapping) for m in (hooks, live_funcs, live_types)):
+            tables = [getattr(registration, n, None) for n in ("HOOKS", "LIVE_FUNCS", "LIVE_TYPES")]
+            if not all(isinstance(m, Mapping) for m in tables):
                 raise HotswapError(
                     f'plugin "{self.name}": {REGISTRATION_MODULE} does not define the dicts '
                     "HOOKS, LIVE_FUNCS and LIVE_TYPES; rebuild it with hotswap build",
                     plugin=self.name, step="verify",
                 )
-            assert hooks is not None and live_funcs is not None and live_types is not None
+            hooks, live_funcs, live_types = cast("list[Mapping[str, Any]]", tables)
         check_hooks(self.name, hooks)
         self.hooks = dict(hooks)
         self.live_funcs = dict(live_funcs)
@@ -304,14 +302,14 @@ class _LoggingLock:
         if acquire is not None:
             acquire()
         else:
-            logging._lock.acquire()  # type: ignore[attr-defined]
+            logging._lock.acquire()  # type: ignore[attr-defined]  # 3.13: private, no stub
 
     def __exit__(self, *exc: object) -> None:
         release = getattr(logging, "_releaseLock", None)
         if release is not None:
             release()
         else:
-            logging._lock.release()  # type: ignore[attr-defined]
+            logging._lock.release()  # type: ignore[attr-defined]  # 3.13: private, no stub
 
 
 def _prune_typing(module_names: set[str]) -> None:

@@ -83,7 +83,7 @@ class _ArtifactFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        member, _ = self._member(module.__name__)  # type: ignore[misc]
+        member, _ = self._member(module.__name__)
         exec(compile(self.files[member], member, "exec", dont_inherit=True), module.__dict__)
 
 

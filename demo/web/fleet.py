@@ -103,7 +103,7 @@ class Load:
             thread.start()
 
     def _http(self, httpx: object) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:  # type: ignore[attr-defined]
+        with httpx.Client(base_url=self.base, timeout=10) as client:  # type: ignore[attr-defined]  # the module
             while not self.stop.is_set():
                 try:
                     response = client.get("/p/greeter/hello", params={"name": "fleet"})
@@ -171,7 +171,7 @@ def start_server(server: str, port: int, env: dict[str, str]) -> subprocess.Pope
                "--timeout-graceful-shutdown", "5"]
     env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith("HOTSWAP_WEB"))
     say(f"  $ {env_text} {shlex.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))} &")
-    log = open(Path(env["HOTSWAP_WEB_CACHE"]).parent / "server.log", "w")  # noqa: SIM115
+    log = open(Path(env["HOTSWAP_WEB_CACHE"]).parent / "server.log", "w")  # noqa: SIM115  # the server writes it until stopped
     return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 

@@ -117,11 +117,11 @@ MODES = ["areload in the loop", "reload from a plain thread", "loaded before asy
 @pytest.fixture
 def ev() -> Iterator[types.ModuleType]:
     module = types.ModuleType(EVENTS)
-    module.log = []  # type: ignore[attr-defined]
-    module.freed = set()  # type: ignore[attr-defined]
-    module.late = []  # type: ignore[attr-defined]
-    module.entered = []  # type: ignore[attr-defined]
-    module.tokens = itertools.count(1)  # type: ignore[attr-defined]
+    module.log = []
+    module.freed = set()
+    module.late = []
+    module.entered = []
+    module.tokens = itertools.count(1)
     sys.modules[EVENTS] = module
     yield module
     del sys.modules[EVENTS]

@@ -60,14 +60,14 @@ def invoke_func(name, *params):
 @pytest.fixture
 def ev() -> Iterator[types.ModuleType]:
     module = types.ModuleType(EVENTS)
-    module.freed = []  # type: ignore[attr-defined]
-    module.freed_tokens = set()  # type: ignore[attr-defined]
-    module.tokens = itertools.count(1)  # type: ignore[attr-defined]
-    module.gate = threading.Event()  # type: ignore[attr-defined]
-    module.loading = threading.Event()  # type: ignore[attr-defined]
+    module.freed = []
+    module.freed_tokens = set()
+    module.tokens = itertools.count(1)
+    module.gate = threading.Event()
+    module.loading = threading.Event()
     sys.modules[EVENTS] = module
     yield module
-    module.gate.set()  # type: ignore[attr-defined]
+    module.gate.set()
     del sys.modules[EVENTS]
 
 
@@ -250,7 +250,7 @@ def test_a_lease_before_any_load_or_after_close_is_refused(tmp_path: Path, ev, h
     with pytest.raises(HotswapError, match="no plugins loaded yet.*load_plugins"):
         swapper.lease("early")
     with pytest.raises(TypeError, match="lease name must be a str"):
-        swapper.lease(42)  # type: ignore[arg-type]
+        swapper.lease(42)
     loaded, _ = host()
     loaded.close()
     with pytest.raises(HotswapError, match="closed"):

@@ -62,9 +62,9 @@ def write_plugin(root: Path, name: str, body: str = "", files: dict[str, str] | 
 @pytest.fixture
 def events() -> Iterator[list[tuple[str, str]]]:
     module = types.ModuleType("hotswap_e2e_events")
-    module.log = []  # type: ignore[attr-defined]
+    module.log = []
     sys.modules[module.__name__] = module
-    yield module.log  # type: ignore[attr-defined]
+    yield module.log
     del sys.modules[module.__name__]
 
 
@@ -195,7 +195,7 @@ def test_static_linking_end_to_end(dirs, events, build_plugin, tmp_path: Path) -
         build_plugin(src / name, glue, static_linking=True)
     sys.path[:0] = [str(src), str(glue)]
     try:
-        from hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS  # type: ignore[import-not-found]
+        from hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS
 
         swapper = PluginManagerSwapper(tmp_path / "unused", static_plugins=HOTSWAP_STATIC_PLUGINS,
                                        free_delay=0)

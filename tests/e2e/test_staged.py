@@ -93,14 +93,14 @@ def write(src: Path, name: str, body: str = "", live: bool = False) -> Path:
 @pytest.fixture
 def ev() -> Iterator[types.ModuleType]:
     module = types.ModuleType(EVENTS)
-    module.log = []  # type: ignore[attr-defined]
-    module.gate = threading.Event()  # type: ignore[attr-defined]
-    module.entered = threading.Event()  # type: ignore[attr-defined]
-    module.stop = threading.Event()  # type: ignore[attr-defined]
+    module.log = []
+    module.gate = threading.Event()
+    module.entered = threading.Event()
+    module.stop = threading.Event()
     sys.modules[EVENTS] = module
     yield module
-    module.gate.set()  # type: ignore[attr-defined]
-    module.stop.set()  # type: ignore[attr-defined]
+    module.gate.set()
+    module.stop.set()
     del sys.modules[EVENTS]
 
 

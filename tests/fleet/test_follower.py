@@ -58,7 +58,7 @@ def test_report_fields_are_the_json_keys(channel_url: str, releases, swapper, tm
     assert [f.name for f in dataclasses.fields(InstanceStatus)] == REPORT_KEYS
     assert list(status.to_json()) == REPORT_KEYS
     with pytest.raises(dataclasses.FrozenInstanceError):
-        status.state = "failed"  # type: ignore[misc]
+        status.state = "failed"
     assert (status.instance, status.labels, status.revision, status.attempted, status.state,
             status.error, status.channel) == ("web-1:42", {"zone": "a"}, 1, 1, "ok", None,
                                               open_channel(channel_url).name)

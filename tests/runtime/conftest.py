@@ -18,8 +18,8 @@ from hotswap_runtime import PluginManagerSwapper
 def events() -> Iterator[Events]:
     recorder = Events()
     module = types.ModuleType(EVENTS_MODULE)
-    module.hook = recorder.hook  # type: ignore[attr-defined]
-    module.recorder = recorder  # type: ignore[attr-defined]
+    module.hook = recorder.hook
+    module.recorder = recorder
     sys.modules[EVENTS_MODULE] = module
     yield recorder
     del sys.modules[EVENTS_MODULE]

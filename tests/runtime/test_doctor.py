@@ -59,8 +59,8 @@ def write(root: Path, name: str, source: str) -> Path:
 def host_mod() -> Iterator[types.ModuleType]:
     """A host-side module with a module-level cache, as a host application would have."""
     module = types.ModuleType("host_mod")
-    module.cache = {}  # type: ignore[attr-defined]
-    module.jobs = []  # type: ignore[attr-defined]
+    module.cache = {}
+    module.jobs = []
     sys.modules["host_mod"] = module
     yield module
     del sys.modules["host_mod"]

@@ -271,7 +271,7 @@ def test_data_is_immutable() -> None:
     data.unwrap()["a"].append(4)
     assert data.unwrap() == {"a": [1, 2]}
     with pytest.raises(AttributeError, match="immutable"):
-        data._node = None   # type: ignore[misc]
+        data._node = None
     with pytest.raises(AttributeError, match="immutable"):
         del data._node
     with pytest.raises(TypeError):

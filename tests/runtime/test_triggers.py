@@ -21,7 +21,7 @@ from hotswap_runtime import HotswapError, PluginManagerSwapper, triggers
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
 
 
-class Details(dict):  # type: ignore[type-arg]
+class Details(dict):
     def __str__(self) -> str:
         return ", ".join(f"{Path(k).stem}: {v}" for k, v in sorted(self.items()))
 

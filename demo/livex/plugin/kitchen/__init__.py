@@ -14,7 +14,7 @@ from demo.livex.shared import JobQueue
 CompileTimeString = "v1"
 
 # after CompileTimeString: orders.py reads the stamp from this package
-from . import orders  # noqa: E402
+from . import orders  # noqa: E402  # after the stamp, as said above
 
 DISHES = ("soup", "salad", "curry", "pie")
 
