@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Protocol, final
 
 if TYPE_CHECKING:
     from .manager import PluginManager
@@ -87,11 +87,17 @@ class Lease:
         return f"<Lease {self.name!r} on {self.manager!r} {state}>"
 
 
-def take(current: Callable[[], PluginManager | None], name: str,
-         on_release: Callable[[Lease], None]) -> Lease | None:
-    """Lease the manager ``current()`` returns; None when there is none (no load, or closed)."""
+class _Current(Protocol):
+    _current: PluginManager | None
+
+
+def take(owner: _Current, name: str, on_release: Callable[[Lease], None]) -> Lease | None:
+    """Lease ``owner``'s current manager; None when there is none (no load yet, or closed).
+
+    ``owner._current`` is read, not ``current()`` called, and ``on_release`` is bound once by
+    the caller: a lease costs the work it does (a dict store and two flag reads), not calls."""
     while True:
-        manager = current()
+        manager = owner._current
         if manager is None:
             return None
         lease = Lease(manager, name, on_release)

@@ -184,6 +184,7 @@ class PluginManagerSwapper:
         self._reload_lock = threading.Lock()
         self._owner: int | None = None  # thread id holding the reload lock
         self._frees = FreePolicy(self._logger, self._free_delay, self._free_timeout)
+        self._on_unleased = self._unleased  # bound once: every lease's release calls it
         self._state_lock = self._frees.lock  # reference counts and pending frees
         self._loaded = False
         self._closed = False
@@ -392,7 +393,7 @@ class PluginManagerSwapper:
         if not isinstance(name, str):
             raise TypeError(f"a lease name must be a str, not {type(name).__name__} {name!r}; "
                             "name the session, such as 'ws 10.0.0.7:5531'")
-        lease = take_lease(self.current, name, self._unleased)
+        lease = take_lease(self, name, self._on_unleased)
         if lease is None:
             if self._closed:
                 raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
