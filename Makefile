@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo demo-fleet demo-fleet-nats bench clean fuzz
+.PHONY: install test test-all lint demo demo-fleet demo-fleet-nats bench clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hotswap needs Python >= 3.11; run make PYTHON=python3.11")'
@@ -18,12 +18,22 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# the whole suite on every CPython >= 3.11 found here (python3.X on PATH, pyenv), each in its
+# own .venv-3.X; what CI runs after make lint
+test-all:
+	.ci/test-all
+
+# ruff (pyflakes, pycodestyle errors, isort, pyupgrade, bugbear) and mypy, as pyproject says
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 # a guided, unattended hot swap with demo/hello (build, serve, rebuild, reload, stop)
 demo: $(STAMP)
 	$(PY) -m demo.hello.walkthrough
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) .venv-3.* build dist .pytest_cache
 
 # every benchmark in its own subprocess, one table, figures in bench/results.json (minutes)
 bench: $(STAMP)

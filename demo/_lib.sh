@@ -1,8 +1,14 @@
 # Sourced by demo/*/run.sh and demo/*/reload.sh once they have cd'ed to the repository root.
-# Picks the checkout's .venv when there is one (make install / make demo create it), else PATH.
+# Picks the venv in use ($VIRTUAL_ENV: an activated one, or the test suite's) when hotswap is
+# installed in it, else the checkout's .venv (make install / make demo create it), else PATH.
 
-if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
-if [[ -x .venv/bin/hotswap ]]; then HOTSWAP=.venv/bin/hotswap; else HOTSWAP=hotswap; fi
+if [[ -n ${VIRTUAL_ENV:-} && -x $VIRTUAL_ENV/bin/hotswap ]]; then
+  PY=$VIRTUAL_ENV/bin/python; HOTSWAP=$VIRTUAL_ENV/bin/hotswap
+elif [[ -x .venv/bin/hotswap ]]; then
+  PY=.venv/bin/python; HOTSWAP=.venv/bin/hotswap
+else
+  PY=python3; HOTSWAP=hotswap
+fi
 if ! command -v "$HOTSWAP" >/dev/null 2>&1; then
   echo "error: no hotswap command: run 'make install' in $(pwd), or pip install the package" >&2
   exit 1

@@ -4,14 +4,9 @@
 # Usage: demo/web/reload.sh [STAMP]   (default: the current UTC time)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source demo/_lib.sh
 
-if [[ -x .venv/bin/hotswap ]]; then HOTSWAP=.venv/bin/hotswap; else HOTSWAP=hotswap; fi
-if ! command -v "$HOTSWAP" >/dev/null 2>&1; then
-  echo "error: no hotswap command: run 'make install' in $(pwd), or pip install the package" >&2
-  exit 1
-fi
-
-bin="${HOTSWAP_DEMO_BIN:-demo/web/bin}"
+bin="$(demo_bin web)"
 pidfile="$bin/host.pid"
 if [[ ! -s $pidfile ]]; then
   echo "error: $pidfile not found: is the host running? start it with demo/web/run.sh" >&2

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import this_python_env
 
 ROOT = Path(__file__).resolve().parents[2]
 #: seconds any single expected line may take to show up
@@ -104,7 +105,7 @@ class Host:
 
 @pytest.fixture
 def demo_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = this_python_env()
     env["HOTSWAP_DEMO_INTERVAL"] = "0.2"
     env["HOTSWAP_DEMO_BIN"] = str(tmp_path / "bin")
     env["PYTHONUNBUFFERED"] = "1"

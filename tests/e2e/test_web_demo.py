@@ -7,12 +7,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import this_python_env
 from web_host import PLUGINS, REPO, Host, read_port, running_host
 from websockets.sync.client import connect
 
@@ -153,10 +155,12 @@ def test_failed_reload_keeps_the_old_version_serving(
 def test_run_sh_and_reload_sh_from_any_directory(tmp_path: Path) -> None:
     """run.sh builds and serves (port 0 printed), reload.sh rebuilds with a stamp and reloads."""
     bin_dir = tmp_path / "bin"
-    env = {**os.environ, "HOTSWAP_DEMO_BIN": str(bin_dir), "HOTSWAP_WEB_PORT": "0",
+    env = {**this_python_env(), "HOTSWAP_DEMO_BIN": str(bin_dir), "HOTSWAP_WEB_PORT": "0",
            "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(["bash", str(REPO / "demo" / "web" / "run.sh"), "first"], cwd="/",
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    host_log = tmp_path / "host-stderr.log"
+    with host_log.open("w") as stderr:  # a file, not a pipe: nothing must block the host
+        proc = subprocess.Popen(["bash", str(REPO / "demo" / "web" / "run.sh"), "first"],
+                                cwd="/", env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         port = read_port(proc)
         assert int((bin_dir / "host.pid").read_text()) == proc.pid
@@ -172,6 +176,10 @@ def test_run_sh_and_reload_sh_from_any_directory(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert not (bin_dir / "host.pid").exists()
+    except BaseException:
+        # a failing host's own words: shown with the failure (pytest's captured stderr)
+        sys.stderr.write(f"--- demo/web/run.sh stderr ---\n{host_log.read_text()}")
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()
