@@ -157,8 +157,10 @@ class _Connection:
 
     @classmethod
     def get(cls, servers: list[str], public: str, timeout: float, connect_timeout: float,
-            replicas: int | None, options: dict[str, Any]) -> _Connection:
-        key = (tuple(servers), timeout, connect_timeout, replicas, repr(sorted(options.items())))
+            replicas: int | None, options: dict[str, Any], identity: str) -> _Connection:
+        """The shared connection for these servers and options (``identity``: what the user
+        wrote, so a TLS context built from ``?ca=`` does not make every channel a new one)."""
+        key = (tuple(servers), timeout, connect_timeout, replicas, identity)
         with cls._shared_lock:
             conn = cls._shared.get(key)
             # a connection made before a fork (gunicorn's preload) has no loop thread here
@@ -216,6 +218,9 @@ class _Connection:
         except nats.errors.AuthorizationError as exc:
             raise ChannelError(f"channel {url!r}: the server refused our credentials ({exc}); "
                                "check user:pass@, ?creds= or ?token=") from exc
+        except ssl.SSLError as exc:        # an OSError, but no retry will make it verify
+            raise ChannelError(f"channel {url!r}: the TLS handshake failed ({exc}); check ?ca= (the CA "
+                               "that signed the server's certificate), ?cert= and ?key=") from exc
         except _UNAVAILABLE as exc:
             raise ChannelUnavailable(f"channel {url!r}: {what} failed, the NATS server cannot be "
                                      f"reached ({type(exc).__name__}: {exc}); retry later") from exc
@@ -502,7 +507,8 @@ class NatsChannel(Channel):
         self.status_ttl = status_ttl
         self._closed = False
         self._conn_args = (servers, self.url.rpartition("/")[0], timeout, connect_timeout, replicas,
-                           self._connect_options(query, options))
+                           self._connect_options(query, options),
+                           repr((sorted(query.items()), sorted(options.items()))))
         # the connection is released by close() or, for a channel dropped without it (a status
         # loop calling open_channel each round), when the channel is garbage: nothing on the
         # loop holds the channel itself

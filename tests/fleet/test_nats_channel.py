@@ -284,10 +284,13 @@ def test_tls_with_a_private_ca(tmp_path: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path, timeout=60)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=hotswap test ca")
+            "-days", "2", "-subj", "/CN=hotswap test ca",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
             "-subj", "/CN=127.0.0.1")
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,"
+                                      "keyEncipherment\nextendedKeyUsage=serverAuth\n"
+                                      "authorityKeyIdentifier=keyid,issuer\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
     with NatsServer(tmp_path / "store", extra_args=[
@@ -298,8 +301,9 @@ def test_tls_with_a_private_ca(tmp_path: Path) -> None:
             path, ref = make_artifact(tmp_path, "world", b"over tls")
             trusted.put_artifact(path, ref)
             assert trusted.publish_release(release_of(trusted, 1, [ref])).revision == 1
-            with pytest.raises(ChannelError):           # a server we cannot verify is never used
-                untrusted.current()
+            with pytest.raises(ChannelError, match="the TLS handshake failed") as refused:
+                untrusted.current()                     # a server we cannot verify is never used
+            assert not isinstance(refused.value, ChannelUnavailable)   # no retry makes it verify
         finally:
             trusted.close()
             untrusted.close()
