@@ -385,8 +385,16 @@ def _hashes_to(path: str, snapshot: Artifact) -> bool:
         if _identity(os.fstat(fd)) != snapshot.identity:
             return False
         size = snapshot.identity[2]
+        chunks: list[bytes] = []
+        got = 0
         with open(fd, "rb", buffering=0, closefd=False) as handle:
-            data = handle.read(size + 1)
+            while got <= size:  # one byte past the size: a file that grew is not the same
+                chunk = handle.read(size + 1 - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        data = b"".join(chunks)
     except OSError:
         return False
     finally:
