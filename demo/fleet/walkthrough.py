@@ -16,68 +16,22 @@ says what went wrong and exits 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
+from demo.tour import ROOT, STEP_TIMEOUT, StepFailed, run, say, step, tool
+from hotswap_runtime.fleet import cohort_bucket
 from hotswap_runtime.fleet.nats_server import NatsServer, find_nats_server
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "demo" / "fleet" / "plugin" / "greeting"
 MACHINES = (("machine-a", 1), ("machine-b", 2))
 INSTANCES = sum(n for _, n in MACHINES)
-STEP_TIMEOUT = 60.0
-
-
-class StepFailed(Exception):
-    """A step did not do what it should; the message says what to check."""
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(title: str) -> None:
-    say(f"\n=== {title}")
-
-
-def shown(cmd: Sequence[object]) -> str:
-    def short(c: object) -> str:
-        p = Path(str(c))
-        return str(p.relative_to(ROOT)) if p.is_absolute() and p.is_relative_to(ROOT) else str(c)
-    return shlex.join(short(c) for c in cmd)
-
-
-def run(cmd: Sequence[object], *, expect: int = 0) -> str:
-    say(f"  $ {shown(cmd)}")
-    done = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT * 2)
-    for line in (done.stdout + done.stderr).splitlines():
-        say(f"    {line}")
-    if done.returncode != expect:
-        raise StepFailed(f"`{shown(cmd)}` exited {done.returncode}, expected {expect}")
-    return done.stdout
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise StepFailed(f"no {name} command: run `make install` first")
-    return found
-
-
-def bucket(instance: str) -> int:
-    """The cohort rule of SPEC 9: an instance is in cohort p when this is below p."""
-    return int(hashlib.sha256(instance.encode()).hexdigest()[:8], 16) % 100
 
 
 def broken_copy(work: Path) -> Path:
@@ -143,10 +97,10 @@ def tour(work: Path) -> None:
         run([hotswap, "status", channel, "--wait", "--timeout", str(STEP_TIMEOUT)])
 
         step("6. Roll out the broken build: the canary's self_test refuses it, the rollout rolls back")
-        canary = min(live, key=lambda s: bucket(s["instance"]))
-        first = bucket(canary["instance"]) + 1
+        canary = min(live, key=lambda s: cohort_bucket(s["instance"]))
+        first = cohort_bucket(canary["instance"]) + 1
         say(f"    (the first step is {first}%: only {canary['instance']}, bucket "
-            f"{bucket(canary['instance'])}, is in it)")
+            f"{cohort_bucket(canary['instance'])}, is in it)")
         run([hotswap, "rollout", channel, work / "broken" / "greeting.hsp",
              "--steps", f"{first},100" if first < 100 else "100", "--pause", "1", "--timeout", "30"], expect=1)
         run([hotswap, "status", channel, "--wait", "--timeout", str(STEP_TIMEOUT)])

@@ -16,13 +16,11 @@ went wrong and exits 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,57 +29,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from demo.tour import ROOT, STEP_TIMEOUT, StepFailed, free_port, run, say, step, tool
+from hotswap_runtime.fleet import cohort_bucket
+
 PLUGINS = ("greeter", "stats")
 WORKERS = 4
-#: seconds any one step may take
-STEP_TIMEOUT = 60.0
-
-
-class StepFailed(Exception):
-    """A step of the tour did not do what it should; the message says what to check."""
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(title: str) -> None:
-    say(f"\n=== {title}")
-
-
-def run(cmd: Sequence[str], *, expect: int = 0, env: dict[str, str] | None = None,
-        quiet: bool = False) -> str:
-    """Run a command as a user would, echo it and (unless ``quiet``) its output; its stdout."""
-    shown = shlex.join(str(Path(c).relative_to(ROOT)) if Path(c).is_absolute()
-                       and Path(c).is_relative_to(ROOT) else str(c) for c in cmd)
-    say(f"  $ {shown}")
-    done = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT * 2, env=env)
-    for line in ([] if quiet else (done.stdout + done.stderr).splitlines()):
-        say(f"    {line}")
-    if done.returncode != expect:
-        raise StepFailed(f"`{shown}` exited {done.returncode}, expected {expect}")
-    return done.stdout
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise StepFailed(f"no {name} command: run `make install` first")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def bucket(instance: str) -> int:
-    """The cohort rule of SPEC 9: an instance is in cohort p when this is below p."""
-    return int(hashlib.sha256(instance.encode()).hexdigest()[:8], 16) % 100
 
 
 class Load:
@@ -226,10 +178,10 @@ def tour(server: str, work: Path) -> None:
         time.sleep(0.5)
 
         step("5. Roll out a broken greeter: the canary fails, the rollout rolls back by itself")
-        canary = min(live, key=lambda s: bucket(s["instance"]))
-        first = bucket(canary["instance"]) + 1
+        canary = min(live, key=lambda s: cohort_bucket(s["instance"]))
+        first = cohort_bucket(canary["instance"]) + 1
         say(f"    (the first step is {first}%: only {canary['instance']}, bucket "
-            f"{bucket(canary['instance'])}, is in it)")
+            f"{cohort_bucket(canary['instance'])}, is in it)")
         run([hotswap, "rollout", channel, work / "broken" / "greeter.hsp",
              work / "v2" / "stats.hsp", "--steps", f"{first},100" if first < 100 else "100",
              "--pause", "1", "--timeout", "30"], expect=1)

@@ -7,6 +7,7 @@ from .channel import (
     ChannelUnavailable,
     PublishConflict,
     Release,
+    cohort_bucket,
     in_cohort,
 )
 from .folder import FolderChannel
@@ -23,6 +24,7 @@ __all__ = [
     "InstanceStatus",
     "PublishConflict",
     "Release",
+    "cohort_bucket",
     "in_cohort",
     "open_channel",
 ]

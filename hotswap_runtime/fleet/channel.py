@@ -34,6 +34,7 @@ __all__ = [
     "ChannelUnavailable",
     "PublishConflict",
     "Release",
+    "cohort_bucket",
     "in_cohort",
 ]
 
@@ -137,9 +138,15 @@ def status_expired(report: Mapping[str, Any], age: float) -> bool:
     return age > max(STATUS_TTL_MIN_S, STATUS_TTL_HEARTBEATS * heartbeat)
 
 
+def cohort_bucket(instance_id: str) -> int:
+    """The instance's place (0-99) in the cohort rule: ``int(sha256(instance_id)[:8], 16) % 100``."""
+    return int(hashlib.sha256(instance_id.encode()).hexdigest()[:8], 16) % 100
+
+
 def in_cohort(instance_id: str, cohort: int) -> bool:
-    """The documented cohort rule: ``int(sha256(instance_id)[:8], 16) % 100 < cohort``."""
-    return int(hashlib.sha256(instance_id.encode()).hexdigest()[:8], 16) % 100 < cohort
+    """The documented cohort rule: an instance is in cohort ``p`` when its bucket is below ``p``,
+    so growing ``p`` only adds instances."""
+    return cohort_bucket(instance_id) < cohort
 
 
 class Channel(abc.ABC):

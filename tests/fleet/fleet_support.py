@@ -8,7 +8,6 @@ fixture is parametrised by its keys) and how to take it away and bring it back i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from hotswap_runtime.fleet import cohort_bucket
 from hotswap_runtime.fleet.nats_server import NatsServer
 
 HERE = Path(__file__).parent
@@ -137,16 +137,11 @@ def channel_away(url: str) -> contextlib.AbstractContextManager[None]:
 
 
 # -- instances ---------------------------------------------------------------------------------
-def bucket(instance: str) -> int:
-    """The instance's place in the cohort rule: in cohort p when bucket < p."""
-    return int(hashlib.sha256(instance.encode()).hexdigest()[:8], 16) % 100
-
-
 def instance_in(low: int, high: int, prefix: str = "host") -> str:
     """The first id ``<prefix>-<n>`` whose bucket is in [low, high)."""
     for n in itertools.count():
         name = f"{prefix}-{n}"
-        if low <= bucket(name) < high:
+        if low <= cohort_bucket(name) < high:
             return name
     raise AssertionError("unreachable")
 
