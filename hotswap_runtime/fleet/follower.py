@@ -308,11 +308,12 @@ class Follower:
         try:
             self._boot()
             while not self._stop.is_set():
-                target = self._poll()
-                if target is not None:
-                    self._apply(target)
-        except Exception:  # a bug here must not end following silently
-            logger.exception("follower %s stopped on an unexpected error", self.instance)
+                try:
+                    target = self._poll()
+                    if target is not None:
+                        self._apply(target)
+                except Exception as exc:  # never stop following: log, back off, look again
+                    self._unexpected(exc)
         finally:
             self._done.set()
 
@@ -324,11 +325,21 @@ class Follower:
             if self._boot_target is not None:
                 await self._aapply(self._boot_target)
             while not self._stop.is_set():
-                target = await asyncio.to_thread(self._poll)
-                if target is not None:
-                    await self._aapply(target)
+                try:
+                    target = await asyncio.to_thread(self._poll)
+                    if target is not None:
+                        await self._aapply(target)
+                except Exception as exc:
+                    await asyncio.to_thread(self._unexpected, exc)
         finally:
             self._done.set()
+
+    def _unexpected(self, exc: Exception) -> None:
+        logger.error("follower %s: unexpected %s: %s; keeps serving and looks again",
+                     self.instance, type(exc).__name__, exc, exc_info=exc)
+        self._look = True
+        self._stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
 
     _boot_target: Release | None = None
 
@@ -337,7 +348,7 @@ class Follower:
         try:
             self.channel.current()
             return
-        except ChannelError as exc:
+        except Exception as exc:  # away, refusing, or broken: the cache is the way to start
             self._problem(exc)
         last = self._load_last()
         if last is None:
@@ -375,7 +386,7 @@ class Follower:
             self._backoff = _BACKOFF_FIRST
             self._last_problem = ""
             return target
-        except ChannelError as exc:
+        except (ChannelError, OSError) as exc:  # OSError: a folder channel's file system
             self._problem(exc)
             self._look = True
             self._stop.wait(self._backoff)
@@ -588,7 +599,7 @@ class Follower:
         self._next_report = time.monotonic() + self.heartbeat
         try:
             self.channel.report(status.to_json())
-        except ChannelError as exc:
+        except (ChannelError, OSError) as exc:
             self._problem(exc)
 
 

@@ -187,3 +187,26 @@ def test_cache_keeps_what_runs_and_prunes_the_rest(channel_url: str, releases, s
         f"{r.sha256}.hsp" for r in running.artifacts.values())
     assert len(list((cache / "sets").iterdir())) == 1
     assert tag(swapper) == "v3"
+
+
+def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swapper,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A channel that raises something unforeseen is logged and looked at again (backing off);
+    the follower goes on and takes the release once the channel answers."""
+    from hotswap_runtime.fleet import FolderChannel
+
+    class Flaky(FolderChannel):
+        failures = 3
+
+        def current(self):  # type: ignore[override]
+            if Flaky.failures:
+                Flaky.failures -= 1
+                raise RuntimeError("disk on fire")
+            return super().current()
+
+    ops.publish(tmp_path / "chan", releases("v1"))
+    follower = Follower(swapper, Flaky(tmp_path / "chan"), cache_dir=tmp_path / "cache",
+                        heartbeat=0.2)
+    assert follower.start(timeout=10)
+    assert tag(swapper) == "v1" and Flaky.failures == 0
+    assert "unexpected RuntimeError: disk on fire; keeps serving and looks again" in caplog.text
