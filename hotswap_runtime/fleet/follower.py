@@ -379,6 +379,9 @@ class Follower:
                 release = changed
             self._seen = release.revision if release is not None else None
             wanted = target_revision(release, self.instance)
+            if wanted is None and self._attempted is None and self._state == "updating":
+                self._state = "ok"   # nothing is meant for this instance yet: idle, not busy
+                self._report()
             if wanted is None or wanted == self._running_revision() or wanted == self._failed:
                 return None
             target = release if wanted == self._seen else self.channel.release(wanted)

@@ -210,3 +210,14 @@ def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swa
     assert follower.start(timeout=10)
     assert tag(swapper) == "v1" and Flaky.failures == 0
     assert "unexpected RuntimeError: disk on fire; keeps serving and looks again" in caplog.text
+
+
+def test_an_instance_with_nothing_to_run_is_idle_not_updating(tmp_path: Path, swapper) -> None:
+    """On a channel where nothing was published yet, the instance reports ok with no revision;
+    start() with a timeout returns False and the follower keeps waiting."""
+    (tmp_path / "chan").mkdir()
+    follower = Follower(swapper, tmp_path / "chan", cache_dir=tmp_path / "cache", heartbeat=0.2)
+    assert not follower.start(timeout=0.3)
+    wait_until(lambda: follower.status().state == "ok", what="idle")
+    assert (follower.status().revision, follower.status().attempted) == (None, None)
+    assert ops.gate(tmp_path / "chan").summary() == "1/1 on -, ok"
