@@ -10,6 +10,7 @@ cached release); these are the faults only a server process has.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -89,11 +90,15 @@ def test_history_and_rollback_live_in_the_release_bucket(nats_fleet: Fleet, chan
     assert [(r.revision, r.previous) for r in history] == [(1, None), (2, 1), (3, 2)]
     assert history[0].note == "first" and back.artifacts == history[0].artifacts
 
-    async def raw() -> list[int]:          # an auditor's view: the KV key's own history
+    async def raw() -> list[int]:          # an auditor's view: the bucket's stream, message by message
         nc = await nats.connect(nats_server.url)
         try:
-            kv = await nc.jetstream().key_value("hotswap-release-prod")
-            return [int(__import__("json").loads(e.value)["revision"]) for e in await kv.history("release")]
+            js = nc.jetstream()
+            state = (await js.stream_info("KV_hotswap-release-prod")).state
+            messages = [await js.get_msg("KV_hotswap-release-prod", seq)
+                        for seq in range(state.first_seq, state.last_seq + 1)]
+            assert {m.subject for m in messages} == {"$KV.hotswap-release-prod.release"}
+            return [json.loads(m.data)["revision"] for m in messages]
         finally:
             await nc.close()
     assert asyncio.run(raw()) == [1, 2, 3]
