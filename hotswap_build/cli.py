@@ -1,7 +1,8 @@
-"""The ``hotswap`` command: ``hotswap build``, ``hotswap inspect`` and ``hotswap keygen`` (click
-only).
+"""The ``hotswap`` command: ``build``, ``inspect``, ``keygen``, and the fleet's ``publish``,
+``status``, ``rollback`` and ``rollout`` (click only).
 
-The CLI parses and delegates: ``hotswap_build.build.build`` does the work. A ``BuildError``
+The CLI parses and delegates: ``hotswap_build.build.build`` and ``hotswap_runtime.fleet.ops``
+do the work. A ``BuildError``
 (or an artifact that does not verify) becomes one ``Error: ...`` line per problem on stderr and
 exit status 1, here and only here; tracebacks only with ``--debug``.
 """
@@ -70,7 +71,8 @@ def _fail(problems: Sequence[str], code: int = 1) -> NoReturn:
 @click.group(context_settings=_CONTEXT)
 @click.version_option(__version__, "--version", prog_name="hotswap")
 def main() -> None:
-    """hotswap: build plugins into reloadable artifacts and inspect them."""
+    """hotswap: build plugins into reloadable artifacts, inspect them, and publish them as
+    releases that every worker of a fleet takes together."""
 
 
 @main.command("build", context_settings=_CONTEXT)
