@@ -1,6 +1,6 @@
 """The leak doctor and the guard: what they cost.
 
-Run: ``.venv/bin/python bench/doctor.py``. Prints, against the goals of SPEC 8.2 / issue 8:
+Run: ``.venv/bin/python bench/doctor.py``. Prints, against the goals of issue 8 (README "Finding leaks"):
 
 - ``stats()`` with 100 versions alive (100 pending free, and 100 freed but held by the host):
   goal under 1 ms;

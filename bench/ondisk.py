@@ -1,4 +1,4 @@
-"""What each version's files on disk cost (SPEC 4, "Files on disk").
+"""What each version's files on disk cost (README "Under the hood", files on disk).
 
     .venv/bin/python bench/ondisk.py [--quick] [--json]
 

@@ -1,4 +1,4 @@
-"""Staged reloads (SPEC 8.1): what drain-awareness costs the hot path, the in-flight check, rollback.
+"""Staged reloads (README "Staged reloads"): what drain-awareness costs the hot path, the in-flight check, rollback.
 
 Run: ``.venv/bin/python bench/staged.py``. Prints:
 
@@ -183,7 +183,7 @@ def inflight_check(swapper: PluginManagerSwapper) -> None:
 
 
 def leases(swapper: PluginManagerSwapper) -> None:
-    """Taking and releasing a lease (SPEC 8.3): the object form and the with block."""
+    """Taking and releasing a lease (README "Sessions pinned to a version"): the object form and the with block."""
     rows = [("swapper.lease(name).release()", "swapper.lease('session').release()"),
             ("with swapper.lease(name): pass", "with swapper.lease('session'): pass")]
     results = per_call(rows, {"swapper": swapper})

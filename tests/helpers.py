@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-#: the seven hooks of SPEC section 2, each doing nothing: a plugin that builds and loads
+#: the seven hooks of the plugin contract (README), each doing nothing: a plugin that builds and loads
 NOOP_HOOKS = """\
 def on_load(data): pass
 def on_init(vault): pass

@@ -19,7 +19,7 @@ def test_py_typed_shipped() -> None:
 
 
 def test_spec_import_line() -> None:
-    """The import line of SPEC section 4 works as written, live data included."""
+    """The import line of the README works as written, live data included."""
     from hotswap_runtime import (  # noqa: F401  # importing them is the test
         Details,
         HotswapError,

@@ -1,4 +1,4 @@
-"""The build cache holds data, never code (SPEC section 11): a tampered or poisoned cache is
+"""The build cache holds data, never code (README "Security"): a tampered or poisoned cache is
 ignored and rebuilt, never run, and never flows into an artifact."""
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ def test_rebuild_is_byte_identical(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_manifest_and_record(tmp_path: Path) -> None:
-    """MANIFEST.json says what SPEC lists and RECORD lists every other member with hash and size."""
+    """MANIFEST.json says what the format lists and RECORD lists every other member with hash and size."""
     plugin = sample_plugin(tmp_path / "src")
     (plugin / "jobs.py").write_text("def live_a(): pass\nclass Live_B: pass\n")
     out = tmp_path / "bin"

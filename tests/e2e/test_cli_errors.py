@@ -1,4 +1,4 @@
-"""Every build failure of SPEC section 3: exit 1, one exact ``Error:`` line per problem, all
+"""Every build failure (README "Building"): exit 1, one exact ``Error:`` line per problem, all
 problems at once, no traceback without --debug, nothing left in the output folder."""
 
 from __future__ import annotations

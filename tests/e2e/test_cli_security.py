@@ -1,4 +1,4 @@
-"""The trust side of the CLI (SPEC section 11): keygen, build --sign, and inspect as the tool one
+"""The trust side of the CLI (README "Security"): keygen, build --sign, and inspect as the tool one
 uses to vet a foreign artifact (signature, bytecode against source, escaped names, clean
 errors on hostile files)."""
 

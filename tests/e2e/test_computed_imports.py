@@ -1,6 +1,6 @@
 """Computed imports at run time: a plugin that imports parts of itself by names built at run
 time gets its own version's modules, never another version's and never the host's package of
-the same name (SPEC section 3, Computed imports)."""
+the same name (README "Building", computed imports)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end, SPEC 8.1 "What counts as in flight, precisely": every asyncio shape holds the free.
+"""End to end, what counts as in flight (README "Staged reloads"): every asyncio shape holds the free.
 
 Each plugin is built by the real ``hotswap build`` (once per shape, two stamps). A request
 parks in the old version's coroutine on an ``asyncio.Event`` the test sets after the reload; the

@@ -1,4 +1,4 @@
-"""End to end, SPEC 8.3: leases pin a session to the manager it started on.
+"""End to end (README "Sessions pinned to a version"): leases pin a session to the manager it started on.
 
 The plugin is built by the real ``hotswap build``; ``free_delay`` is 0 throughout, so only a
 lease (or code in flight) can keep a replaced version. Nothing asserts a duration.

@@ -1,4 +1,4 @@
-"""Live-data migrations between real builds of a plugin whose dataclass changed (SPEC 8.2, 5)."""
+"""Live-data migrations between real builds of a plugin whose dataclass changed (README "Live data")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``map_sources=True`` (SPEC 4, "Debugging a hot-loaded version"): breakpoints set on the
+"""``map_sources=True`` (README "Static linking and debugging"): breakpoints set on the
 plugin's own source file hit in hot-loaded versions, with pdb's machinery and a real debugpy."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""End to end, SPEC 8.1/8.2: staged reloads, self_test, plan, rollback, drain-aware freeing.
+"""End to end (README "Staged reloads"): staged reloads, self_test, plan, rollback, drain-aware freeing.
 
 Every plugin here is built by the real ``hotswap build``. Long calls block on an event the test
 sets; nothing asserts a duration.
@@ -411,7 +411,7 @@ def test_an_awaitable_returned_by_invoke_func_counts_until_it_completes(dirs, ev
     wait_for(lambda: hooks_run(ev, "on_free") == [("a", "v1")])
 
 
-# -- workers a version leaves running (SPEC 8.2) ------------------------------------------------
+# -- workers a version leaves running (README "Staged reloads") ----------------------------------
 WORKERS = '''
 import asyncio
 

@@ -1,4 +1,4 @@
-"""End to end: the web demo's loopback-only admin routes for plan and rollback (SPEC 8.1)."""
+"""End to end: the web demo's loopback-only admin routes for plan and rollback (README "Staged reloads")."""
 
 from __future__ import annotations
 

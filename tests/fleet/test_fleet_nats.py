@@ -1,5 +1,5 @@
 """Fleets on NATS JetStream end to end: real host processes (a swapper and a follower each)
-follow a real nats-server (or a three-node cluster) through its faults (SPEC 10).
+follow a real nats-server (or a three-node cluster) through its faults (README "On NATS JetStream").
 
 The shared fleet tests (``test_fleet.py``) already run against NATS through the ``nats`` kind
 of ``channel_url`` (publish, failures everywhere, rollback, cohorts, rollout with a failing

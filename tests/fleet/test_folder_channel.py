@@ -1,4 +1,4 @@
-"""The folder channel's own layout and rules (SPEC 9): release folders, the current link,
+"""The folder channel's own layout and rules (README "Fleet"): release folders, the current link,
 compare-and-set, status files and their expiry."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def invoke_func(name, *params): return CompileTimeString
 def reloadable(): return True
 '''
 
-#: the keys of a report, in the contract's order (SPEC 9)
+#: the keys of a report, in the contract's order (README "Fleet")
 REPORT_KEYS = ["instance", "host", "pid", "labels", "channel", "revision", "attempted", "state",
                "error", "heartbeat", "plugins", "versions_alive", "pending_free", "reloads",
                "updated", "hotswap"]

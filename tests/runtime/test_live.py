@@ -1,4 +1,4 @@
-"""Live data (SPEC §5, §8.2 migrations): wrap, unwrap, JSON, pickle, refusals, migrations."""
+"""Live data (README "Live data", migrations included): wrap, unwrap, JSON, pickle, refusals, migrations."""
 
 from __future__ import annotations
 

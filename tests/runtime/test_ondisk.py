@@ -1,4 +1,4 @@
-"""Each version's files on disk (SPEC 4, "Files on disk"): real, read-only, its own, swept."""
+"""Each version's files on disk (README "Under the hood", files on disk): real, read-only, its own, swept."""
 
 from __future__ import annotations
 

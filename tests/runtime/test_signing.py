@@ -1,4 +1,4 @@
-"""Signed artifacts and ``trusted_keys`` (SPEC section 11): only code signed by a trusted key
+"""Signed artifacts and ``trusted_keys`` (README "Security"): only code signed by a trusted key
 loads; every refusal names the plugin and the key id, and the old version keeps serving."""
 
 from __future__ import annotations

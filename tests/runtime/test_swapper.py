@@ -369,7 +369,7 @@ def test_static_plugin_checked_like_an_artifact(static_plugins, events, make_swa
 
 def test_arguments_after_plugin_dir_are_keyword_only_and_counter_is_read_only(
         tmp_path: Path) -> None:
-    """SPEC §4: ``PluginManagerSwapper(plugin_dir, *, ...)``; ``reload_counter`` and ``logger``
+    """``PluginManagerSwapper(plugin_dir, *, ...)`` (README "Loading and reloading"); ``reload_counter`` and ``logger``
     can be read, not set."""
     with pytest.raises(TypeError):
         PluginManagerSwapper(tmp_path, logging.getLogger("x"))

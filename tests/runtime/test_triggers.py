@@ -1,4 +1,4 @@
-"""Triggers (SPEC §4): reload on a signal or on artifact changes, never crashing the host."""
+"""Triggers (README "Reload triggers"): reload on a signal or on artifact changes, never crashing the host."""
 
 from __future__ import annotations
 
