@@ -76,11 +76,11 @@ def reload_vs_floor(root: Path, name: str, how: str) -> tuple[float, float]:
     if how != "warm":
         ondisk.KEEP_ENTRIES = 0
     if how == "cold":
-        ondisk.RuntimeFolder._base = lambda self, name: None  # type: ignore[method-assign]
+        ondisk.RuntimeFolder._base = lambda self, name: None  # type: ignore[method-assign]  # cold: no base
     try:
         return reload_bench.measure(root / "src", root / how, name)
     finally:
-        ondisk.KEEP_ENTRIES, ondisk.RuntimeFolder._base = kept, base  # type: ignore[method-assign]
+        ondisk.KEEP_ENTRIES, ondisk.RuntimeFolder._base = kept, base  # type: ignore[method-assign]  # restore
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def _settle(swapper: object) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         gc.collect()
-        if all(s.state == "current" for s in swapper.stats()):  # type: ignore[attr-defined]
+        if all(s.state == "current" for s in swapper.stats()):  # type: ignore[attr-defined]  # swapper typed loosely
             return
         time.sleep(0.001)
 

@@ -198,7 +198,7 @@ def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swa
     class Flaky(FolderChannel):
         failures = 3
 
-        def current(self):  # type: ignore[override]
+        def current(self):
             if Flaky.failures:
                 Flaky.failures -= 1
                 raise RuntimeError("disk on fire")

@@ -366,7 +366,7 @@ def test_channels_opened_again_and_again_share_one_connection(nats_server: NatsS
     with pytest.raises(ChannelError, match="is closed; open it again"):
         opened[0].current()
     opened[-1].close()
-    gone = lambda: connections() == 0  # noqa: E731
+    gone = lambda: connections() == 0  # noqa: E731  # a one-line predicate
     deadline = time.monotonic() + 5
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.05)
