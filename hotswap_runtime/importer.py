@@ -34,6 +34,7 @@ import pathlib
 import posixpath
 import sys
 import threading
+import zlib
 from collections.abc import Iterable, Mapping
 from importlib.resources.abc import Traversable, TraversableResources
 from types import CodeType, ModuleType
@@ -130,6 +131,10 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         self.origin = origin
         # a copy of its own: the bytecode of each module is dropped once the module ran
         self._files = dict(files)
+        # sources of modules that ran, deflated together by ``pack_sources``: member -> (start,
+        # end) in the inflated blob, which get_source, tracebacks and a re-import inflate again
+        self._packed: dict[str, tuple[int, int]] = {}
+        self._blob = b""
         self._sources = dict(sources or {})
         self._pyc_suffix: str | None = None
         if (bytecode is not None and bytecode.get("cache_tag") == sys.implementation.cache_tag
@@ -232,7 +237,7 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         member = self._entry(fullname)[0]
         if member.endswith("/"):
             return None
-        return importlib.util.decode_source(self._files[member])
+        return importlib.util.decode_source(self._member(member))
 
     def code_filename(self, member: str) -> str:
         """The ``co_filename`` of a member's code: its original source (``map_sources``) or its
@@ -243,8 +248,9 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         """The bytes of the member at ``path`` (a path under the version's folder), from the
         snapshot."""
         prefix = self.origin + "/"
-        if path.startswith(prefix) and path[len(prefix):] in self._files:
-            return self._files[path[len(prefix):]]
+        member = path[len(prefix):]
+        if path.startswith(prefix) and (member in self._files or member in self._packed):
+            return self._member(member)
         raise OSError(f"{path!r} is not part of {self.origin}")
 
     def get_code(self, fullname: str) -> CodeType | None:
@@ -260,8 +266,33 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
                 code = marshal.loads(memoryview(pyc)[_PYC_HEADER:])
                 _imp._fix_co_filename(code, filename)  # type: ignore[attr-defined]  # importlib's own helper; typeshed lacks it
                 return code
-        return compile(self._files[member], filename, "exec", dont_inherit=True,
+        return compile(self._member(member), filename, "exec", dont_inherit=True,
                        optimize=self._optimize)
+
+    def _member(self, member: str) -> bytes:
+        """A member's bytes, inflated from the packed sources when ``pack_sources`` took it."""
+        data = self._files.get(member)
+        if data is not None:
+            return data
+        start, end = self._packed[member]  # KeyError for a member that is not there
+        return zlib.decompress(self._blob)[start:end]
+
+    def pack_sources(self) -> None:
+        """Deflate the sources of every module that ran into one blob (one zlib call): only
+        get_source, tracebacks and a re-import read them again, and a live version then holds
+        them at a third of their size (a plain import holds none: they stay on disk)."""
+        done = {self._index[name][0] for name in self._executed if name in self._index}
+        members = sorted(m for m in done if m.endswith(".py") and m in self._files)
+        if not members:
+            return
+        chunks: list[bytes] = [zlib.decompress(self._blob)] if self._blob else []
+        offset = len(chunks[0]) if chunks else 0
+        for member in members:
+            data = self._files.pop(member)
+            self._packed[member] = (offset, offset + len(data))
+            chunks.append(data)
+            offset += len(data)
+        self._blob = zlib.compress(b"".join(chunks), 1)
 
     def _pyc_member(self, member: str) -> str | None:
         """Where the bytecode of source ``member`` for this Python would be, if it may be used."""

@@ -267,8 +267,9 @@ class RuntimeFolder:
         self._in_use: dict[str, int] = {}  # store entry name -> versions of ours using it
         self._keep: OrderedDict[str, int] = OrderedDict()  # entry name -> bytes, oldest first
         self._folders: dict[str, str] = {}  # version folder -> store entry name
-        # store entry -> (plugin, its files) while a version of ours uses it: the next copy of
-        # that plugin hard-links the files that did not change instead of writing them
+        # store entry -> (plugin, its files) of the newest copy of each plugin while a version
+        # of ours uses it: the next copy hard-links the files that did not change instead of
+        # writing them
         self._contents: dict[str, tuple[str, Mapping[str, bytes]]] = {}
         self._guarded = False
         self._pid = os.getpid()
@@ -530,7 +531,11 @@ class RuntimeFolder:
                         _remove_tree(tmp)
             self._folders[folder] = entry
             self._in_use[entry] = self._in_use.get(entry, 0) + 1
-            self._contents.pop(entry, None)
+            # only the newest copy of a plugin is linked from (``_base``): holding the files
+            # of every older version still in use would keep their bytes (bytecode included,
+            # which the versions themselves dropped) alive for as long as they run
+            for older in [e for e, (plugin, _) in self._contents.items() if plugin == name]:
+                del self._contents[older]
             self._contents[entry] = (name, files)  # the newest last
         return folder
 

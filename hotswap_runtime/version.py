@@ -211,6 +211,8 @@ class Version:
         self.hooks = dict(hooks)
         self.live_funcs = dict(live_funcs)
         self.live_types = dict(live_types)
+        if self.loader is not None:
+            self.loader.pack_sources()
         if self.artifact is not None:
             # the loader keeps what later imports and get_source need; the version keeps the
             # artifact's description without its members, so that a later load can tell it

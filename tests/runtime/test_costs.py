@@ -126,6 +126,9 @@ def test_a_version_keeps_no_bytecode_of_modules_that_ran(plugin_dir: Path, event
     assert not held(f"a/__pycache__/__init__.{tag}.pyc")
     assert held(f"a/__pycache__/lazy.{tag}.pyc")  # not imported yet: still needed
     assert inspect.getsource(eager.f) == "def f():\n    return 'eager'\n"
+    # a module that ran keeps its source (deflated with the others), byte for byte
+    assert loader.get_data(f"{origin}/a/eager.py") == b"def f():\n    return 'eager'\n"
+    assert loader.get_source(f"{root}.eager") == "def f():\n    return 'eager'\n"
     lazy = importlib.import_module(f"{root}.lazy")
     assert not held(f"a/__pycache__/lazy.{tag}.pyc")
     with pytest.raises(ValueError) as info:
