@@ -1,4 +1,4 @@
-"""make demo-fleet end to end: four web demo workers under gunicorn follow a release channel."""
+"""make demo-fleet end to end: four web demo workers (gunicorn, uvicorn --workers) follow a channel."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("server", ["gunicorn"])
-def test_fleet_walkthrough_under_gunicorn(server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_fleet_walkthrough_with_four_workers(server: str, tmp_path: Path) -> None:
     """The tour exits 0: v2 reaches all four workers under load, the failing canary is rolled
     back naming it, a manual rollback returns to v1, and the load saw nothing fail."""
     done = subprocess.run([sys.executable, "-m", "demo.web.fleet", "--server", server,
