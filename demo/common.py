@@ -134,6 +134,14 @@ def start(demo: str, argv: Sequence[str] | None = None) -> tuple[HostArgs, float
     return args, interval, stop_event()
 
 
+def say(line: str) -> None:
+    """Print ``line`` in one write: ``print()`` writes the text and the newline apart, and a
+    plugin printing from another thread meanwhile (``on_free`` runs on the freer thread) would
+    land between them, leaving two half lines."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 def heartbeats(stop: threading.Event, interval: float) -> Iterator[int]:
     """Yield 1, 2, 3... once per ``interval`` seconds until ``stop`` is set."""
     tick = 0

@@ -27,7 +27,7 @@ def serve(router: Router, tick: int) -> None:
         except Exception:  # a broken page must not stop the host
             log.exception("GET %s failed", path)
             continue
-        print(f"heartbeat {tick}: GET {path} -> {page}", flush=True)
+        common.say(f"heartbeat {tick}: GET {path} -> {page}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

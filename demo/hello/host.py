@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if manager is not None:
                         manager.invoke_each("heartbeat", beat)
                     for line in beat.lines:
-                        print(line, flush=True)
+                        common.say(line)
         finally:
             stop_reloading()
     finally:

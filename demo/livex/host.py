@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             if lease is not None:
                                 lease.release()
                         version = kitchen.lookup("CompileTimeString")
-                        print(f"heartbeat {tick}: kitchen {version}: {queue.report()}", flush=True)
+                        common.say(f"heartbeat {tick}: kitchen {version}: {queue.report()}")
         finally:
             stop_reloading()
             worker.stop()

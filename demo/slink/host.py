@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         except Exception:
                             log.exception("fib failed")
                         else:
-                            print(f"heartbeat {tick}: {answer}", flush=True)
+                            common.say(f"heartbeat {tick}: {answer}")
         finally:
             stop_watching()
     finally:

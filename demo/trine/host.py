@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         except Exception:
                             log.exception("gamma failed")
                         else:
-                            print(f"heartbeat {tick}: {path} "
-                                  f"[reload {swapper.reload_counter}: {notes}]", flush=True)
+                            common.say(f"heartbeat {tick}: {path} "
+                                       f"[reload {swapper.reload_counter}: {notes}]")
         finally:
             stop_reloading()
     finally:
