@@ -83,15 +83,21 @@ def assemble(data: Any, old: PluginManager | None, fresh: Mapping[str, Version],
         victim = min(planted)
         raise HotswapError(f'plugin "{victim}": {planting_error(victim, planted[victim])}',
                            plugin=victim, step="import")
-    notes = {id(v): "ok" for v in ordered_fresh}
-    notes.update({id(v): word for v, word in carried.values()})
-    # a carried-over version is reported under its artifact's current path (the folder may
-    # have been reset), or its old one when the artifact has gone
-    files = {id(v): v.name if v.static is not None else v.file for v in order}
-    files.update({id(v): paths[v.name.lower()] for v, _ in carried.values()
-                  if v.name.lower() in paths})
-    manager = PluginManager([Plugin(v, notes[id(v)], files[id(v)]) for v in order], vault,
-                            logger)
+    words = {id(v): word for v, word in carried.values()}
+    plugins = []
+    for version in order:
+        word = words.get(id(version))
+        if word is None:  # fresh
+            plugins.append(Plugin(version, "ok", version.name if version.static is not None
+                                  else version.file))
+        else:
+            # a carried-over version is reported under its artifact's current path (the
+            # folder may have been reset), or its old one when the artifact has gone
+            file = paths.get(version.name.lower())
+            if file is None:
+                file = version.name if version.static is not None else version.file
+            plugins.append(Plugin(version, word, file))
+    manager = PluginManager(plugins, vault, logger)
     if guard:
         guarding.install_guard(manager, guard, logger)
     for name, callback in callbacks:

@@ -175,6 +175,8 @@ def _find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
     # try each start in name order, walking only through names >= start: the first cycle found
     # starts at the smallest name it contains
     for start in sorted(graph):
+        if not graph[start]:
+            continue  # no edge leaves it: on no cycle (most plugins import none)
         found = _walk(graph, start, start, [start], {start})
         if found:
             return found
@@ -198,6 +200,8 @@ def _walk(graph: Mapping[str, Iterable[str]], start: str, node: str, path: list[
 
 
 def _topological(graph: Mapping[str, tuple[str, ...]]) -> list[str]:
+    if not any(graph.values()):
+        return sorted(graph)  # no dependencies at all: name order, what the heap would give
     waiting = {key: len(deps) for key, deps in graph.items()}
     dependents: dict[str, list[str]] = {key: [] for key in graph}
     for key, deps in graph.items():

@@ -37,6 +37,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from importlib.resources.abc import Traversable, TraversableResources
+from operator import methodcaller
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -390,11 +391,12 @@ def planted_modules(loaders: Iterable[VersionLoader]) -> dict[str, list[str]]:
     # a host with many plugins loaded has thousands of modules: pick this load's with one
     # C-level prefix test each, then look closer
     prefixes = tuple(by_root)
-    for key, module in list(sys.modules.items()):
-        if not key.startswith(prefixes):
-            continue
+    modules = sys.modules
+    # filter + methodcaller: the whole pass runs in C, no bytecode per module of the host
+    for key in list(filter(methodcaller("startswith", prefixes), list(modules))):
+        module = modules.get(key)
         loader = by_root.get(key.partition(".")[0])
-        if loader is not None and loader._executed.get(key) != id(module):
+        if loader is not None and module is not None and loader._executed.get(key) != id(module):
             found.setdefault(loader.name, []).append(key)
     return found
 

@@ -98,7 +98,10 @@ class Plugin:
         self.deps: tuple[str, ...] = version.deps
         # shadows the method below: calling plugin.invoke_func(...) is then a direct call of
         # the version's function, with no wrapper frame
-        self.invoke_func = invoke_entry(version)  # type: ignore[method-assign]  # on purpose, above
+        entry = version.entry
+        if entry is None:
+            entry = version.entry = invoke_entry(version)
+        self.invoke_func = entry  # type: ignore[method-assign]  # on purpose, above
         self._package = version.package
 
     def invoke_func(self, name: str, *params: Any) -> Any:  # noqa: F811  # documents the attribute

@@ -250,12 +250,10 @@ def artifact_files(folder: str, step: str) -> list[tuple[str, str]]:
             "folder given to PluginManagerSwapper",
             step=step,
         ) from exc
-    files: list[tuple[str, str]] = []
-    for entry in entries:
-        if not entry.endswith(ARTIFACT_SUFFIX) or entry.startswith("."):
-            continue
-        files.append((entry[: -len(ARTIFACT_SUFFIX)].lower(), os.path.join(folder, entry)))
-    return files
+    prefix = os.path.join(folder, "")  # what os.path.join(folder, entry) starts with
+    cut = -len(ARTIFACT_SUFFIX)
+    return [(entry[:cut].lower(), prefix + entry) for entry in entries
+            if entry.endswith(ARTIFACT_SUFFIX) and not entry.startswith(".")]
 
 
 def list_artifacts(folder: str, whitelist: list[str] | None,
@@ -302,9 +300,10 @@ def list_artifacts(folder: str, whitelist: list[str] | None,
         paths = {key: path for key, path in paths.items() if key in wanted}
     artifacts: dict[str, Artifact] = {}
     errors: list[HotswapError] = []
+    running = running or {}
     for key, path in sorted(paths.items()):
         try:
-            snapshot = reuse(path, (running or {}).get(key), trusted_keys)
+            snapshot = reuse(path, running.get(key), trusted_keys)
             if snapshot is not None:
                 artifacts[key] = snapshot
                 continue

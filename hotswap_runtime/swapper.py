@@ -585,9 +585,10 @@ class PluginManagerSwapper:
             found = sorted(v.name for v, w in carried.values() if w == word)
             return ", ".join(found) or "-"
 
-        self._logger.info("loading plugins: not reloadable: %s; unchanged: %s; to load: %s",
-                          names("not reloadable"), names("unchanged"),
-                          ", ".join(sorted(v.name for v in fresh.values())) or "-")
+        if self._logger.isEnabledFor(logging.INFO):  # three sorts over every plugin otherwise
+            self._logger.info("loading plugins: not reloadable: %s; unchanged: %s; to load: %s",
+                              names("not reloadable"), names("unchanged"),
+                              ", ".join(sorted(v.name for v in fresh.values())) or "-")
         try:
             manager = assemble(
                 data, old, fresh, carried, paths,

@@ -147,6 +147,9 @@ class Version:
         self.refs: list[weakref.ref[Any]] = []
         # awaitables returned by an async invoke_func, for drain-aware freeing (see inflight)
         self.awaitables: weakref.WeakSet[Any] = weakref.WeakSet()
+        # what ``plugin.invoke_func`` calls (``inflight.invoke_entry``), made once per version:
+        # a reload builds a Plugin for every carried-over version too
+        self.entry: Callable[..., Any] | None = None
 
     @property
     def root(self) -> str:
@@ -281,6 +284,7 @@ class Version:
         self.loader = None
         self.package = None
         self.hooks = {}
+        self.entry = None
         self.live_funcs = {}
         self.live_types = {}
         self.export_value = None
