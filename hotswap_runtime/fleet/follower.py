@@ -524,7 +524,9 @@ class Follower:
         path = store / f"{ref.sha256}.hsp"
         if path.is_file():
             if sha256_file(path) == (ref.sha256, ref.size):
-                os.utime(path)  # in use: not pruned
+                # never touched (no utime): the file is hard-linked into set folders that other
+                # workers' swappers may be reading right now, and a changed mtime/ctime makes the
+                # reader refuse it as "changed while it was read"; _prune keeps linked files
                 return path
             logger.warning("follower %s: cached %s does not match its sha256; fetching it again",
                            self.instance, path)
@@ -544,7 +546,9 @@ class Follower:
                 if entry.name in keep or entry.name.startswith("."):
                     continue
                 with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    st = entry.stat(follow_symlinks=False)
+                    # an artifact still linked from a set folder is in use (sets are pruned first)
+                    if st.st_mtime >= cutoff or (kind == "artifacts" and st.st_nlink > 1):
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path)

@@ -189,6 +189,32 @@ def test_cache_keeps_what_runs_and_prunes_the_rest(channel_url: str, releases, s
     assert tag(swapper) == "v3"
 
 
+def test_workers_sharing_a_cache_never_touch_the_files_the_others_read(
+        channel_url: str, releases, swapper, tmp_path: Path) -> None:
+    """Workers of one host share cache_dir: a second worker taking the same release leaves the
+    set folder's files (hard links to the cached artifacts) exactly as they were, so a reload
+    reading them in another worker never sees them change under it."""
+    cache = tmp_path / "cache"
+    ops.publish(channel_url, releases("v1"))
+    first = Follower(swapper, channel_url, instance="w:1", cache_dir=cache, heartbeat=0.2)
+    assert first.start(timeout=10)
+    [folder] = (cache / "sets").iterdir()
+
+    def identity() -> dict[str, tuple[int, int, int]]:
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_ctime_ns)
+                for p in [*folder.iterdir(), *(cache / "artifacts").iterdir()]}
+
+    before = identity()
+    other = PluginManagerSwapper(tmp_path / "empty2", free_delay=0.05)
+    try:
+        second = Follower(other, channel_url, instance="w:2", cache_dir=cache, heartbeat=0.2)
+        assert second.start(timeout=10)
+        assert tag(other) == "v1"
+    finally:
+        other.close()
+    assert identity() == before
+
+
 def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swapper,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A channel that raises something unforeseen is logged and looked at again (backing off);
