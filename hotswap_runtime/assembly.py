@@ -66,15 +66,17 @@ def assemble(data: Any, old: PluginManager | None, fresh: Mapping[str, Version],
     for key, wanted in declared_by.items():
         wire(fresh[key], wanted, everything)
     fresh_ids = {id(v) for v in ordered_fresh}
-    for index, version in enumerate(order):
-        if id(version) in fresh_ids:
-            version.call("on_load", logger, data)
-            version.on_load_index = index
+    # the fresh ones in dependency order, with their position: one pass over every plugin
+    fresh_order = [(index, version) for index, version in enumerate(order)
+                   if id(version) in fresh_ids]
+    for index, version in fresh_order:
+        version.call("on_load", logger, data)
+        version.on_load_index = index
     vault = Vault(*_live_tables(order), {}, _extension(extension_factory))
     for version in order:
         version.call("on_init", logger, vault)
-    for version in order:
-        if id(version) in fresh_ids and "self_test" in version.hooks:
+    for _, version in fresh_order:
+        if "self_test" in version.hooks:
             version.call("self_test", logger, vault)
     # a plugin's hooks may have planted modules under another fresh version's name since it
     # was imported (each import checked its own): one pass over sys.modules for the whole load

@@ -96,12 +96,15 @@ def select(running: Mapping[str, Version], listed: Collection[str],
             continue
         previous = running.get(key)
         words[key] = UNCHANGED if previous is not None and _same(previous, artifact) else FRESH
+    # only an unchanged plugin that imports another can become re-wired (most import none)
+    importers = sorted(key for key, word in words.items()
+                       if word == UNCHANGED and running[key].deps)
     changed = True
     while changed:
         changed = False
-        for key, word in sorted(words.items()):
-            if word == UNCHANGED and any(words.get(dep) in (FRESH, REWIRED)
-                                         for dep in running[key].deps):
+        for key in importers:
+            if words[key] == UNCHANGED and any(words.get(dep) in (FRESH, REWIRED)
+                                               for dep in running[key].deps):
                 words[key] = REWIRED
                 changed = True
     return dict(sorted(words.items()))
