@@ -260,9 +260,9 @@ def publish_command(cohort: int, note: str, trusted: tuple[str, ...], channel: s
 @main.command("status", context_settings=_CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="print the release and the reports as JSON")
 @click.option("--wait", is_flag=True, help="poll until every live instance runs its revision "
-                                           "with state ok (or --timeout passes; an instance "
-                                           "that failed on it ends the wait at once: it will "
-                                           "not retry by itself)")
+                                           "with state ok (or --timeout passes; once every "
+                                           "live instance has taken it or failed on it, a "
+                                           "failure ends the wait: it is not retried by itself)")
 @click.option("--revision", type=int, default=None, metavar="REV",
               help="the revision to gate on [default: the current one]")
 @click.option("--timeout", type=click.FloatRange(0), default=60.0, show_default=True,
@@ -282,7 +282,7 @@ def status_command(as_json: bool, wait: bool, revision: int | None, timeout: flo
     from hotswap_runtime.fleet import ops
 
     if wait:
-        result = _channel_call(ops.wait_for_gate, channel, revision, timeout, stop_on_failure=True)
+        result = _channel_call(ops.wait_for_gate, channel, revision, timeout, stop_when_settled=True)
     else:
         result = _channel_call(ops.gate, channel, revision)
     if as_json:

@@ -182,6 +182,13 @@ class Gate:
     def failed(self) -> list[InstanceRow]:
         return [r for r in self.live if r.status.state == "failed" and r.status.attempted == r.wanted]
 
+    @property
+    def settled(self) -> bool:
+        """Every live instance has either taken its revision or failed on it: waiting longer
+        changes nothing, since a failed revision is not retried by itself."""
+        failed = {id(r) for r in self.failed}
+        return all(not r.lagging or id(r) in failed for r in self.live)
+
     def summary(self) -> str:
         """``4/4 on 7, ok; 1 stale`` (or what lags)."""
         live = self.live
@@ -278,9 +285,10 @@ def status_table(result: Gate, now: float | None = None) -> str:
 
 def wait_for_gate(channel: Channel | str | os.PathLike[str], revision: int | None = None,
                   timeout: float = 60.0, poll: float = 0.1,
-                  stop_on_failure: bool = False) -> Gate:
-    """Poll ``gate`` until it is ``ok`` (or an instance failed, with ``stop_on_failure``), or
-    ``timeout`` seconds pass; return the last verdict."""
+                  stop_on_failure: bool = False, stop_when_settled: bool = False) -> Gate:
+    """Poll ``gate`` until it is ``ok`` (or an instance failed, with ``stop_on_failure``; or
+    some failed and every other took it, with ``stop_when_settled``), or ``timeout`` seconds
+    pass; return the last verdict."""
     ch = _channel(channel)
     deadline = time.monotonic() + timeout
     while True:
@@ -288,7 +296,8 @@ def wait_for_gate(channel: Channel | str | os.PathLike[str], revision: int | Non
             result = gate(ch, revision)
         except ChannelUnavailable:
             result = None
-        if result is not None and (result.ok or (stop_on_failure and result.failed)):
+        if result is not None and (result.ok or (result.failed and (
+                stop_on_failure or (stop_when_settled and result.settled)))):
             return result
         if time.monotonic() >= deadline:
             return result if result is not None else gate(ch, revision)

@@ -185,3 +185,33 @@ def test_rollout_refuses_bad_steps(channel_url: str, releases, steps: str) -> No
     assert (code, err) == (1, f"Error: --steps {steps!r} is not a growing list of percentages "
                               "ending at 100; write e.g. --steps 10,50,100\n")
     assert revisions(channel_url) == []
+
+
+def test_status_wait_names_every_failure_once_all_have_settled(channel_url: str, releases) -> None:
+    """status --wait does not stop at the first failed instance while another is still updating:
+    it waits until every live instance has taken the revision or failed on it, so the gate's
+    message names every failure (a deploy script reads them all at once)."""
+    import threading
+    from datetime import UTC, datetime
+
+    from hotswap_runtime.fleet import InstanceStatus, ops
+
+    assert hotswap("publish", channel_url, *releases("v1"))[0] == 0
+    channel = open_channel(channel_url)
+
+    def report(instance: str, state: str, error: str | None) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        channel.report(InstanceStatus(instance=instance, host="h", pid=1, channel=channel.name,
+                                      revision=None, attempted=1, state=state, error=error,
+                                      heartbeat=30.0, updated=now).to_json())
+
+    report("a:1", "failed", "boom a")
+    report("b:2", "updating", None)
+    later = threading.Timer(0.5, report, ("b:2", "failed", "boom b"))
+    later.start()
+    try:
+        result = ops.wait_for_gate(channel_url, 1, timeout=20, stop_when_settled=True)
+    finally:
+        later.join()
+    assert result.summary() == "0/2 on 1, 2 failed"
+    assert result.problems() == ["a:1 failed on 1: boom a", "b:2 failed on 1: boom b"]
