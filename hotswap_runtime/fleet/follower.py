@@ -509,13 +509,18 @@ class Follower:
                     os.link(paths[name], tmp / ref.file)
                 except OSError:
                     shutil.copyfile(paths[name], tmp / ref.file)
-            if folder.exists():  # damaged: replace it (another worker may have made it anew)
-                shutil.rmtree(folder, ignore_errors=True)
             try:
                 os.rename(tmp, folder)
             except OSError:
+                # the folder exists: another worker sharing this cache made it since the check
+                # above (use it: it is never touched once complete, and that worker may be
+                # reading it right now), or it is damaged: move it aside in one rename, never
+                # delete it in place, then put ours there
                 if not (folder.is_dir() and self._folder_holds(folder, release)):
-                    raise
+                    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+                    os.rename(folder, aside / "set")
+                    os.rename(tmp, folder)
+                    shutil.rmtree(aside, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder

@@ -215,6 +215,36 @@ def test_workers_sharing_a_cache_never_touch_the_files_the_others_read(
     assert identity() == before
 
 
+def test_a_set_folder_another_worker_just_made_is_used_not_replaced(
+        channel_url: str, releases, swapper, tmp_path: Path, monkeypatch) -> None:
+    """Two workers sharing a cache materialise the same release at once: the one that finishes
+    second uses the first one's folder (which the first may be loading from right now) instead
+    of deleting it to put its own in place."""
+    import tempfile
+    import types
+
+    from hotswap_runtime.fleet import follower as follower_module
+
+    cache = tmp_path / "cache"
+    ops.publish(channel_url, releases("v1"))
+    release = open_channel(channel_url).current()
+    first = Follower(swapper, channel_url, instance="w:1", cache_dir=cache, heartbeat=0.2)
+    second = Follower(swapper, channel_url, instance="w:2", cache_dir=cache, heartbeat=0.2)
+    made: list[int] = []
+
+    def mkdtemp(*args, **kwargs):
+        if not made:  # the other worker completes the folder while this one builds its own
+            made.append(0)
+            made[0] = second._materialise(release).stat().st_ino
+        return tempfile.mkdtemp(*args, **kwargs)
+
+    monkeypatch.setattr(follower_module, "tempfile", types.SimpleNamespace(mkdtemp=mkdtemp))
+    folder = first._materialise(release)
+    assert folder.stat().st_ino == made[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["alpha.hsp", "beta.hsp"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]   # no temporaries left
+
+
 def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swapper,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A channel that raises something unforeseen is logged and looked at again (backing off);
