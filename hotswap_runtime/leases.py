@@ -8,6 +8,11 @@ its lease, then reads ``_freeing``; the freer sets ``_freeing``, then reads ``_l
 the freer sees the lease (and waits), or the taker sees the flag (and takes back its lease,
 then leases the manager that is current by now). ``free_timeout`` still caps a lease: a free
 due that long is done anyway, with a warning naming each lease still held.
+
+A released lease keeps nothing of its manager (its ``_manager`` slot is cleared before the
+swapper's release hook runs): a host often keeps its session objects, and the lease in them,
+long after the session ended, and a lease that still named its manager would keep every version
+of it alive however long ago it was freed. Reading ``manager`` afterwards is an error saying so.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, final
+
+from .errors import HotswapError
 
 if TYPE_CHECKING:
     from .manager import PluginManager
@@ -34,20 +41,40 @@ class Lease:
     ``lease = swapper.lease("ws 10.0.0.7:5531")`` is held across callbacks until
     ``lease.release()``.
 
+    Once released, the lease holds nothing of its manager (so a session object that keeps
+    it does not keep freed versions alive); ``manager`` then raises ``HotswapError``.
+
     Attributes:
-        manager: the ``PluginManager`` that was current when the lease was taken.
         name: what the host called it (shown by ``swapper.leases()``, ``stats()`` and the
             ``free_timeout`` warning).
     """
 
-    __slots__ = ("manager", "name", "_time", "_on_release", "__weakref__")
+    __slots__ = ("_manager", "name", "_time", "_on_release", "__weakref__")
 
     def __init__(self, manager: PluginManager, name: str,
-                 on_release: Callable[[Lease], None] | None) -> None:
-        self.manager = manager
+                 on_release: Callable[[Lease, PluginManager], None] | None) -> None:
+        self._manager: PluginManager | None = manager  # None once released
         self.name = name
         self._time = _now()
         self._on_release = on_release  # None once released
+
+    @property
+    def manager(self) -> PluginManager:
+        """The ``PluginManager`` that was current when the lease was taken.
+
+        Raises:
+            HotswapError: the lease is released (it no longer pins, nor names, a manager).
+        """
+        manager = self._manager
+        if manager is None:
+            raise self._released()
+        return manager
+
+    def _released(self) -> HotswapError:
+        return HotswapError(
+            f'lease "{self.name}" is released: it no longer pins a manager (its versions may be '
+            "freed); take a new lease with swapper.lease(name), or use swapper.current()",
+            step="lease")
 
     @property
     def taken(self) -> datetime:
@@ -61,37 +88,50 @@ class Lease:
 
     @property
     def versions(self) -> tuple[tuple[str, int], ...]:
-        """(plugin name, load number) of each version the lease pins, in dependency order."""
-        return tuple((plugin.name, plugin._version.load) for plugin in self.manager.plugins())
+        """(plugin name, load number) of each version the lease pins, in dependency order
+        (empty once released)."""
+        manager = self._manager
+        if manager is None:
+            return ()
+        return tuple((plugin.name, plugin._version.load) for plugin in manager.plugins())
 
     def release(self) -> None:
         """Let the manager's versions go (freed once ``free_delay`` has passed since their
         replacement and nothing else holds them). Releasing twice does nothing.
 
-        The lease still names its manager afterwards: drop the lease (or what holds it) too,
-        so that a freed version's memory can go."""
+        The lease keeps nothing of the manager afterwards, so holding a released lease never
+        keeps a version alive."""
         on_release = self._on_release
         if on_release is not None:
+            manager = self._manager
             self._on_release = None
-            on_release(self)
+            self._manager = None
+            if manager is not None:
+                on_release(self, manager)
 
     def __enter__(self) -> PluginManager:
-        return self.manager
+        manager = self._manager
+        if manager is None:
+            raise self._released()
+        return manager
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
 
     def __repr__(self) -> str:
-        state = "held" if self._on_release is not None else "released"
-        return f"<Lease {self.name!r} on {self.manager!r} {state}>"
+        manager = self._manager
+        if manager is None:
+            return f"<Lease {self.name!r} released>"
+        return f"<Lease {self.name!r} on {manager!r} held>"
 
 
 class _Current(Protocol):
     _current: PluginManager | None
 
 
-def take(owner: _Current, name: str, on_release: Callable[[Lease], None]) -> Lease | None:
+def take(owner: _Current, name: str,
+         on_release: Callable[[Lease, PluginManager], None]) -> Lease | None:
     """Lease ``owner``'s current manager; None when there is none (no load yet, or closed).
 
     ``owner._current`` is read, not ``current()`` called, and ``on_release`` is bound once by
@@ -108,3 +148,4 @@ def take(owner: _Current, name: str, on_release: Callable[[Lease], None]) -> Lea
         # its free has begun (it was replaced meanwhile): the current manager is the one to pin
         leases.pop(lease, None)
         lease._on_release = None
+        lease._manager = None

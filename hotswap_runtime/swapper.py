@@ -410,13 +410,14 @@ class PluginManagerSwapper:
             managers.append(current)
         managers.extend(entry.manager for entry in list(self._frees.pending)
                         if entry.manager is not None)
-        held = [lease for manager in dict.fromkeys(managers) for lease in list(manager._leases)]
+        # a lease released meanwhile (by another thread) is skipped: it names no manager now
+        held = [lease for manager in dict.fromkeys(managers) for lease in list(manager._leases)
+                if lease._manager is not None]
         held.sort(key=lambda lease: lease._time)
         return held
 
-    def _unleased(self, lease: Lease) -> None:
+    def _unleased(self, lease: Lease, manager: PluginManager) -> None:
         """A lease was released: the last one of a replaced manager makes its free due."""
-        manager = lease.manager
         manager._leases.pop(lease, None)
         if not manager._leases and manager is not self._current:
             self._frees.unleased(manager)
@@ -458,7 +459,8 @@ class PluginManagerSwapper:
         flying = scan(everything)
         pinned: dict[int, list[str]] = {}
         for lease in self.leases():
-            for plugin in lease.manager.plugins():
+            leased = lease._manager  # None: released since leases() listed it
+            for plugin in leased.plugins() if leased is not None else ():
                 pinned.setdefault(id(plugin._version), []).append(lease.name)
         out: list[VersionStats] = []
         for v in everything:

@@ -176,8 +176,37 @@ def test_three_versions_alive_with_two_leases(ev, host) -> None:
     assert stamp(first.manager) == "v1"
     first.release()
     wait_for(lambda: ev.freed == ["v2", "v1"])
-    del first, second, third, listed  # a released lease still names its manager
+    del listed  # the released leases themselves are still held: they keep nothing
     assert [s.state for s in swapper.stats(explain=True)] == ["current"]
+    assert not (first.held or second.held or third.held)
+
+
+def test_a_released_lease_the_host_still_holds_keeps_nothing_of_its_version(ev, host) -> None:
+    """A session object outlives its session and keeps its lease: once released, the lease
+    holds nothing of the manager, so the replaced version is freed *and* its memory goes."""
+    import gc
+    import weakref
+
+    swapper, install = host()
+    lease = swapper.lease("ws 10.0.0.7:5531")
+    first = lease.manager.find_plugin("a")
+    version_code = weakref.ref(first.lookup("invoke_func"))  # a module-level function of v1
+    version_module = weakref.ref(sys.modules[first.lookup("invoke_func").__module__])
+    del first
+    install("v2")
+    swapper.reload()
+    lease.release()
+    wait_for(lambda: ev.freed == ["v1"])
+    session = {"lease": lease}  # what a host keeps: the released lease, nothing else
+    gc.collect()
+    assert version_code() is None and version_module() is None
+    assert [s.state for s in swapper.stats(explain=True)] == ["current"]
+    assert session["lease"].versions == () and not session["lease"].held
+    assert repr(session["lease"]) == "<Lease 'ws 10.0.0.7:5531' released>"
+    with pytest.raises(HotswapError, match='lease "ws 10.0.0.7:5531" is released.*swapper.lease'):
+        _ = session["lease"].manager
+    with pytest.raises(HotswapError, match="is released"), session["lease"]:
+        pass
 
 
 def test_a_leased_version_carried_over_is_kept_until_the_lease_goes(ev, host) -> None:
