@@ -80,6 +80,24 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing) for the block: one
+    process (or thread: each call opens the file anew) at a time, on POSIX. Without ``fcntl``
+    (Windows) it excludes nobody; callers keep their renames safe without it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def copy_checked(source: Path, ref: ArtifactRef, dest: Path, where: str) -> Path:
     """Copy ``source`` to ``dest`` atomically, checking its sha256 and size against ``ref``.
 
@@ -268,17 +286,6 @@ class FolderChannel(Channel):
         raise ChannelError(f'artifact "{ref.file}" (sha256 {ref.sha256[:16]}…) is not in channel '
                            f"{self.url}; publish it with hotswap publish")
 
-    @contextlib.contextmanager
-    def _publish_lock(self) -> Iterator[None]:
-        import fcntl  # POSIX; where it is missing the rename below is still the claim
-
-        with open(self.root / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def publish_release(self, release: Release) -> Release:
         """Claim ``releases/<revision>`` (compare-and-set on the current revision) and switch
         ``current`` to it; PublishConflict when another publisher got there first."""
@@ -295,7 +302,7 @@ class FolderChannel(Channel):
                     copy_checked(sources[name], ref, dest, str(sources[name]))
             (tmp / RELEASE_FILE).write_text(json.dumps(release.to_json(), indent=1) + "\n")
             os.chmod(tmp, 0o755)
-            with self._publish_lock():
+            with locked(self.root / ".lock"):  # where flock is missing the rename is still the claim
                 now = self._current_revision()
                 expected = (now or 0) + 1
                 if release.revision != expected:

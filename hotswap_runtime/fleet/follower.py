@@ -8,7 +8,9 @@ in its cohort, else its ``previous``), and when that is not what runs, apply it:
 1. fetch each artifact into ``cache_dir/artifacts/<sha256>.hsp`` unless the cache already
    holds it (its sha256 checked before every use, so a damaged cache entry is fetched again);
 2. build a folder ``cache_dir/sets/<digest of the artifact set>/`` holding exactly those
-   artifacts (hard links to the cache), never touched once complete;
+   artifacts (hard links to the cache), never touched once complete; the workers sharing the
+   cache make or repair one under an ``flock`` (``cache_dir/.sets.lock``), one at a time, so the
+   second of two finds the first one's folder and uses it;
 3. point the swapper at that folder (``reset_plugin_dir``) and reload through ``prepare``
    (every hook and ``self_test`` of the fresh versions) then ``commit``; the swap is one
    reference store, so a host never runs a mix of two releases.
@@ -47,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifact import write_atomically
 from ..errors import HotswapError
 from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, Release, in_cohort
-from .folder import sha256_file
+from .folder import locked, sha256_file
 from .open import open_channel
 
 if TYPE_CHECKING:
@@ -491,51 +493,68 @@ class Follower:
 
     # -- the cache --------------------------------------------------------------------------
     def _materialise(self, release: Release) -> Path:
-        """The folder of exactly ``release``'s artifacts, each checked against its sha256."""
+        """The folder of exactly ``release``'s artifacts, each checked against its sha256.
+
+        The workers of a host share ``cache_dir``: a complete folder is used as it is (another
+        worker may be loading from it right now), and only one worker at a time makes or
+        repairs one, under an ``flock`` on ``cache_dir/.sets.lock``. So of two workers that
+        both find the folder missing or damaged, the second to get the lock finds the folder
+        the first completed and uses it: nothing is ever replaced under a reader, and no
+        rename races another."""
         store = self.cache_dir / "artifacts"
         store.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
         for name, ref in sorted(release.artifacts.items()):
             paths[name] = self._cached(store, ref)
         folder = self.cache_dir / "sets" / _set_key(release)
-        if folder.is_dir() and self._folder_holds(folder, release):
+        if self._folder_holds(folder, release):
             os.utime(folder)
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            for name, ref in release.artifacts.items():
-                try:
-                    os.link(paths[name], tmp / ref.file)
-                except OSError:
-                    shutil.copyfile(paths[name], tmp / ref.file)
+        with locked(self.cache_dir / ".sets.lock"):
+            if self._folder_holds(folder, release):  # another worker made it meanwhile
+                os.utime(folder)
+                return folder
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
             try:
-                os.rename(tmp, folder)
-            except OSError:
-                # the folder exists: another worker sharing this cache made it since the check
-                # above (use it: it is never touched once complete, and that worker may be
-                # reading it right now), or it is damaged: move it aside in one rename, never
-                # delete it in place, then put ours there
-                if not (folder.is_dir() and self._folder_holds(folder, release)):
+                for name, ref in release.artifacts.items():
+                    try:
+                        os.link(paths[name], tmp / ref.file)
+                    except OSError:
+                        shutil.copyfile(paths[name], tmp / ref.file)
+                if os.path.lexists(folder):
+                    # damaged (a file removed or changed by hand, a disk error): move it aside
+                    # in one rename, never delete it in place, then put ours there
+                    logger.warning("follower %s: release folder %s does not hold revision %d's "
+                                   "artifacts; replacing it", self.instance, folder,
+                                   release.revision)
                     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
                     os.rename(folder, aside / "set")
                     os.rename(tmp, folder)
                     shutil.rmtree(aside, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    os.rename(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def _cached(self, store: Path, ref: ArtifactRef) -> Path:
         path = store / f"{ref.sha256}.hsp"
-        if path.is_file():
-            if sha256_file(path) == (ref.sha256, ref.size):
-                # never touched (no utime): the file is hard-linked into set folders that other
-                # workers' swappers may be reading right now, and a changed mtime/ctime makes the
-                # reader refuse it as "changed while it was read"; _prune keeps linked files
-                return path
+        try:
+            found = sha256_file(path)
+        except FileNotFoundError:  # not fetched yet (or another worker is replacing it)
+            found = None
+        if found == (ref.sha256, ref.size):
+            # never touched (no utime): the file is hard-linked into set folders that other
+            # workers' swappers may be reading right now, and a changed mtime/ctime makes the
+            # reader refuse it as "changed while it was read"; _prune keeps linked files
+            return path
+        if found is not None:
             logger.warning("follower %s: cached %s does not match its sha256; fetching it again",
                            self.instance, path)
-            path.unlink()
+        # written to a temporary name and renamed over ``path``: a worker racing us for the
+        # same artifact ends with the same checked bytes, and a set folder linking the damaged
+        # file keeps its own inode until it is repaired
         return self.channel.fetch_artifact(ref, path)
 
     def _prune(self, running: Release) -> None:

@@ -215,34 +215,93 @@ def test_workers_sharing_a_cache_never_touch_the_files_the_others_read(
     assert identity() == before
 
 
-def test_a_set_folder_another_worker_just_made_is_used_not_replaced(
-        channel_url: str, releases, swapper, tmp_path: Path, monkeypatch) -> None:
-    """Two workers sharing a cache materialise the same release at once: the one that finishes
-    second uses the first one's folder (which the first may be loading from right now) instead
-    of deleting it to put its own in place."""
-    import tempfile
-    import types
+MATERIALISE = """
+import json, os, sys
+from hotswap_runtime import PluginManagerSwapper
+from hotswap_runtime.fleet import Follower, open_channel
 
-    from hotswap_runtime.fleet import follower as follower_module
+channel, cache, runtime = sys.argv[1:4]
+swapper = PluginManagerSwapper(runtime, free_delay=0, runtime_dir=runtime)
+follower = Follower(swapper, channel, instance=f"w:{os.getpid()}", cache_dir=cache)
+release = open_channel(channel).current()
+print("ready", flush=True)
+for _ in sys.stdin:  # one line per round: materialise the release now, say what was used
+    try:
+        folder = follower._materialise(release)
+        print(json.dumps([folder.stat().st_ino, sorted(os.listdir(folder))]), flush=True)
+    except Exception as exc:
+        print(json.dumps(f"{type(exc).__name__}: {exc}"), flush=True)
+"""
 
+
+def test_workers_finding_a_damaged_release_folder_at_once_all_use_one_repair(
+        releases, tmp_path: Path) -> None:
+    """Four worker processes sharing a cache find the release folder (or a cached artifact)
+    missing or damaged at the same moment, round after round: every one of them gets the release's folder (no error from
+    a rename another worker raced), all the same one (none replaced a folder another had just
+    made, and may be loading from), and nothing is left behind."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    channel = tmp_path / "channel"
+    ops.publish(str(channel), releases("v1"))
     cache = tmp_path / "cache"
-    ops.publish(channel_url, releases("v1"))
-    release = open_channel(channel_url).current()
-    first = Follower(swapper, channel_url, instance="w:1", cache_dir=cache, heartbeat=0.2)
-    second = Follower(swapper, channel_url, instance="w:2", cache_dir=cache, heartbeat=0.2)
-    made: list[int] = []
-
-    def mkdtemp(*args, **kwargs):
-        if not made:  # the other worker completes the folder while this one builds its own
-            made.append(0)
-            made[0] = second._materialise(release).stat().st_ino
-        return tempfile.mkdtemp(*args, **kwargs)
-
-    monkeypatch.setattr(follower_module, "tempfile", types.SimpleNamespace(mkdtemp=mkdtemp))
-    folder = first._materialise(release)
-    assert folder.stat().st_ino == made[0]
-    assert sorted(p.name for p in folder.iterdir()) == ["alpha.hsp", "beta.hsp"]
-    assert [p.name for p in folder.parent.iterdir()] == [folder.name]   # no temporaries left
+    repo = Path(__file__).resolve().parents[2]
+    workers = []
+    for index in range(4):
+        runtime = tmp_path / f"runtime{index}"
+        runtime.mkdir()
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", MATERIALISE, str(channel), str(cache), str(runtime)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(repo)}))
+    try:
+        assert [w.stdout.readline() for w in workers] == ["ready\n"] * 4
+        damages = ["missing", "file removed", "stray file", "empty folder", "a file",
+                   "cached artifact damaged"]
+        for round_ in range(40):
+            damage = damages[round_ % len(damages)]
+            sets = cache / "sets"
+            folders = [p for p in sets.iterdir() if not p.name.startswith(".")] if sets.is_dir() else []
+            if damage == "cached artifact damaged":  # replaced, not written in place
+                for cached in (cache / "artifacts").iterdir():
+                    (cache / "bad").write_bytes(b"damaged")
+                    os.replace(cache / "bad", cached)
+            for folder in folders:
+                if damage == "cached artifact damaged":
+                    continue
+                elif damage == "missing":
+                    shutil.rmtree(folder)
+                elif damage == "file removed":
+                    (folder / "alpha.hsp").unlink()
+                elif damage == "stray file":
+                    (folder / "notes.txt").write_text("left by hand")
+                elif damage == "empty folder":
+                    shutil.rmtree(folder)
+                    folder.mkdir()
+                else:
+                    shutil.rmtree(folder)
+                    folder.write_text("not a folder")
+            for w in workers:  # all at once: each is blocked reading its next line
+                w.stdin.write("go\n")
+                w.stdin.flush()
+            answers = [json.loads(w.stdout.readline()) for w in workers]
+            errors = [a for a in answers if isinstance(a, str)]
+            assert errors == [], f"round {round_} ({damage}): {errors}"
+            assert [names for _, names in answers] == [["alpha.hsp", "beta.hsp"]] * 4
+            assert len({inode for inode, _ in answers}) == 1, f"round {round_} ({damage}): {answers}"
+        assert [p.name for p in (cache / "sets").iterdir()] == [folders[0].name]  # no temporaries
+    finally:
+        for w in workers:
+            w.stdin.close()
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(timeout=30)
 
 
 def test_an_unexpected_error_never_stops_following(tmp_path: Path, releases, swapper,
