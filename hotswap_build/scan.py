@@ -430,7 +430,8 @@ class _Scanner:
         ``__import__("<own>.x")`` binds the mounted package (one-identifier real names); the
         package argument of ``importlib.resources``/``pkgutil.get_data`` becomes an expression of
         ``__package__``. Every other ``importlib.import_module``, ``__import__`` and
-        ``importlib.util.find_spec`` call that may name the plugin's own package (a computed
+        ``importlib.util.find_spec`` call (by any alias, ``builtins.__import__``, a literal
+        ``getattr``) that may name the plugin's own package (a computed
         name, an own name with more arguments, a relative name with a computed package) calls
         the function of the same role in the generated ``_hotswap_imports`` module instead,
         which maps the plugin's real names to the mounted version at run time; so does every
@@ -440,10 +441,12 @@ class _Scanner:
         package names its classes by the real package's modules (babel's locale data).
         """
         aliases = _ImportlibAliases.of(tree)
+        callees: set[int] = set()
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
+            callees.add(id(func))
             name = func.attr if isinstance(func, ast.Attribute) else (
                 func.id if isinstance(func, ast.Name) else "")
             if name in _RESOURCE_CALLS:
@@ -455,6 +458,44 @@ class _Scanner:
                 role = "import_module"  # any import_module("<own>.x"), as before
             if role is not None:
                 self.import_call(node, role)
+            elif name == "getattr" and isinstance(func, ast.Name) and len(node.args) >= 2:
+                self.dynamic_lookup(node, aliases)
+        self.import_values(tree, aliases, callees)
+
+    def import_values(self, tree: ast.Module, aliases: _ImportlibAliases, callees: set[int]
+                      ) -> None:
+        """An import function used as a value (``f = importlib.import_module``,
+        ``map(importlib.import_module, names)``, ``builtins.__import__`` passed on, a literal
+        ``getattr(importlib, "import_module")``): nothing tells what it will be called with,
+        so the value becomes the ``_hotswap_imports`` function of the same role, which passes
+        every name that is not the plugin's own through unchanged. Assignments to it (an
+        import hook installed with ``builtins.__import__ = hook``) stay as they are."""
+        for node in ast.walk(tree):
+            if id(node) in callees or not isinstance(node, (ast.Name, ast.Attribute, ast.Call,
+                                                            ast.Subscript)):
+                continue
+            if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and not isinstance(
+                    node.ctx, ast.Load):
+                continue
+            role = aliases.value_role(node)
+            if role is None:
+                continue
+            start, end = self.span(node)
+            helper = LOAD.format("." * self.dots + COMPUTED_IMPORTS_MODULE)
+            self.edits.append(Edit(start, end, "replace", f"{helper}.{_HELPERS[role]}"))
+            self.computed = True
+
+    def dynamic_lookup(self, node: ast.Call, aliases: _ImportlibAliases) -> None:
+        """``getattr(importlib, name)`` with a computed ``name`` may fetch an import function
+        that no rewrite can reach: refused, saying what to write instead."""
+        module = aliases.module_of(node.args[0])
+        if module is None or module == "builtins" or _literal(node.args[1]) is not None:
+            return
+        self.problem(node, f'{self.plugin}: "{" ".join(self.source(node).split())}" in '
+                     "{where} looks up a function of " + module + " by a computed name, so the "
+                     "build cannot point it at this version (an import through it would reach "
+                     "the host's package of the same name, not the plugin's own modules); call "
+                     f"{module}.<function>(...) by its name instead")
 
     def import_call(self, node: ast.Call, role: str) -> None:
         """One call of ``import_module``, ``__import__`` or ``find_spec`` (``role``)."""
@@ -524,9 +565,10 @@ class _Scanner:
 _RESOURCE_CALLS = frozenset({"files", "read_text", "read_binary", "open_text", "open_binary",
                              "path", "contents", "is_resource", "get_data"})
 _NAMED_CALLS = re.compile(
-    r"\b(?:import_module|get_data|resources|__import__|find_spec|entry_points|pickle)\b")
-#: the words that make a file worth parsing for computed imports alone
-_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec|entry_points|pickle)\b"
+    r"\b(?:import_module|get_data|resources|__import__|find_spec|entry_points|pickle|importlib)\b")
+#: the words that make a file worth parsing for computed imports alone (``importlib`` for a
+#: ``getattr(importlib, name)`` that names none of its functions)
+_IMPORT_CALLS = r"\b(?:import_module|__import__|find_spec|entry_points|pickle|importlib)\b"
 #: what each role calls in the generated ``_hotswap_imports`` module
 _HELPERS = {"import_module": "import_module", "__import__": "dunder_import",
             "find_spec": "find_spec", "entry_points": "entry_points",
@@ -554,6 +596,7 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
 #: ``babel.localedata``), so unpickling is an import too.
 _IMPORT_FUNCTIONS = {("importlib", "import_module"): "import_module",
                      ("importlib", "__import__"): "__import__",
+                     ("builtins", "__import__"): "__import__",
                      ("importlib.util", "find_spec"): "find_spec",
                      ("importlib.metadata", "entry_points"): "entry_points",
                      ("pickle", "load"): "pickle.load",
@@ -598,6 +641,12 @@ class _ImportlibAliases:
                         found.modules[alias.asname] = alias.name
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 for alias in node.names:
+                    if alias.name == "*":  # from importlib import *: its functions, by name
+                        found.functions.update({function: role for (module, function), role
+                                                in _IMPORT_FUNCTIONS.items()
+                                                if module == node.module
+                                                and not function.startswith("_")})
+                        continue
                     bound = alias.asname or alias.name
                     role = _IMPORT_FUNCTIONS.get((node.module, alias.name))
                     if role is not None:
@@ -606,25 +655,54 @@ class _ImportlibAliases:
                         found.modules[bound] = f"{node.module}.{alias.name}"
         return found
 
-    def _module(self, node: ast.expr) -> str | None:
-        """The importlib module the expression ``node`` names (``importlib.util``), or None."""
+    def module_of(self, node: ast.expr) -> str | None:
+        """The module the expression ``node`` names (``importlib.util``), or None."""
         if isinstance(node, ast.Name):
+            if node.id == "__builtins__":
+                return "builtins"
             return self.modules.get(node.id)
         if isinstance(node, ast.Attribute):
-            parent = self._module(node.value)
+            parent = self.module_of(node.value)
             return f"{parent}.{node.attr}" if parent is not None else None
         return None
 
     def role(self, func: ast.expr) -> str | None:
-        """Which import function the callee ``func`` is, or None."""
+        """Which import function the expression ``func`` is, or None: a bound name
+        (``import_module``, the builtin ``__import__``), an attribute of a module
+        (``il.import_module``, ``builtins.__import__``), a literal lookup
+        (``getattr(importlib, "import_module")``, ``__builtins__["__import__"]``)."""
         if isinstance(func, ast.Name):
             if func.id == "__import__" and not self.own_dunder:
                 return "__import__"
             return self.functions.get(func.id)
-        if not isinstance(func, ast.Attribute):
-            return None
-        module = self._module(func.value)
-        return _IMPORT_FUNCTIONS.get((module, func.attr)) if module is not None else None
+        if isinstance(func, ast.Attribute):
+            module = self.module_of(func.value)
+            return _IMPORT_FUNCTIONS.get((module, func.attr)) if module is not None else None
+        if (isinstance(func, ast.Call) and isinstance(func.func, ast.Name)
+                and func.func.id == "getattr" and len(func.args) in (2, 3)):
+            module, attr = self.module_of(func.args[0]), _literal(func.args[1])
+            return _IMPORT_FUNCTIONS.get((module, attr)) if module and attr else None
+        if isinstance(func, ast.Subscript):
+            key, table = _literal(func.slice), func.value
+            if key is None:
+                return None
+            if isinstance(table, ast.Name) and table.id == "__builtins__":
+                return _IMPORT_FUNCTIONS.get(("builtins", key))
+            if isinstance(table, ast.Attribute) and table.attr == "__dict__":
+                module = self.module_of(table.value)
+            elif (isinstance(table, ast.Call) and isinstance(table.func, ast.Name)
+                  and table.func.id == "vars" and len(table.args) == 1):
+                module = self.module_of(table.args[0])
+            else:
+                return None
+            return _IMPORT_FUNCTIONS.get((module, key)) if module is not None else None
+        return None
+
+    def value_role(self, node: ast.expr) -> str | None:
+        """Which import function ``node``, used as a value, is (a class such as
+        ``pickle.Unpickler`` may be subclassed, so it stays itself)."""
+        role = self.role(node)
+        return None if role == "pickle.Unpickler" else role
 
 
 def scan_tree(tree: ast.Module, text: str, lines: Sequence[str], ctx: FileContext

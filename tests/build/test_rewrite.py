@@ -167,6 +167,44 @@ COMPUTED_CASES = [
     ("import pickle as pk\nu = pk.Unpickler(f)\n", "a/b.py",
      f"import pickle as pk\nu = {helper('a/b.py', 'unpickler')}(f)\n"),
     ("import pickle\nb = pickle.dumps(x)\nclass U(pickle.Unpickler): pass\n", "mod.py", None),
+    # every other spelling of the same functions: builtins.__import__, importlib.__import__,
+    # a star import, a literal getattr or __builtins__ lookup
+    ("import builtins\nm = builtins.__import__(n, None, None, ['x'])\n", "mod.py",
+     f"import builtins\nm = {helper('mod.py', 'dunder_import')}(n, None, None, ['x'])\n"),
+    ("import importlib as il\nm = il.__import__(n, fromlist=['x'])\n", "mod.py",
+     f"import importlib as il\nm = {helper('mod.py', 'dunder_import')}(n, fromlist=['x'])\n"),
+    ("from builtins import __import__ as imp\nm = imp(n, fromlist=['x'])\n", "mod.py",
+     "from builtins import __import__ as imp\n"
+     f"m = {helper('mod.py', 'dunder_import')}(n, fromlist=['x'])\n"),
+    ("from importlib import *\nm = import_module(n)\n", "mod.py",
+     f"from importlib import *\nm = {helper('mod.py', 'import_module')}(n)\n"),
+    ("from importlib.util import *\ns = find_spec(n)\n", "mod.py",
+     f"from importlib.util import *\ns = {helper('mod.py', 'find_spec')}(n)\n"),
+    ("import importlib\nm = getattr(importlib, 'import_module')(n)\n", "mod.py",
+     f"import importlib\nm = {helper('mod.py', 'import_module')}(n)\n"),
+    ("m = __builtins__['__import__'](n, fromlist=['x'])\n", "mod.py",
+     f"m = {helper('mod.py', 'dunder_import')}(n, fromlist=['x'])\n"),
+    ("import builtins\nm = vars(builtins)['__import__'](n, fromlist=['x'])\n", "mod.py",
+     f"import builtins\nm = {helper('mod.py', 'dunder_import')}(n, fromlist=['x'])\n"),
+    # an import function used as a value: nothing tells what it will be called with
+    ("import importlib\nf = importlib.import_module\nm = f(n)\n", "mod.py",
+     f"import importlib\nf = {helper('mod.py', 'import_module')}\nm = f(n)\n"),
+    ("import importlib\nms = list(map(importlib.import_module, names))\n", "sub/mod.py",
+     f"import importlib\nms = list(map({helper('sub/mod.py', 'import_module')}, names))\n"),
+    ("from importlib import import_module as im\nLOADERS = {'a': im}\n", "mod.py",
+     f"from importlib import import_module as im\nLOADERS = {{'a': {helper('mod.py', 'import_module')}}}\n"),
+    ("import importlib.util\nfs = importlib.util.find_spec\n", "mod.py",
+     f"import importlib.util\nfs = {helper('mod.py', 'find_spec')}\n"),
+    ("import functools\nload = functools.partial(__import__, fromlist=['x'])\n", "mod.py",
+     f"import functools\nload = functools.partial({helper('mod.py', 'dunder_import')}, "
+     "fromlist=['x'])\n"),
+    ("import builtins\nreal = builtins.__import__\n", "mod.py",
+     f"import builtins\nreal = {helper('mod.py', 'dunder_import')}\n"),
+    ("import importlib\nf = getattr(importlib, 'import_module', None)\n", "mod.py",
+     f"import importlib\nf = {helper('mod.py', 'import_module')}\n"),
+    # installing an import hook assigns the function: that stays as written
+    ("import builtins\nbuiltins.__import__ = hook\n", "mod.py", None),
+    ("import builtins\nx = getattr(builtins, name)\n", "mod.py", None),
     # literal names of host modules, relative names within the caller's own package, and
     # functions that are not importlib's stay as they are
     ("import importlib\nm = importlib.import_module('os.path')\n", "mod.py", None),
@@ -225,6 +263,16 @@ def test_computed_imports_in_a_nested_plugin() -> None:
      'plugin "foo": "from app import foo" in foo/mod.py:1 imports the plugin\'s own root '
      'package by name, which cannot be made relative; import what you need with '
      '"from . import name"'),
+    ("import importlib\nf = getattr(importlib, name)\n", LAYOUT,
+     'plugin "foo": "getattr(importlib, name)" in foo/mod.py:2 looks up a function of '
+     "importlib by a computed name, so the build cannot point it at this version (an import "
+     "through it would reach the host's package of the same name, not the plugin's own "
+     "modules); call importlib.<function>(...) by its name instead"),
+    ("from importlib import util as u\nf = getattr(u, 'find_' + kind)\n", LAYOUT,
+     'plugin "foo": "getattr(u, \'find_\' + kind)" in foo/mod.py:2 looks up a function of '
+     "importlib.util by a computed name, so the build cannot point it at this version (an "
+     "import through it would reach the host's package of the same name, not the plugin's own "
+     "modules); call importlib.util.<function>(...) by its name instead"),
     ("\n\nfrom app import bar\n", NESTED,
      'plugin "foo": foo/mod.py:3 imports "app.bar", the package of plugin "bar"; a plugin never '
      "imports another plugin's package: share types through a host-side module and reach "

@@ -17,7 +17,7 @@ from hotswap_build.build import BuildResult
 from hotswap_runtime import PluginManagerSwapper
 
 NAME = "calcplug"
-PARTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+PARTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta")
 
 #: the seven hooks; invoke_func calls the root package's function of that name
 HOOKS = '''
@@ -88,6 +88,35 @@ def by_pickle(short, how):
 
 def spec(short):
     return importlib.util.find_spec("calcplug.parts." + short)
+
+
+# every other spelling of the same functions, and the functions used as values
+import builtins  # noqa: E402
+import importlib as il  # noqa: E402
+from importlib import *  # noqa: E402, F403
+from importlib.util import find_spec as fs  # noqa: E402
+
+BY_NAME = {"load": importlib.import_module}
+
+
+def forms(short):
+    name = "calcplug.parts." + short
+    load = il.import_module
+    spec_of = importlib.util.find_spec
+    return {
+        "il.import_module": il.import_module(name),
+        "builtins.__import__": builtins.__import__(name, None, None, ["WHO"]),
+        "importlib.__import__": il.__import__(name, fromlist=["WHO"]),
+        "star import_module": import_module(name),  # noqa: F405
+        "getattr": getattr(importlib, "import_module")(name),
+        "__builtins__": (__builtins__["__import__"] if isinstance(__builtins__, dict)
+                         else __builtins__.__import__)(name, fromlist=["WHO"]),
+        "value": load(name),
+        "map": list(map(importlib.import_module, [name]))[0],
+        "dict value": BY_NAME["load"](name),
+        "find_spec alias": importlib.import_module(fs(name).name),
+        "find_spec value": importlib.import_module(spec_of(name).name),
+    }
 
 
 def outside(name):
@@ -180,6 +209,10 @@ def test_computed_imports_reach_the_plugins_own_modules(
             assert plugin.invoke_func("by_pickle", short, how) == f"plugin {short} v1", how
         # an entry point of the host's distribution loads from the version
         assert plugin.invoke_func("by_entry_point", "beta") == "plugin beta v1"
+        for how, module in plugin.invoke_func("forms", "eta").items():
+            assert module.WHO == "plugin eta v1", how
+            assert module.__name__ == f"{root}.parts.eta", how
+            assert _of_the_version(module.__file__, root, "parts/eta.py"), how
         found = plugin.invoke_func("spec", "beta")
         assert found.name == f"{root}.parts.beta"
         assert _of_the_version(found.origin, root, "parts/beta.py")
