@@ -328,19 +328,31 @@ def test_package_as_a_plugin_beside_the_hosts_copy(
         assert _host_modules(package) == host_before, "the plugin imported the host's copy"
         old_invoke = weakref.ref(plugin.lookup("invoke_func"))
         old_modules = [m for m in sys.modules if m == root or m.startswith(root + ".")]
+        # new code: every module the computed imports reached gets a line the host's copy and
+        # version 1 lack (restored afterwards: the built copy is shared by this module's tests)
+        edited = {build.plugin_dir.parent / m.__file__.split("#", 1)[1].split("/", 1)[1]
+                  for m in reached}
         del plugin, reached, module
-
-        # a new stamp: the new version computes its imports afresh, from its own modules
-        _build(case, build.plugin_dir, bin_dir, build.cache, "-X", "CompileTimeString=v2")
+        originals = {path: path.read_bytes() for path in edited}
+        try:
+            for path in edited:
+                path.write_bytes(originals[path] + b'\nHOTSWAP_EDIT = "v2"\n')
+            _build(case, build.plugin_dir, bin_dir, build.cache, "-X", "CompileTimeString=v2")
+        finally:
+            for path, text in originals.items():
+                path.write_bytes(text)
         assert set(swapper.reload().values()) == {"ok"}
         plugin = swapper.current().find_plugin(package)
         assert plugin.invoke_func("stamp") == "v2"
         assert plugin.lookup("__name__") != root
         assert plugin.invoke_func(f"{PROBE_MODULE}:probe") == expected
         new_root = plugin.lookup("__name__")
-        assert all(m.__name__.startswith(new_root + ".")
-                   for m in plugin.invoke_func(f"{PROBE_MODULE}:reached"))
-        del plugin
+        # the new version's computed imports reach its own, edited modules
+        for module in plugin.invoke_func(f"{PROBE_MODULE}:reached"):
+            assert module.__name__.startswith(new_root + "."), module
+            assert getattr(module, "HOTSWAP_EDIT", None) == "v2", module
+        assert not any(hasattr(m, "HOTSWAP_EDIT") for m in host_before.values())
+        del plugin, module
         assert _wait_until(lambda: old_invoke() is None), f"version 1 of {package} was never freed"
         assert not [m for m in old_modules if m in sys.modules]
         assert _host_modules(package) == host_before
