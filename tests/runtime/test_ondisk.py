@@ -105,23 +105,27 @@ def live_write(how):
 '''
 
 
-def write_plugin(root: Path, stamp: str, items: object) -> Path:
+def write_plugin(root: Path, stamp: str, items: object, extra: dict[str, str] | None = None
+                 ) -> Path:
     folder = root / "files"
     (folder / "templates").mkdir(parents=True, exist_ok=True)
     (folder / "__init__.py").write_text(READER.replace('"one"', repr(stamp)))
     (folder / "jobs.py").write_text("def work():\n    return 'jobs'\n")
     (folder / "items.json").write_text(json.dumps(items))
     (folder / "templates" / "hello.txt").write_text("hello {{ stamp }}\n")
+    for rel, text in (extra or {}).items():
+        (folder / rel).write_text(text)
     return folder
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Callable[[str, object], None], Path, Path]]:
-    """``(rebuild(stamp, items), plugins folder, runtime folder)`` for plugin ``files``."""
+def env(tmp_path: Path) -> Iterator[tuple[Callable[..., None], Path, Path]]:
+    """``(rebuild(stamp, items, extra=None), plugins folder, runtime folder)`` for plugin
+    ``files`` (``extra``: more files, relative path -> text)."""
     src, out, runtime = tmp_path / "src", tmp_path / "plugins", tmp_path / "runtime"
 
-    def rebuild(stamp: str, items: object) -> None:
-        build(write_plugin(src, stamp, items), out, include=r"\.(json|txt)$")
+    def rebuild(stamp: str, items: object, extra: dict[str, str] | None = None) -> None:
+        build(write_plugin(src, stamp, items, extra), out, include=r"\.(json|txt)$")
 
     rebuild("one", [1])
     yield rebuild, out, runtime
@@ -161,19 +165,51 @@ def test_modules_have_real_files_that_everything_reads(env) -> None:
         swapper.close()
 
 
+READERS = ("live_items", "live_listing", "live_glob", "live_modules", "live_sourcefile",
+           "live_render", "live_resource", "live_where")
+
+
+def read_all(funcs: dict[str, Callable[..., object]]) -> dict[str, object]:
+    """What every way of reading the version's files returns."""
+    return {name: funcs[name]("hello.txt") if name == "live_render" else funcs[name]()
+            for name in READERS}
+
+
 def test_two_versions_alive_each_see_their_own_files(env) -> None:
-    """While version 1 is still alive, version 2 reads its own items; 1 still reads its own."""
+    """While versions 1 and 2 are still alive, version 3 reads its own files and each older one
+    still reads its own, by every way of reading them: open, listdir, glob, pkgutil, inspect,
+    jinja2, importlib.resources."""
     rebuild, out, runtime = env
     swapper = PluginManagerSwapper(out, free_delay=60, runtime_dir=runtime)
     try:
         swapper.load_plugins()
-        old_items, old_render = live(swapper, "live_items"), live(swapper, "live_render")
-        rebuild("two", [2, 2])
+        versions = [dict(swapper.current().vault.live_funcs)]
+        seen = [read_all(versions[0])]
+        rebuild("two", [2, 2], {"templates/more.txt": "more", "reports.py": "X = 2\n"})
         swapper.reload()
-        assert live(swapper, "live_items")() == [2, 2]
-        assert live(swapper, "live_render")("hello.txt") == "hello two"
-        assert old_items() == [1] and old_render("hello.txt") == "hello one"
-        assert [s.state for s in swapper.stats()] == ["pending free", "current"]
+        versions.append(dict(swapper.current().vault.live_funcs))
+        seen.append(read_all(versions[1]))
+        rebuild("three", [3], {"templates/last.txt": "last", "audit.py": "X = 3\n"})
+        swapper.reload()
+        versions.append(dict(swapper.current().vault.live_funcs))
+        seen.append(read_all(versions[2]))
+        assert [s["live_items"] for s in seen] == [[1], [2, 2], [3]]
+        assert [s["live_render"] for s in seen] == ["hello one", "hello two", "hello three"]
+        assert [s["live_glob"] for s in seen] == [
+            ["hello.txt"], ["hello.txt", "more.txt"], ["hello.txt", "last.txt", "more.txt"]]
+        assert [s["live_modules"] for s in seen] == [
+            ["_hotswap_registration", "jobs"], ["_hotswap_registration", "jobs", "reports"],
+            ["_hotswap_registration", "audit", "jobs", "reports"]]
+        assert "reports.py" not in seen[0]["live_listing"]
+        assert "audit.py" in seen[2]["live_listing"]
+        folders = [Path(s["live_where"][0]).parent for s in seen]
+        assert len(set(folders)) == 3
+        for folder, s in zip(folders, seen, strict=True):
+            assert s["live_sourcefile"] == str(folder / "__init__.py")
+            assert json.loads(s["live_resource"]) == s["live_items"]
+        # every version, read again now that three are alive, still sees its own files
+        assert [read_all(funcs) for funcs in versions] == seen
+        assert [s.state for s in swapper.stats()] == ["pending free", "pending free", "current"]
     finally:
         swapper.close()
 
@@ -447,10 +483,18 @@ def test_where_file_modes_bind_they_refuse_the_write(env) -> None:
             PluginManagerSwapper(sys.argv[1], runtime_dir=os.path.join(sys.argv[3], "runtime"))
         except Exception as exc:
             print(type(exc).__name__, exc)
+        os.mkdir(sys.argv[4], 0o555)  # a runtime folder that exists but cannot be written
+        try:
+            PluginManagerSwapper(sys.argv[1], runtime_dir=sys.argv[4])
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        print("kept", sorted(os.listdir(sys.argv[4])))
     """)
     repo = Path(__file__).resolve().parents[2]
     locked = runtime.parent / "read-only"
-    done = subprocess.run([sys.executable, "-c", script, str(out), str(runtime), str(locked)],
+    existing = runtime.parent / "existing-read-only"
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(runtime), str(locked),
+                           str(existing)],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo)},
                           preexec_fn=_without_dac_override if os.geteuid() == 0 else None)
@@ -460,6 +504,9 @@ def test_where_file_modes_bind_they_refuse_the_write(env) -> None:
     # a runtime_dir in a folder it cannot write to: refused by the constructor, named
     assert lines[2].startswith(f'HotswapError runtime folder "{locked / "runtime"}" cannot be used')
     assert "Permission denied" in lines[2] and "writable by this user" in lines[2]
+    assert lines[3].startswith(f'HotswapError runtime folder "{existing}" cannot be used')
+    assert "Permission denied" in lines[3] and "writable by this user" in lines[3]
+    assert lines[4] == "kept []"
 
 
 def test_a_forked_child_gets_its_own_folder_and_leaves_the_parents_alone(env) -> None:
