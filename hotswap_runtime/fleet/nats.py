@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.errors
 import nats.js.kv
@@ -114,6 +115,36 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     nats.js.errors.NoStreamResponseError,
     _Unavailable,
 )
+
+
+class _TlsRefused(nats.errors.Error):
+    """The server cannot give the TLS asked for; raised before anything is sent to it."""
+
+
+class _Client(nats.aio.client.Client):
+    """nats-py's client, held to the TLS that was asked for.
+
+    nats-py upgrades a connection to TLS only when the server's INFO says ``tls_required``: a
+    ``tls://`` URL (or a TLS context) against a server without TLS would go on in plain text,
+    credentials included, and a server that verifies clients would just drop a client without
+    a certificate (seen as "connection lost"). The INFO is checked here, before CONNECT is
+    sent, on the first connect and every reconnect.
+    """
+
+    def __init__(self, require_tls: bool, client_cert: bool) -> None:
+        super().__init__()
+        self._hotswap_require_tls = require_tls
+        self._hotswap_client_cert = client_cert
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection:
+            if self._hotswap_require_tls:
+                if not (info.get("tls_required") or info.get("tls_available")):
+                    raise _TlsRefused("no TLS")
+                info["tls_required"] = True      # upgrade even where the server makes TLS optional
+            if info.get("tls_verify") and not self._hotswap_client_cert:
+                raise _TlsRefused("client certificate")
+        await super()._process_info(info, initial_connection=initial_connection)
 
 
 #: what setting a watch up may raise while a server recovers or a cluster elects a leader
@@ -218,12 +249,30 @@ class _Connection:
         except nats.errors.AuthorizationError as exc:
             raise ChannelError(f"channel {url!r}: the server refused our credentials ({exc}); "
                                "check user:pass@, ?creds= or ?token=") from exc
+        except _TlsRefused as exc:
+            if str(exc) == "no TLS":
+                raise ChannelError(f"channel {url!r}: the NATS server does not offer TLS, but TLS was asked "
+                                   "for (tls://, ?ca=, ?cert= or a tls= context), so nothing was sent to it; "
+                                   "start nats-server with --tls (--tlscert and --tlskey), or use nats:// "
+                                   "where plain text is acceptable") from exc
+            raise ChannelError(f"channel {url!r}: the NATS server verifies clients and wants a TLS client "
+                               "certificate; give ?cert=FILE and ?key=FILE (or a tls= context holding "
+                               "one)") from exc
         except ssl.SSLError as exc:        # an OSError, but no retry will make it verify
             raise ChannelError(f"channel {url!r}: the TLS handshake failed ({exc}); check ?ca= (the CA "
                                "that signed the server's certificate), ?cert= and ?key=") from exc
         except _UNAVAILABLE as exc:
+            if (isinstance(exc, (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError))
+                    and self._nc is not None and self._nc.is_connected
+                    and not getattr(self._nc, "_server_info", {}).get("jetstream")):
+                # reached, but nobody answers JetStream requests: no retry fixes that
+                raise ChannelError(f"channel {url!r}: {what} failed: the NATS server runs without "
+                                   "JetStream; start it with -js (or jetstream {{}} in its "
+                                   "configuration)") from exc
             raise ChannelUnavailable(f"channel {url!r}: {what} failed, the NATS server cannot be "
-                                     f"reached ({type(exc).__name__}: {exc}); retry later") from exc
+                                     f"reached ({type(exc).__name__}: {exc}); check that nats-server "
+                                     "runs there with -js and that the address is right, or retry "
+                                     "later") from exc
         except nats.js.errors.APIError as exc:
             if exc.code == 503:
                 raise ChannelUnavailable(f"channel {url!r}: {what} failed, JetStream is not ready "
@@ -275,8 +324,15 @@ class _Connection:
                        "ping_interval": 5, "max_outstanding_pings": 2, "reconnected_cb": reconnected,
                        "disconnected_cb": disconnected, "error_cb": error, **self._options,
                        "allow_reconnect": False, "max_reconnect_attempts": 1}
-            nc = await asyncio.wait_for(nats.connect(self._servers, **options),
-                                        2 * (self.connect_timeout + 0.25) * len(self._servers) + 0.5)
+            require_tls = any(s.startswith("tls://") for s in self._servers) or options.get("tls") is not None
+            nc = _Client(require_tls, client_cert=options.pop("_client_cert", options.get("tls") is not None))
+            try:
+                await asyncio.wait_for(nc.connect(self._servers, **options),
+                                       2 * (self.connect_timeout + 0.25) * len(self._servers) + 0.5)
+            except BaseException:
+                with contextlib.suppress(Exception):   # a refused TLS leaves its socket open
+                    await asyncio.wait_for(nc.close(), 1.0)
+                raise
             nc.options["allow_reconnect"] = self._options.get("allow_reconnect", True)
             nc.options["max_reconnect_attempts"] = self._options.get("max_reconnect_attempts", -1)
             self._nc, self.js = nc, nc.jetstream(timeout=self.timeout)
@@ -542,6 +598,7 @@ class NatsChannel(Channel):
                 raise ChannelError(f"channel {self.url!r}: cannot load the TLS files ({exc}); "
                                    "check the ca=, cert= and key= paths") from exc
             opts["tls"] = context
+            opts["_client_cert"] = "cert" in query     # _Client: a verifying server wants one
         return opts
 
     def _call(self, make: Callable[[], Awaitable[T]], what: str, *, budget: float | None = None,

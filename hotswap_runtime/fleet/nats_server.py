@@ -66,12 +66,13 @@ class NatsServer:
     """One ``nats-server -js`` on 127.0.0.1 (free ports unless given), its store under ``store_dir``."""
 
     def __init__(self, store_dir: str | os.PathLike[str], *, port: int | None = None,
-                 name: str = "n1", extra_args: list[str] | None = None) -> None:
+                 name: str = "n1", extra_args: list[str] | None = None, jetstream: bool = True) -> None:
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.name = name
         self.extra_args = list(extra_args or [])
+        self.jetstream = jetstream
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.store_dir / f"{name}.log"
 
@@ -86,8 +87,9 @@ class NatsServer:
         """Start (or restart: same ports and store) and wait until JetStream is ready."""
         if self.proc is None or self.proc.poll() is not None:
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            args = [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name,
-                    "-m", str(self.monitor_port), "-sd", str(self.store_dir / self.name), *self.extra_args]
+            args = [find_nats_server(), *(["-js"] if self.jetstream else []), "-a", "127.0.0.1",
+                    "-p", str(self.port), "-n", self.name, "-m", str(self.monitor_port),
+                    "-sd", str(self.store_dir / self.name), *self.extra_args]
             with open(self.log, "ab") as out:
                 self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             _wait_port(self.port, self.proc, self.log, timeout)

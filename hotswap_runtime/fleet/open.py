@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
-from .channel import Channel
+from .channel import Channel, ChannelError
 
 __all__ = ["open_channel"]
 
 #: URL schemes of the NATS channel (README "Fleet"); anything else is a folder
 NATS_SCHEMES = ("nats://", "tls://")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def open_channel(url: str | os.PathLike[str], **options: Any) -> Channel:
@@ -19,6 +21,10 @@ def open_channel(url: str | os.PathLike[str], **options: Any) -> Channel:
 
     Never fails on a channel it cannot reach or a folder that does not exist yet: the first
     call on the channel raises ``ChannelUnavailable`` instead, which a follower treats as away.
+
+    Raises:
+        ChannelError: ``url`` is another kind of URL (``http://…``), or a NATS URL that is
+            not well-formed.
 
     Args:
         url: a folder path (``file://`` allowed) or a NATS URL.
@@ -33,4 +39,8 @@ def open_channel(url: str | os.PathLike[str], **options: Any) -> Channel:
 
     if text.startswith("file://"):
         text = text[len("file://"):]
+    elif (scheme := _SCHEME.match(text)) is not None:
+        # never a folder named "http:" under the working directory
+        raise ChannelError(f"channel {text!r}: {scheme.group(1)!r} is not a kind of channel; give a "
+                           "folder path (or file://PATH) or nats://HOST:PORT/NAME (tls:// for TLS)")
     return FolderChannel(text, **options)

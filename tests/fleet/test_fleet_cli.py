@@ -106,6 +106,13 @@ def test_a_path_that_is_not_a_channel_is_a_clear_error(tmp_path: Path, releases)
     code, _, err = hotswap("status", tmp_path / "missing")
     assert (code, err) == (1, f"Error: channel folder {tmp_path / 'missing'} does not exist (yet); "
                               "create it with hotswap publish, or mount it\n")
+    for url in ("http://10.0.0.5/prod", "s3://bucket/prod"):   # never a folder "http:" here
+        code, _, err = hotswap("publish", url, *releases("v1"))
+        scheme = url.partition(":")[0]
+        assert (code, err) == (1, f"Error: channel {url!r}: {scheme!r} is not a kind of channel; "
+                                  "give a folder path (or file://PATH) or nats://HOST:PORT/NAME "
+                                  "(tls:// for TLS)\n")
+    assert not Path(scheme + ":").exists() and not Path("http:").exists()
 
 
 def test_two_publishers_at_once_never_get_the_same_revision(channel_url: str, releases) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from hotswap_runtime.fleet import (
     ChannelUnavailable,
     PublishConflict,
     Release,
+    open_channel,
 )
 from hotswap_runtime.fleet.nats import ARTIFACT_BUCKET, NatsChannel, status_key
 from hotswap_runtime.fleet.nats_server import NatsCluster, NatsServer, free_port
@@ -239,6 +241,21 @@ def test_an_unreachable_server_is_unavailable_fast_and_open_is_lazy(tmp_path: Pa
         channel.close()
 
 
+def test_a_server_without_jetstream_is_a_clear_error(tmp_path: Path) -> None:
+    """Reached, but nobody answers JetStream: not "cannot be reached, retry later" (no retry
+    helps) but what to change on the server."""
+    with NatsServer(tmp_path, jetstream=False) as server:
+        channel = NatsChannel(server.channel_url("prod"))
+        try:
+            for call in (channel.current, channel.statuses):
+                with pytest.raises(ChannelError, match=r"the NATS server runs without JetStream; "
+                                                       r"start it with -js") as caught:
+                    call()
+                assert not isinstance(caught.value, ChannelUnavailable)
+        finally:
+            channel.close()
+
+
 def test_server_killed_and_restarted(open_nats, nats_server: NatsServer, tmp_path: Path) -> None:
     follower, publisher = open_nats(), open_nats()
     publish(publisher, tmp_path, b"before")
@@ -264,49 +281,100 @@ def test_server_killed_and_restarted(open_nats, nats_server: NatsServer, tmp_pat
     assert [r.revision for r in follower.history()] == [1, 2]     # the store survived the kill
 
 
-def test_credentials_through_the_url(tmp_path: Path) -> None:
-    with NatsServer(tmp_path, extra_args=["--user", "deploy", "--pass", "s3cret"]) as server:
+def test_credentials_through_the_url_and_options(tmp_path: Path) -> None:
+    """user:pass@ and ?token= in the URL, or nats.connect's own keywords through open_channel;
+    a wrong secret is a clear error that never echoes it."""
+    with NatsServer(tmp_path / "userpass", extra_args=["--user", "deploy", "--pass", "s3cret"]) as server:
         good = NatsChannel(f"nats://deploy:s3cret@127.0.0.1:{server.port}/prod")
+        by_option = open_channel(server.channel_url("prod"), user="deploy", password="s3cret")
         bad = NatsChannel(f"nats://deploy:wrong@127.0.0.1:{server.port}/prod")
         try:
             assert good.url == f"nats://127.0.0.1:{server.port}/prod"     # no password in messages
-            assert good.current() is None
+            assert good.current() is None and by_option.current() is None
             with pytest.raises(ChannelError, match=r"refused our credentials.*check user:pass@") as caught:
                 bad.current()
             assert not isinstance(caught.value, ChannelUnavailable)
             assert "wrong" not in str(caught.value)
         finally:
+            for channel in (good, by_option, bad):
+                channel.close()
+    with NatsServer(tmp_path / "token", extra_args=["--auth", "t0ken"]) as server:
+        good = NatsChannel(f"{server.channel_url('prod')}?token=t0ken")
+        bad = NatsChannel(f"{server.channel_url('prod')}?token=guess")
+        try:
+            assert good.current() is None
+            with pytest.raises(ChannelError, match=r"refused our credentials") as caught:
+                bad.current()
+            assert "guess" not in str(caught.value)
+        finally:
             good.close()
             bad.close()
 
 
+def test_tls_asked_for_is_never_plain_text(tmp_path: Path) -> None:
+    """tls:// (or a TLS option) against a server that offers no TLS is refused before anything,
+    credentials above all, is sent in the clear; nats-py alone would go on in plain text."""
+    with NatsServer(tmp_path, extra_args=["--user", "deploy", "--pass", "s3cret"]) as server:
+        asked = [NatsChannel(f"tls://deploy:s3cret@127.0.0.1:{server.port}/prod", connect_timeout=1.0),
+                 open_channel(server.channel_url("prod"), user="deploy", password="s3cret",
+                              tls=ssl.create_default_context(), connect_timeout=1.0)]
+        try:
+            for channel in asked:
+                with pytest.raises(ChannelError, match=r"does not offer TLS.*start nats-server with "
+                                                       r"--tls") as refused:
+                    channel.current()
+                assert not isinstance(refused.value, ChannelUnavailable)
+                assert "s3cret" not in str(refused.value)
+        finally:
+            for channel in asked:
+                channel.close()
+
+
 def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    """tls:// with ?ca=, ?cert= and ?key= (a server that verifies clients), or an SSLContext
+    through open_channel's tls= option; a server or client that does not verify is refused."""
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path, timeout=60)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
             "-days", "2", "-subj", "/CN=hotswap test ca",
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,"
-                                      "keyEncipherment\nextendedKeyUsage=serverAuth\n"
-                                      "authorityKeyIdentifier=keyid,issuer\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    for who, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out", f"{who}.csr",
+                "-subj", "/CN=127.0.0.1")
+        (tmp_path / f"{who}.ext").write_text("subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,"
+                                             f"keyEncipherment\nextendedKeyUsage={usage}\n"
+                                             "authorityKeyIdentifier=keyid,issuer\n")
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")
     with NatsServer(tmp_path / "store", extra_args=[
-            "--tls", "--tlscert", str(tmp_path / "server.pem"), "--tlskey", str(tmp_path / "server.key")]) as server:
-        trusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod?ca={tmp_path / 'ca.pem'}")
-        untrusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod", connect_timeout=1.0)
+            "--tlsverify", "--tlscert", str(tmp_path / "server.pem"), "--tlskey", str(tmp_path / "server.key"),
+            "--tlscacert", str(tmp_path / "ca.pem")]) as server:
+        files = f"ca={tmp_path / 'ca.pem'}&cert={tmp_path / 'client.pem'}&key={tmp_path / 'client.key'}"
+        trusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod?{files}")
+        context = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+        by_option = open_channel(server.channel_url("prod"), tls=context)
+        untrusted = NatsChannel(f"tls://127.0.0.1:{server.port}/prod?cert={tmp_path / 'client.pem'}"
+                                f"&key={tmp_path / 'client.key'}", connect_timeout=1.0)   # no ?ca=
         try:
             path, ref = make_artifact(tmp_path, "world", b"over tls")
             trusted.put_artifact(path, ref)
             assert trusted.publish_release(release_of(trusted, 1, [ref])).revision == 1
+            assert by_option.current().revision == 1
             with pytest.raises(ChannelError, match="the TLS handshake failed") as refused:
                 untrusted.current()                     # a server we cannot verify is never used
             assert not isinstance(refused.value, ChannelUnavailable)   # no retry makes it verify
         finally:
-            trusted.close()
-            untrusted.close()
+            for channel in (trusted, by_option, untrusted):
+                channel.close()
+        anonymous = NatsChannel(f"tls://127.0.0.1:{server.port}/prod?ca={tmp_path / 'ca.pem'}",
+                                connect_timeout=1.0)
+        try:
+            with pytest.raises(ChannelError, match=r"wants a TLS client certificate.*\?cert=FILE and "
+                                                   r"\?key=FILE"):
+                anonymous.current()                     # the server wants a client certificate
+        finally:
+            anonymous.close()
 
 
 @pytest.mark.parametrize("url, message", [
