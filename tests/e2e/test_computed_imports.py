@@ -91,10 +91,10 @@ def spec(short):
 
 
 # every other spelling of the same functions, and the functions used as values
-import builtins  # noqa: E402
-import importlib as il  # noqa: E402
-from importlib import *  # noqa: E402, F403
-from importlib.util import find_spec as fs  # noqa: E402
+import builtins
+import importlib as il
+from importlib import *
+from importlib.util import find_spec as fs
 
 BY_NAME = {"load": importlib.import_module}
 
@@ -107,7 +107,7 @@ def forms(short):
         "il.import_module": il.import_module(name),
         "builtins.__import__": builtins.__import__(name, None, None, ["WHO"]),
         "importlib.__import__": il.__import__(name, fromlist=["WHO"]),
-        "star import_module": import_module(name),  # noqa: F405
+        "star import_module": import_module(name),
         "getattr": getattr(importlib, "import_module")(name),
         "__builtins__": (__builtins__["__import__"] if isinstance(__builtins__, dict)
                          else __builtins__.__import__)(name, fromlist=["WHO"]),
