@@ -123,6 +123,47 @@ def test_pdb_breakpoint_on_the_source_hits_in_every_version(tmp_path: Path) -> N
         swapper.close()
 
 
+PDB_HOST = textwrap.dedent("""\
+    import sys
+    from hotswap_runtime import PluginManagerSwapper
+
+    one, two, runtime = sys.argv[1:4]
+    swapper = PluginManagerSwapper(one, free_delay=60, map_sources=True, runtime_dir=runtime)
+    swapper.load_plugins()
+    first = swapper.current().vault.live_funcs["live_work"]
+    swapper.reset_plugin_dir(two)
+    swapper.reload()
+    second = swapper.current().vault.live_funcs["live_work"]
+    print("results", first(1), second(1))
+    swapper.close()
+    """)
+
+
+def test_a_real_pdb_session_stops_on_the_source_in_every_version(tmp_path: Path) -> None:
+    """``python -m pdb host.py``, then ``b <plugin>/jobs.py:11`` and ``c``, as a developer
+    types them: the debugger stops on that line of the original file in version one, then in
+    version two (both alive), each running its own module."""
+    folder, one, two = build_two(tmp_path)
+    host = tmp_path / "host.py"
+    host.write_text(PDB_HOST)
+    source = folder / "jobs.py"
+    commands = [f"b {source}:{BREAK_LINE}", "c",
+                "p ('at', __name__, mapped.CompileTimeString)", "c",
+                "p ('at', __name__, mapped.CompileTimeString)", "c", "q"]
+    done = subprocess.run([sys.executable, "-m", "pdb", str(host), str(one), str(two),
+                           str(tmp_path / "runtime")],
+                          input="\n".join(commands) + "\n", capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out
+    assert out.count(f"> {source}({BREAK_LINE})work()") == 2, out
+    stops = [line.split("'at', ", 1)[1] for line in out.splitlines() if "('at', " in line]
+    assert len(stops) == 2 and stops[0] != stops[1], out
+    for stop, stamp in zip(stops, ("one", "two"), strict=True):
+        assert stop.startswith("'_hotswap_mapped_") and stop.endswith(f".jobs', '{stamp}')"), out
+    assert "results one:0 two:0" in out
+
+
 def test_a_changed_or_missing_source_falls_back_to_the_versions_own_path(tmp_path: Path) -> None:
     """Edited since the build: the version's own path (the breakpoint would sit on other code);
     removed: likewise; without map_sources: always the version's own path."""
