@@ -317,27 +317,57 @@ def _watch_args(swapper: _WatchReloads | _WatchAReloads, debounce: float, helper
     return folder, {"step": quiet_ms, "debounce": max(1600, 10 * quiet_ms), "recursive": False}
 
 
+def _links_on_the_way(folder: Path) -> list[str]:
+    """Every symlink met while resolving ``folder``: its own, its ancestors' (``current`` in
+    ``current/plugins``) and those their targets go through, each as the physical path of the
+    link (where a switch of it shows up as a change of its parent folder)."""
+    links: list[str] = []
+    parts = Path(os.path.abspath(folder)).parts
+    here, todo = Path(parts[0]), list(parts[1:])
+    while todo and len(links) < 40:           # 40: the kernel's own limit on nested links
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            here = here.parent
+            continue
+        step = here / part
+        if not step.is_symlink():
+            here = step
+            continue
+        links.append(str(step))
+        target = Path(os.readlink(step))
+        if target.is_absolute():
+            here, todo = Path(target.parts[0]), [*target.parts[1:], *todo]
+        else:
+            todo = [*target.parts, *todo]
+    return links
+
+
 def _watch_plan(folder: Path) -> tuple[list[Path], Callable[[Any, str], bool], Callable[[Any], bool]]:
     """What to watch for ``folder``: (paths, filter, relinked(changes)).
 
-    A plugin folder that is a symlink is switched atomically by renaming a new link over the
-    old one: nothing changes inside either target, so the link's parent folder is watched for
-    the link's own name too; when it changes the watch restarts on the new target.
+    A deploy switches a set of artifacts atomically by renaming a new symlink over the old one:
+    the plugin folder itself, a folder above it (``current/plugins``) or a link on the way to
+    either. Nothing changes inside the old or the new target then, so the parent folder of
+    every link met on the way is watched for that link's name too; when one changes the watch
+    starts again on the new target.
     """
-    if not folder.is_symlink():
+    links = set(_links_on_the_way(folder))
+    if not links:
         return [folder], _is_artifact, lambda changes: False
-    link = os.path.abspath(folder)
-    target = folder.resolve()
+    target = str(folder.resolve())
 
     def wanted(change: Any, path: str) -> bool:
-        if os.path.abspath(path) == link:
+        if os.path.abspath(path) in links:
             return True
-        return os.path.dirname(os.path.abspath(path)) == str(target) and _is_artifact(change, path)
+        return os.path.dirname(os.path.abspath(path)) == target and _is_artifact(change, path)
 
     def relinked(changes: Any) -> bool:
-        return any(os.path.abspath(path) == link for _, path in changes)
+        return any(os.path.abspath(path) in links for _, path in changes)
 
-    return [target, Path(link).parent], wanted, relinked
+    parents = sorted({os.path.dirname(link) for link in links} - {target})
+    return [Path(target), *map(Path, parents)], wanted, relinked
 
 
 def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
@@ -350,9 +380,9 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
     write is ignored; once the folder has been quiet for ``debounce`` seconds, one reload
     handles the whole burst. Added, rebuilt and deleted
     artifacts all trigger it. After ``reset_plugin_dir``, stop this and start a new one. When
-    ``plugin_dir`` is a symlink, switching it to another folder (a new link renamed over the
-    old one: the atomic way to deploy a set of artifacts) reloads too, and the watch moves to
-    the new target.
+    ``plugin_dir`` is a symlink, or sits below one (``current/plugins``), switching that link
+    to another folder (a new link renamed over the old one: the atomic way to deploy a set of
+    artifacts) reloads too, and the watch moves to the new target.
 
     The watch starts in the background: changes made in the first moments after the call
     may be missed.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import NOOP_HOOKS, wait_for
 
 from hotswap_runtime import HotswapError, PluginManagerSwapper, triggers
 
@@ -437,3 +437,86 @@ def test_watch_without_watchfiles_says_how_to_install(
 
     with pytest.raises(ImportError, match=r"^awatch_plugin_dir needs .*hotswap\[watch\]"):
         asyncio.run(main())
+
+
+TAGGED = 'CompileTimeString = "dev"\n' + NOOP_HOOKS.replace(
+    "def invoke_func(name, *params): pass", "def invoke_func(name, *params): return CompileTimeString")
+
+
+class Counting:
+    """A real swapper, counting the reloads the watch starts (failed ones too)."""
+
+    def __init__(self, swapper: PluginManagerSwapper) -> None:
+        self.swapper, self.plugin_dir, self.logger = swapper, swapper.plugin_dir, swapper.logger
+        self.attempts = 0
+
+    def reload(self, data: Any = None) -> Any:
+        self.attempts += 1
+        return self.swapper.reload(data)
+
+    async def areload(self, data: Any = None) -> Any:
+        self.attempts += 1
+        return await self.swapper.areload(data)
+
+    def tag(self) -> str:
+        return self.swapper.current().find_plugin("tagged").invoke_func("tag")
+
+
+@pytest.mark.parametrize("form", ["thread", "asyncio"])
+@pytest.mark.parametrize("layout", ["folder", "ancestor", "chain"])
+def test_a_symlink_switch_reloads_wherever_the_link_is(tmp_path: Path, build_plugin, layout: str,
+                                                       form: str) -> None:
+    """A deploy switching a symlink the atomic way (a new link renamed over the old) reloads a
+    real swapper whether the link is the plugin folder itself, a folder above it
+    (``current/plugins``, Capistrano's layout) or a link the plugin folder's own link goes
+    through; switching back reloads again (the watch follows every switch)."""
+    (tmp_path / "src" / "tagged").mkdir(parents=True)
+    (tmp_path / "src" / "tagged" / "__init__.py").write_text(TAGGED)
+    for n in (1, 2):
+        build_plugin(tmp_path / "src" / "tagged", tmp_path / "releases" / str(n) / "plugins",
+                     stamps={"CompileTimeString": f"v{n}"})
+
+    def switch(link: Path, target: Path) -> None:
+        new = link.with_name(f".{link.name}.new")
+        new.symlink_to(target)
+        os.replace(new, link)
+
+    releases = tmp_path / "releases"
+    if layout == "folder":           # plugins -> releases/N/plugins
+        link, plugin_dir, target = tmp_path / "plugins", tmp_path / "plugins", lambda n: releases / str(n) / "plugins"
+    elif layout == "ancestor":       # current -> releases/N; plugin_dir current/plugins
+        link, plugin_dir, target = tmp_path / "current", tmp_path / "current" / "plugins", lambda n: releases / str(n)
+    else:                            # app/plugins -> ../current -> releases/N/plugins
+        link, plugin_dir = tmp_path / "current", tmp_path / "app" / "plugins"
+        target = lambda n: releases / str(n) / "plugins"  # noqa: E731
+        plugin_dir.parent.mkdir()
+        plugin_dir.symlink_to(Path("..") / "current")
+    switch(link, target(1))
+    real = PluginManagerSwapper(plugin_dir, free_delay=0.05)
+    swapper = Counting(real)
+    try:
+        real.reload()
+        assert swapper.tag() == "v1"
+        if form == "thread":
+            stop = triggers.watch_plugin_dir(swapper, debounce=DEBOUNCE)
+            try:
+                settle_sync(plugin_dir, swapper)
+                for n in (2, 1):
+                    switch(link, target(n))
+                    wait_for(lambda n=n: swapper.tag() == f"v{n}")
+            finally:
+                stop()
+        else:
+            async def main() -> None:
+                stop = triggers.awatch_plugin_dir(swapper, debounce=DEBOUNCE)
+                try:
+                    for step in until_watching(plugin_dir, swapper, asyncio.sleep):
+                        await step
+                    for n in (2, 1):
+                        switch(link, target(n))
+                        await await_for(lambda n=n: swapper.tag() == f"v{n}", timeout=10)
+                finally:
+                    await asyncio.wait_for(stop(), 5)
+            asyncio.run(main())
+    finally:
+        real.close()
