@@ -9,14 +9,15 @@ and a version's own folder is one symlink into it::
 
     <runtime_dir>/                          0700, created if missing (default: a private folder
                                             under the system temp directory)
-      .lock                                 flock'ed while the store or procs change shape
       store/<sha256>-<layout>.<k>/          one artifact's package, written once:
         <name>/...                            files 0444, folders 0555
         .seal                                 lstat of each file and folder once sealed
       procs/<pid>-<random>/                 one swapper's folder, 0700
         .owner                              flock'ed (shared lock) for the swapper's whole life
-        world#3 -> ../../store/<...>        a version's folder: ``…/world#3/world/jobs.py``
-        .keep-<entry> -> ../../store/<...>  the store entries this swapper keeps for reuse
+        world#3 -> <runtime_dir>/store/<...>  a version's folder: ``…/world#3/world/jobs.py``
+        .keep-<entry> -> …/store/<...>      a store entry this swapper keeps for reuse once no
+                                            version of its own uses it (its last version's
+                                            folder, renamed: never a moment without a link)
 
 A store entry is written into a temporary folder and renamed into place, so it is complete or
 absent. A file equal to the same file of the copy the plugin's running version uses is a hard
@@ -32,11 +33,27 @@ Who owns what: a swapper holds a lock on its ``.owner`` file for as long as it l
 kernel drops that lock when the process dies, however it dies (SIGKILL included); a process id
 alone could be reused. Every swapper, when it starts, sweeps each proc folder whose ``.owner``
 it can lock (its owner is dead), then every store entry no symlink of a live proc folder points
-to. Creating, sweeping and claiming all happen under the runtime folder's ``.lock``; writing a
-new copy does not (other hosts keep loading meanwhile): it goes to a temporary folder inside the
-writer's own proc folder (``procs/<pid>-<random>/.tmp-<random>``: swept with it if the writer
-dies), and is renamed into the store under the lock, unless another host placed a sound copy
-first (then it is dropped).
+to.
+
+Design note on locking: hosts sharing a runtime folder (every host of a user shares the default
+one) never wait for each other over unrelated versions; there is no folder-wide lock.
+
+- A proc folder is made as ``procs/.new-<random>``, its ``.owner`` created and locked inside,
+  then renamed to its final name: a sweep never sees a final-named folder without a live owner,
+  and leaves a ``.new-`` folder alone unless it is older than ``NEW_STALE_S`` (its maker was
+  killed in those microseconds).
+- Removing (a dead host's proc folder, an unused store entry) first renames the thing aside
+  (``.gone-<random>``): of hosts sweeping at once exactly one wins the rename, and the slow
+  removal of the tree runs under no lock at all.
+- The only lock is per store entry, a ``flock`` on the entry's folder: linking a version to an
+  entry holds it for one ``symlink``, collecting holds it (non-blocking: a busy entry is
+  skipped) from before the references are read until the entry is renamed aside. So a link
+  never points to an entry being removed, and two hosts wait for each other only over the same
+  artifact, for a few microseconds.
+- Writing a new copy takes no lock: it goes to a temporary folder inside the writer's own proc
+  folder (``procs/<pid>-<random>/.tmp-<random>``: swept with it if the writer dies), and is
+  renamed into the store, locked until its first link exists; when another host placed a sound
+  copy first, the rename fails and that copy is used.
 
 Read-only for root too: root (or any process with ``CAP_DAC_OVERRIDE``) ignores file modes. When
 a probe shows the modes do not bind this process (``os.access`` of a 0444 file for writing), the
@@ -55,13 +72,15 @@ import errno
 import json
 import logging
 import os
+import secrets
 import shutil
 import stat
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import HotswapError
@@ -81,9 +100,19 @@ STORE = "store"
 PROCS = "procs"
 SEAL = ".seal"
 OWNER = ".owner"
-LOCK = ".lock"
+LOCK = ".lock"  # the folder-wide lock of older runtimes: removed with the skeleton
 KEEP_PREFIX = ".keep-"
 TMP_PREFIX = ".tmp-"
+#: a proc folder being made (it gets its final name once its owner file is locked)
+NEW_PREFIX = ".new-"
+#: a proc folder or store entry claimed for removal (renamed aside first: one remover wins)
+DEAD_PREFIX = ".gone-"
+#: a ``.new-`` folder older than this (seconds) is a leftover of a host killed while making it
+NEW_STALE_S = 600.0
+_RETRIES = 100
+#: store entries locked at once while collecting (each lock holds a descriptor)
+_LOCK_BATCH = 64
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: store entries a swapper keeps for reuse once no version of its own uses them
 KEEP_ENTRIES = 8
 KEEP_BYTES = 256 * 1024 * 1024
@@ -226,6 +255,15 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
+def _remove_quietly(path: str) -> None:
+    """``_remove_tree``, where another host may be removing the same tree at the same time."""
+    try:
+        _remove_tree(path)
+    except OSError as exc:
+        if os.path.lexists(path):
+            logger.debug("cannot remove %s yet (%s): the next sweep does", path, exc)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -265,7 +303,10 @@ class RuntimeFolder:
         self.proc = ""
         self._created_root = False
         self._in_use: dict[str, int] = {}  # store entry name -> versions of ours using it
-        self._keep: OrderedDict[str, int] = OrderedDict()  # entry name -> bytes, oldest first
+        # entries kept for reuse by a ``.keep-`` link, made when their last version of ours is
+        # freed: entry name -> bytes, least recently used first
+        self._keep: OrderedDict[str, int] = OrderedDict()
+        self._sizes: dict[str, int] = {}  # entry name -> bytes, for entries of ours
         self._folders: dict[str, str] = {}  # version folder -> store entry name
         # store entry -> (plugin, its files) of the newest copy of each plugin while a version
         # of ours uses it: the next copy hard-links the files that did not change instead of
@@ -301,7 +342,7 @@ class RuntimeFolder:
         if not os.path.isdir(self.root):
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             self._created_root = True
-        with self._locked():
+        with _GUARD.allowed():
             if self.default:
                 st = os.stat(self.root)
                 if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
@@ -309,8 +350,6 @@ class RuntimeFolder:
                         f'runtime folder "{self.root}" belongs to another user or others can '
                         "write to it: a plugin's files there could be replaced; remove it, or "
                         "pass runtime_dir= a folder of your own", step="runtime_dir")
-            os.makedirs(self.store, mode=0o700, exist_ok=True)
-            os.makedirs(self.procs, mode=0o700, exist_ok=True)
             owner = self._new_proc()
             # a probe, with no side effect: can this process write a 0444 file? (root can)
             if os.access(owner, os.W_OK):
@@ -318,15 +357,37 @@ class RuntimeFolder:
                 self._guarded = True
             self._sweep()
 
+    def _skeleton(self) -> None:
+        """The runtime folder, ``store`` and ``procs`` (the last host to close removes them)."""
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        os.makedirs(self.store, mode=0o700, exist_ok=True)
+        os.makedirs(self.procs, mode=0o700, exist_ok=True)
+
     def _new_proc(self) -> str:
-        """Make this process' proc folder and lock its owner file (lock held); its path."""
-        self.proc = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.procs)
-        owner = os.path.join(self.proc, OWNER)
-        self._owner_fd = os.open(owner, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
-        if fcntl is not None:
-            # shared: a child forked with this descriptor keeps the folder alive too
-            fcntl.flock(self._owner_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return owner
+        """Make this process' proc folder, its owner file locked before the folder gets its
+        final name (so a sweep never finds it without a live owner); the owner file's path."""
+        for _ in range(_RETRIES):
+            self._skeleton()
+            try:
+                new = tempfile.mkdtemp(prefix=NEW_PREFIX, dir=self.procs)
+            except FileNotFoundError:
+                continue  # the last host to close removed procs/ after our makedirs: again
+            fd = os.open(os.path.join(new, OWNER), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+            try:
+                if fcntl is not None:
+                    # shared: a child forked with this descriptor keeps the folder alive too
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                final = os.path.join(self.procs, f"{os.getpid()}-{new[-8:]}")
+                os.rename(new, final)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    _remove_tree(new)
+                raise
+            self._owner_fd = fd
+            self.proc = final
+            return os.path.join(final, OWNER)
+        raise OSError(errno.EAGAIN, "other hosts kept removing it", self.procs)
 
     def _forked(self) -> None:
         """In a child forked from the process that made this object: the parent's proc folder
@@ -345,40 +406,25 @@ class RuntimeFolder:
         self._keep.clear()
         self._contents.clear()
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """This object's thread lock, then the runtime folder's ``.lock`` (other processes)."""
-        with self._lock, _GUARD.allowed():
-            if fcntl is None:
-                yield
-                return
-            path = os.path.join(self.root, LOCK)
-            while True:
-                try:
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                except FileNotFoundError:
-                    # the last user of the folder removed it after our makedirs (hosts that
-                    # stop while others start): make it again and retry
-                    os.makedirs(self.root, mode=0o700, exist_ok=True)
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    # the last swapper to close removes the file: a lock on its old inode
-                    # would exclude nobody, so take the lock on the file that is there now
-                    try:
-                        same = os.path.samestat(os.fstat(fd), os.stat(path))
-                    except FileNotFoundError:
-                        same = False
-                except BaseException:
-                    os.close(fd)
-                    raise
-                if same:
-                    break
-                os.close(fd)
-            try:
-                yield
-            finally:
-                os.close(fd)  # releases the flock
+    def _lock_entry(self, entry: str, wait: bool) -> int | None:
+        """Lock store entry ``entry`` (a flock on its folder, exclusive); the descriptor holding
+        the lock, or None when the entry is gone (or busy, unless ``wait``). Only linking to an
+        entry and collecting it take its lock: hosts never wait for each other's entries."""
+        path = os.path.join(self.store, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a collector renames an entry aside under its lock: the one locked must still be it
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     def _alive(self, proc: str) -> bool:
         """Whether the swapper owning proc folder ``proc`` still runs (its lock is held)."""
@@ -387,7 +433,7 @@ class RuntimeFolder:
         try:
             fd = os.open(os.path.join(proc, OWNER), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return False  # created under the lock, so a folder without owner file is a crash's
+            return False  # made before the folder got its name: without one, a crash's
         except OSError:
             return True
         try:
@@ -398,22 +444,62 @@ class RuntimeFolder:
             os.close(fd)
         return False
 
+    def _aside(self, path: str, folder: str) -> str | None:
+        """Rename ``path`` to a hidden name in ``folder`` (a claim: of hosts sweeping at once,
+        one wins); the new path, or None when another host took it first."""
+        aside = os.path.join(folder, DEAD_PREFIX + secrets.token_hex(8))
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return None
+        return aside
+
     def _sweep(self) -> None:
-        """Remove the proc folders of dead owners, then unreferenced store entries (lock held)."""
+        """Remove the proc folders of dead owners, then unreferenced store entries.
+
+        Takes no lock: a dead host's folder is claimed by renaming it aside, then removed; a
+        folder still being made (``.new-…``) is left alone unless it is old (its maker died
+        making it)."""
         swept = []
-        for entry in os.scandir(self.procs):
-            if entry.path != self.proc and not self._alive(entry.path):
-                _remove_tree(entry.path)
-                swept.append(entry.name)
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.procs))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            name = entry.name
+            if entry.path == self.proc:
+                continue
+            if name.startswith(DEAD_PREFIX):  # claimed by a sweep (or close) that died midway
+                _remove_quietly(entry.path)
+                continue
+            if name.startswith(NEW_PREFIX):
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime < NEW_STALE_S:
+                        continue
+                except OSError:
+                    continue
+            elif self._alive(entry.path):
+                continue
+            aside = self._aside(entry.path, self.procs)
+            if aside is not None:
+                _remove_quietly(aside)
+                swept.append(name)
         if swept:
             self.log.info("runtime folder %s: removed the leftovers of %d stopped host(s): %s",
                           self.root, len(swept), ", ".join(sorted(swept)))
         self._collect()
 
     def _referenced(self) -> set[str]:
-        """Store entries some live proc folder points to (lock held, dead ones swept)."""
+        """Store entries some live proc folder points to."""
         found: set[str] = set()
-        for proc in os.scandir(self.procs):
+        try:
+            procs = list(os.scandir(self.procs))
+        except FileNotFoundError:
+            return found
+        for proc in procs:
+            if proc.name.startswith(DEAD_PREFIX):
+                continue
             try:
                 links = list(os.scandir(proc.path))
             except (FileNotFoundError, NotADirectoryError):
@@ -424,13 +510,41 @@ class RuntimeFolder:
                         found.add(os.path.basename(os.readlink(link.path)))
         return found
 
-    def _collect(self, only: set[str] | None = None) -> None:
-        """Remove store entries nobody points to (all of them, or those in ``only``)."""
-        referenced = self._referenced()
-        for entry in os.scandir(self.store):
-            if entry.name in referenced or (only is not None and entry.name not in only):
-                continue
-            _remove_tree(entry.path)
+    def _collect(self, only: Iterable[str] | None = None) -> None:
+        """Remove the store entries nobody points to (all of them, or those in ``only``).
+
+        Each candidate is locked first (skipped when busy: a host is linking it), the
+        references are read once every candidate is locked (no new link can appear), and each
+        unreferenced one is renamed aside under its lock, then removed with no lock held."""
+        if only is None:
+            try:
+                names = [entry.name for entry in os.scandir(self.store)]
+            except FileNotFoundError:
+                return
+        else:
+            names = list(only)
+        trash = [os.path.join(self.store, name) for name in names
+                 if name.startswith(DEAD_PREFIX)]  # claimed by a collector that died midway
+        names = [name for name in names if not name.startswith(".")]
+        for start in range(0, len(names), _LOCK_BATCH):
+            held: dict[str, int] = {}
+            try:
+                for name in names[start:start + _LOCK_BATCH]:
+                    fd = self._lock_entry(name, wait=False)
+                    if fd is not None:
+                        held[name] = fd
+                if held:
+                    referenced = self._referenced()
+                    for name in held:
+                        if name not in referenced:
+                            aside = self._aside(os.path.join(self.store, name), self.store)
+                            if aside is not None:
+                                trash.append(aside)
+            finally:
+                for fd in held.values():
+                    os.close(fd)
+        for path in trash:
+            _remove_quietly(path)
 
     def close(self) -> None:
         """Remove this swapper's proc folder and every store entry no other host uses.
@@ -444,9 +558,13 @@ class RuntimeFolder:
                 return
             self.closed = True
             try:
-                with self._locked():
+                with _GUARD.allowed():
                     if self.proc:
-                        _remove_tree(self.proc)
+                        # out of sight first (a sweep of a closing host's folder is harmless)
+                        aside = self._aside(self.proc, self.procs)
+                        self._close_owner()
+                        if aside is not None:
+                            _remove_tree(aside)
                     self._folders.clear()
                     self._in_use.clear()
                     self._keep.clear()
@@ -464,11 +582,14 @@ class RuntimeFolder:
                     self._guarded = False
 
     def _remove_skeleton(self) -> None:
-        if os.listdir(self.procs) or os.listdir(self.store):
+        # each rmdir fails on a folder another host uses: then that host removes it later
+        try:
+            os.rmdir(self.procs)
+            os.rmdir(self.store)
+        except OSError:
             return
-        os.rmdir(self.procs)
-        os.rmdir(self.store)
-        os.unlink(os.path.join(self.root, LOCK))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.root, LOCK))  # left by an older runtime
         if self.default or self._created_root:
             with contextlib.suppress(OSError):
                 os.rmdir(self.root)  # only when empty
@@ -499,22 +620,19 @@ class RuntimeFolder:
             folder = ""
             tmp = None
             try:
-                with self._locked():
+                with _GUARD.allowed():
                     if not self.proc:
                         self._new_proc()
+                    link = os.path.join(self.proc, f"{name}#{load}")
                     entry = self._find(name, sha256, files)
-                    if entry is not None:
-                        folder = self._link(name, load, entry, files)
-                if entry is None:
-                    # written without the folder's lock: other hosts go on loading meanwhile
-                    with _GUARD.allowed():
+                    if entry is not None and self._link(entry, link):
+                        folder = link
+                    else:
+                        # written with no lock held: other hosts go on loading meanwhile
                         tmp = self._write(files, self._base(name))
-                    with self._locked():
-                        entry = self._find(name, sha256, files)  # another host was faster?
-                        if entry is None:
-                            entry = self._place(tmp, sha256)
-                            tmp = None
-                        folder = self._link(name, load, entry, files)
+                        entry = self._place(tmp, name, sha256, files, link)
+                        tmp = None
+                        folder = link
             except OSError as exc:
                 if folder:
                     with contextlib.suppress(OSError), _GUARD.allowed():
@@ -528,9 +646,13 @@ class RuntimeFolder:
             finally:
                 if tmp is not None:
                     with _GUARD.allowed():
-                        _remove_tree(tmp)
+                        _remove_quietly(tmp)
             self._folders[folder] = entry
             self._in_use[entry] = self._in_use.get(entry, 0) + 1
+            if entry not in self._sizes:
+                self._sizes[entry] = sum(len(data) for data in files.values())
+            if entry in self._keep:
+                self._keep.move_to_end(entry)
             # only the newest copy of a plugin is linked from (``_base``): holding the files
             # of every older version still in use would keep their bytes (bytecode included,
             # which the versions themselves dropped) alive for as long as they run
@@ -548,20 +670,17 @@ class RuntimeFolder:
                 return None if seal is None else (path, files, seal)
         return None
 
-    def _link(self, name: str, load: int, entry: str, files: Mapping[str, bytes]) -> str:
-        """The version's folder: a symlink to ``entry``, which this swapper keeps (lock held)."""
-        target = os.path.join(self.store, entry)
-        folder = os.path.join(self.proc, f"{name}#{load}")
-        os.symlink(target, folder)
-        if entry not in self._keep:
-            try:
-                os.symlink(target, os.path.join(self.proc, KEEP_PREFIX + entry))
-            except BaseException:
-                os.unlink(folder)
-                raise
-            self._keep[entry] = sum(len(data) for data in files.values())
-        self._keep.move_to_end(entry)
-        return folder
+    def _link(self, entry: str, folder: str) -> bool:
+        """Make ``folder`` (a version's folder) a symlink to store entry ``entry``, under the
+        entry's lock; False when the entry was collected meanwhile (write a fresh copy)."""
+        fd = self._lock_entry(entry, wait=True)
+        if fd is None:
+            return False
+        try:
+            os.symlink(os.path.join(self.store, entry), folder)
+        finally:
+            os.close(fd)
+        return True
 
     def release(self, folder: str) -> None:
         """The version owning ``folder`` is freed (or its load failed): remove its folder, and
@@ -572,34 +691,43 @@ class RuntimeFolder:
             if entry is None or self.closed:
                 return
             try:
-                with self._locked():
-                    os.unlink(folder)
+                with _GUARD.allowed():
                     count = self._in_use.get(entry, 0) - 1
                     if count > 0:
                         self._in_use[entry] = count
+                        os.unlink(folder)
+                        return
+                    self._in_use.pop(entry, None)
+                    self._contents.pop(entry, None)  # no version of ours holds its files
+                    if entry in self._keep:
+                        os.unlink(folder)
+                        self._keep.move_to_end(entry)
                     else:
-                        self._in_use.pop(entry, None)
-                        self._contents.pop(entry, None)  # no version of ours holds its files
+                        # the last version's folder becomes the link keeping the entry for
+                        # reuse: one rename, and never a moment when nothing points to it
+                        os.rename(folder, os.path.join(self.proc, KEEP_PREFIX + entry))
+                        self._keep[entry] = self._sizes.get(entry, 0)
                     self._evict()
             except OSError as exc:
                 self.log.warning("runtime folder %s: cannot remove %s (%s)", self.root, folder, exc)
 
     def _evict(self) -> None:
-        """Drop the oldest kept entries beyond ``KEEP_ENTRIES``/``KEEP_BYTES`` (lock held)."""
-        evicted: set[str] = set()
+        """Drop the oldest kept entries beyond ``KEEP_ENTRIES``/``KEEP_BYTES``."""
+        evicted: list[str] = []
         idle = [entry for entry in self._keep if entry not in self._in_use]
         total = sum(self._keep.values())
         while idle and (len(self._keep) > KEEP_ENTRIES or total > KEEP_BYTES):
             entry = idle.pop(0)
             total -= self._keep.pop(entry)
+            self._sizes.pop(entry, None)
             os.unlink(os.path.join(self.proc, KEEP_PREFIX + entry))
-            evicted.add(entry)
+            evicted.append(entry)
         if evicted:
             self._collect(evicted)
 
     # -- the store ----------------------------------------------------------------------------
     def _find(self, name: str, sha256: str, files: Mapping[str, bytes]) -> str | None:
-        """The name of a sound store entry holding ``files``, or None (lock held)."""
+        """The name of a sound store entry holding ``files``, or None."""
         k = 0
         while True:
             entry = f"{sha256}-{LAYOUT}.{k}"
@@ -608,21 +736,50 @@ class RuntimeFolder:
                 return None
             if self._sound(path, files) is not None:
                 return entry
+            if not os.path.lexists(path):
+                return None  # collected while it was checked: not a changed copy
             self.log.warning("runtime folder %s: the files of %s were changed after they were "
                              "written (%s); writing a fresh copy", self.root, name, entry)
             k += 1
 
-    def _place(self, tmp: str, sha256: str) -> str:
-        """Rename the written folder ``tmp`` to the first free entry name of ``sha256``."""
-        k = 0
-        while True:
-            entry = f"{sha256}-{LAYOUT}.{k}"
-            path = os.path.join(self.store, entry)
-            if not os.path.lexists(path):
-                os.rename(tmp, path)
+    def _place(self, tmp: str, name: str, sha256: str, files: Mapping[str, bytes],
+               folder: str) -> str:
+        """Rename the written folder ``tmp`` into the store under the first name of ``sha256``
+        that is free (or holds a sound copy another host placed first: that one is used, and
+        ``tmp`` removed), and make ``folder`` a symlink to it; the entry's name.
+
+        ``tmp`` stays locked through the rename until the link exists: a collector skips it."""
+        fd = os.open(tmp, os.O_RDONLY | _O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            k = 0
+            for _ in range(_RETRIES):
+                entry = f"{sha256}-{LAYOUT}.{k}"
+                path = os.path.join(self.store, entry)
+                try:
+                    os.rename(tmp, path)
+                except FileNotFoundError:
+                    if os.path.isdir(self.store):
+                        raise
+                    self._skeleton()  # the last host to close removed store/ meanwhile
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    # another host was faster: its copy, when sound, serves this version too
+                    if self._sound(path, files) is not None and self._link(entry, folder):
+                        _remove_tree(tmp)
+                        return entry
+                    if os.path.lexists(path):
+                        k += 1
+                    continue
                 os.chmod(path, 0o555)
+                os.symlink(path, folder)
                 return entry
-            k += 1
+            raise OSError(errno.EAGAIN, "other hosts kept taking its place", self.store)
+        finally:
+            os.close(fd)
 
     def _sound(self, path: str, files: Mapping[str, bytes]) -> dict[str, Any] | None:
         """The seal of the entry at ``path`` when it is still exactly as sealed, for these

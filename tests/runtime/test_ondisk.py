@@ -576,3 +576,69 @@ def test_hosts_starting_and_closing_at_once_never_trip_over_each_other(env) -> N
                 host.kill()
                 host.communicate(timeout=30)
     assert files_under(runtime) == []
+
+
+STUCK = textwrap.dedent("""
+    import fcntl, os, sys, time
+    fds = []
+    for path in sys.argv[1:]:
+        fds.append(os.open(path, os.O_RDONLY | (0 if os.path.isdir(path) else os.O_CREAT)))
+        fcntl.flock(fds[-1], fcntl.LOCK_EX)
+    print("holding", flush=True)
+    time.sleep(600)
+""")
+
+CYCLE = textwrap.dedent("""
+    import sys
+    from hotswap_runtime import PluginManagerSwapper
+    swapper = PluginManagerSwapper(sys.argv[1], runtime_dir=sys.argv[2], free_delay=0)
+    swapper.load_plugins()
+    first = swapper.current().vault.live_funcs["live_where"]()[0]
+    swapper.reload()
+    print(swapper.current().vault.live_funcs["live_items"](), first, flush=True)
+    swapper.close()
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_hosts_never_wait_for_each_other_over_other_artifacts(env, tmp_path: Path) -> None:
+    """A process that holds the lock of one artifact's copy for good (a host frozen while
+    linking or collecting it), and the folder-wide lock older runtimes took, does not stop
+    other hosts: they start, load another artifact, reload, free, close and sweep a killed
+    host's folder on the same runtime folder."""
+    rebuild, out, runtime = env
+    other = tmp_path / "other"
+    build(write_plugin(tmp_path / "src2", "two", [2]), other, include=r"\.(json|txt)$")
+    victim, victim_file = start_host(out, runtime)
+    (entry,) = os.listdir(runtime / "store")
+    stuck = subprocess.Popen([sys.executable, "-c", STUCK, str(runtime / "store" / entry),
+                              str(runtime / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout is not None and stuck.stdout.readline().strip() == "holding"
+        victim.kill()
+        victim.wait(timeout=30)
+        repo = Path(__file__).resolve().parents[2]
+        hosts = [subprocess.Popen([sys.executable, "-c", CYCLE, str(other), str(runtime)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(repo)})
+                 for _ in range(3)]
+        for host in hosts:
+            try:
+                printed, err = host.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                for h in hosts:
+                    h.kill()
+                pytest.fail("a host waited for the process holding another artifact's lock")
+            assert host.returncode == 0, err
+            items, where = printed.split(" ", 1)
+            assert items == "[2]" and f"{os.sep}files#" in where
+        # the killed host's proc folder was swept by the hosts that started after it
+        assert not os.path.lexists(victim_file.parent.parent.parent)
+    finally:
+        stuck.kill()
+        stuck.wait(timeout=30)
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait(timeout=30)
+    PluginManagerSwapper(out, runtime_dir=runtime).close()  # the entry it held goes now
+    assert files_under(runtime) == []
