@@ -125,6 +125,9 @@ class Version:
         self.folder: str | None = None  # the version's folder on disk, once written
         # time.time_ns() before its artifact was read (or last hashed): see selection.reuse
         self.checked_ns = 0
+        # (path, identity) once ``selection.reuse`` found the file settled at that path (read
+        # ``RACY_NS`` after its last change): its next reuses need only a stat
+        self.settled: tuple[str, tuple[int, int, int, int, int] | None] | None = None
         self.file = artifact.path if artifact is not None else name
         self.sha256 = artifact.sha256 if artifact is not None else None
         self.build_id = artifact.build_id if artifact is not None else ""
