@@ -7,12 +7,14 @@ is checked thousands of times per test, not once.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
+import pytest
 from fleet_support import HEARTBEAT, Fleet, channel_away, instance_in, wait_until
 
-from hotswap_runtime.fleet import open_channel, ops
+from hotswap_runtime.fleet import cohort_bucket, in_cohort, open_channel, ops
 
 
 def on(fleet: Fleet, revision: int, tag: str, hosts: list | None = None) -> None:
@@ -119,6 +121,18 @@ def test_cohorts_split_as_the_hash_says(fleet: Fleet, releases) -> None:
     no_mix(fleet)
 
 
+def test_the_cohort_rule_is_the_documented_hash() -> None:
+    """int(sha256(instance_id)[:8], 16) % 100 < cohort, computed here without the library's
+    helper; growing the cohort only adds instances."""
+    assert (cohort_bucket("web-1:4312"), cohort_bucket("machine-b:12161")) == (26, 39)
+    for instance in ("web-1:4312", "machine-b:12161", "a", "ü:7"):
+        bucket = int(hashlib.sha256(instance.encode()).hexdigest()[:8], 16) % 100
+        assert cohort_bucket(instance) == bucket
+        members = [in_cohort(instance, p) for p in range(1, 101)]
+        assert members == [bucket < p for p in range(1, 101)]
+        assert members == sorted(members)        # once in, in for every larger cohort
+
+
 def test_rollout_good_and_failing_canary(fleet: Fleet, releases) -> None:
     """rollout grows the cohort step by step to 100; a canary that fails rolls everything back
     and names the instance and its error; the others never left the good release."""
@@ -169,10 +183,11 @@ def test_killed_instance_turns_stale_and_the_gate_ignores_it(fleet: Fleet, relea
     assert rows[2][:3] == ["b:1", "1", "stale"]
 
 
+@pytest.mark.parametrize("form", ["thread", "asyncio"])
 def test_host_restarted_with_the_channel_away_serves_its_cached_release(
-        fleet: Fleet, releases, tmp_path: Path) -> None:
+        fleet: Fleet, releases, tmp_path: Path, form: str) -> None:
     """A host that starts while the channel cannot be reached loads the last release it ran
-    from its cache; when the channel returns it catches up."""
+    from its cache (either form of the follower); when the channel returns it catches up."""
     cache = tmp_path / "shared-cache"
     ops.publish(fleet.url, releases("v1"))
     ops.publish(fleet.url, releases("v2"))
@@ -180,7 +195,7 @@ def test_host_restarted_with_the_channel_away_serves_its_cached_release(
     on(fleet, 2, "v2")
     assert first.stop() == 0
     with channel_away(fleet.url):
-        again = fleet.start("a:1", cache=cache, use_async=False)[0]
+        again = fleet.start("a:1", cache=cache, use_async=form == "asyncio")[0]
         wait_until(lambda: again.probe()["tag"] == "v2", what="the cached release serving")
         time.sleep(2 * HEARTBEAT)
         assert again.proc.poll() is None  # the channel being away stops nothing

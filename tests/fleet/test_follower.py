@@ -4,8 +4,12 @@ the report's fields."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import queue
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,8 +72,38 @@ def test_report_fields_are_the_json_keys(channel_url: str, releases, swapper, tm
     assert json.loads(json.dumps(status.to_json())) == status.to_json()
 
 
-def test_retry_tries_a_failed_revision_again(channel_url: str, swapper, tmp_path: Path) -> None:
-    """A failed revision is not retried by itself; after the host fixes its side, retry() is."""
+@contextlib.contextmanager
+def following(follower: Follower, form: str, timeout: float) -> Iterator[bool]:
+    """Start ``follower`` in ``form``: its own thread (start), or a task (astart) of a loop
+    running in another thread; yields what the start returned, stops it afterwards."""
+    if form == "thread":
+        try:
+            yield follower.start(timeout=timeout)
+        finally:
+            follower.stop()
+        return
+    started: queue.Queue[bool] = queue.Queue()
+
+    async def main() -> None:
+        started.put(await follower.astart(timeout=timeout))
+        assert follower._task is not None
+        await asyncio.wait([follower._task])
+
+    loop = threading.Thread(target=asyncio.run, args=(main(),), name="test-loop")
+    loop.start()
+    try:
+        yield started.get(timeout=30)
+    finally:
+        follower.stop()
+        loop.join(10)
+        assert not loop.is_alive()
+
+
+@pytest.mark.parametrize("form", ["thread", "asyncio"])
+def test_retry_tries_a_failed_revision_again(channel_url: str, swapper, tmp_path: Path,
+                                             form: str) -> None:
+    """A failed revision is not retried by itself; after the host fixes its side, retry() is
+    (either form of the follower)."""
     (tmp_path / "src" / "gamma").mkdir(parents=True)
     (tmp_path / "src" / "gamma" / "__init__.py").write_text(GAMMA)
     out = tmp_path / "bin"
@@ -78,17 +112,18 @@ def test_retry_tries_a_failed_revision_again(channel_url: str, swapper, tmp_path
     data: dict[str, bool] = {}
     follower = Follower(swapper, channel_url, data=data, cache_dir=tmp_path / "cache",
                         heartbeat=0.1)
-    assert not follower.start(timeout=1.0)
-    status = wait_until(lambda: (s := follower.status()).state == "failed" and s, what="failed")
-    assert status.error == ('plugin "gamma": on_load failed: RuntimeError: the host is not ready '
-                            "for gamma")
-    assert (status.revision, status.attempted) == (None, 1)
-    data["ready"] = True
-    wait_until(lambda: follower.status().updated > status.updated, what="a heartbeat")
-    assert follower.status().state == "failed" and swapper.current() is None
-    follower.retry()
-    wait_until(lambda: follower.status().state == "ok", what="ok after retry")
-    assert tag(swapper, "gamma") == "g1"
+    with following(follower, form, timeout=1.0) as live:
+        assert not live
+        status = wait_until(lambda: (s := follower.status()).state == "failed" and s, what="failed")
+        assert status.error == ('plugin "gamma": on_load failed: RuntimeError: the host is not ready '
+                                "for gamma")
+        assert (status.revision, status.attempted) == (None, 1)
+        data["ready"] = True
+        wait_until(lambda: follower.status().updated > status.updated, what="a heartbeat")
+        assert follower.status().state == "failed" and swapper.current() is None
+        follower.retry()
+        wait_until(lambda: follower.status().state == "ok", what="ok after retry")
+        assert tag(swapper, "gamma") == "g1"
 
 
 def test_asyncio_form_and_close_stops_the_follower(channel_url: str, releases, swapper,
