@@ -43,11 +43,13 @@ class HostArgs(argparse.Namespace):
     pid_file: Path
 
 
-def parse_args(demo: str, argv: Sequence[str] | None = None) -> HostArgs:
+def parse_args(demo: str, argv: Sequence[str] | None = None,
+               flags: Sequence[tuple[str, str]] = ()) -> HostArgs:
     """Parse a demo host's command line.
 
     The plugin folder defaults to ``$HOTSWAP_DEMO_BIN`` or ``demo/<demo>/bin``, where ``run.sh``
-    builds the artifacts; the pid file defaults to ``host.pid`` inside it.
+    builds the artifacts; the pid file defaults to ``host.pid`` inside it. ``flags`` adds the
+    host's own on/off options, ``(--name, help)`` each (``args.name``, False by default).
     """
     default_bin = Path(os.environ.get(_BIN_ENV) or DEMO_ROOT / demo / "bin")
     parser = argparse.ArgumentParser(
@@ -58,6 +60,8 @@ def parse_args(demo: str, argv: Sequence[str] | None = None) -> HostArgs:
                         help="folder of the built plugins (*.hsp) [default: %(default)s]")
     parser.add_argument("--pid-file", type=Path, default=None,
                         help="where to write the host's pid [default: <plugin-dir>/host.pid]")
+    for flag, text in flags:
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args(argv, namespace=HostArgs())
     if args.pid_file is None:
         args.pid_file = args.plugin_dir / "host.pid"
@@ -121,14 +125,16 @@ def pid_file(path: Path) -> Iterator[None]:
             path.unlink()
 
 
-def start(demo: str, argv: Sequence[str] | None = None) -> tuple[HostArgs, float, threading.Event]:
-    """A demo host's start-up: its arguments, logging, heartbeat interval and stop event.
+def start(demo: str, argv: Sequence[str] | None = None, flags: Sequence[tuple[str, str]] = ()
+          ) -> tuple[HostArgs, float, threading.Event]:
+    """A demo host's start-up: its arguments (``flags`` as for ``parse_args``), logging,
+    heartbeat interval and stop event.
 
     Returns:
         the parsed command line, the seconds between heartbeats, and the event that SIGINT or
         SIGTERM sets.
     """
-    args = parse_args(demo, argv)
+    args = parse_args(demo, argv, flags)
     configure_logging()
     interval = heartbeat_interval()
     return args, interval, stop_event()

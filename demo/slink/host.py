@@ -8,6 +8,11 @@ its real name from its own files, so debuggers and IDE breakpoints work on them.
 Static linking is for debugging: there is no artifact to swap in, so ``reload()`` is refused.
 The host watches a signal file (``demo/slink/reload.sh`` touches it), tries to reload, shows the
 refusal, and keeps serving the code it started with; restart it to run changed code.
+
+With ``--map-sources`` (``demo/slink/run.sh --map-sources``) the host loads built artifacts
+instead, with ``PluginManagerSwapper(..., map_sources=True)``: the signal file's reloads then
+swap in each new build, and a breakpoint on the plugin's source file still stops in every
+hot-loaded version built from it.
 """
 
 from __future__ import annotations
@@ -60,12 +65,21 @@ def watch_signal_file(path: Path, on_touch: Callable[[], None]) -> Callable[[], 
     return stop
 
 
+MAP_SOURCES = ("--map-sources", "load the built artifacts (run.sh --map-sources builds them) "
+               "with map_sources=True, so reloads work and breakpoints on the plugin's source "
+               "hit in every hot-loaded version")
+
+
 def try_reload(swapper: PluginManagerSwapper) -> None:
-    """Reload on request: under static linking the runtime refuses, and the host says why."""
+    """Reload on request: under static linking the runtime refuses, and the host says why;
+    with ``--map-sources`` the new build is swapped in (a failed reload keeps the old one)."""
     log.info("signal file touched: reloading")
     try:
         details = swapper.reload(None)
     except HotswapError as exc:
+        if not swapper.static_linking_mode:
+            log.error("reload failed, still serving the old version: %s", exc)
+            return
         log.warning("reload refused: %s. Static linking runs the plugins from source for "
                     "debugging and cannot swap them; still serving the version loaded at start-up "
                     "(restart demo/slink/run.sh to run changed code, or build artifacts to hot-swap)",
@@ -76,21 +90,26 @@ def try_reload(swapper: PluginManagerSwapper) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the statically linked plugins until SIGINT or SIGTERM; return the exit status."""
-    args, interval, stop = common.start("slink", argv)
-    try:
-        from demo.slink.hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS
-    except ImportError as exc:
-        log.error("no static-linking glue (%s): generate it with demo/slink/run.sh", exc)
-        return 1
-
+    args, interval, stop = common.start("slink", argv, flags=[MAP_SOURCES])
     args.plugin_dir.mkdir(parents=True, exist_ok=True)
-    swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0,
-                                   static_plugins=HOTSWAP_STATIC_PLUGINS)
+    if args.map_sources:
+        # artifacts, hot-swappable; breakpoints on demo/slink/plugin/*/ still hit
+        swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, map_sources=True)
+    else:
+        try:
+            from demo.slink.hotswap_static_plugins import HOTSWAP_STATIC_PLUGINS
+        except ImportError as exc:
+            log.error("no static-linking glue (%s): generate it with demo/slink/run.sh", exc)
+            return 1
+        swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0,
+                                       static_plugins=HOTSWAP_STATIC_PLUGINS)
     try:
         try:
             details = swapper.load_plugins(None)
         except HotswapError as exc:
             return common.cannot_load("slink", exc)
+        if not details:
+            return common.nothing_built("slink", args.plugin_dir)
         log.info("loaded (static linking mode: %s): %s", swapper.static_linking_mode, details)
 
         signal_file = args.plugin_dir / "reload.signal"
@@ -101,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for tick in common.heartbeats(stop, interval):
                     fib = swapper.current().find_plugin("fib")
                     if fib is None:
-                        log.error("no fib plugin among %s", ", ".join(HOTSWAP_STATIC_PLUGINS))
+                        log.error("no fib plugin among %s",
+                                  ", ".join(p.name for p in swapper.current().plugins()))
                     else:
                         try:
                             answer = fib.invoke_func("fib", tick)

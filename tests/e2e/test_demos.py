@@ -32,14 +32,21 @@ WAIT = 30.0
 class Host:
     """A demo host started by its run.sh, with its stdout and stderr merged and searchable."""
 
-    def __init__(self, demo: str, env: dict[str, str]) -> None:
+    def __init__(self, demo: str, env: dict[str, str], command: list[str] | None = None,
+                 cwd: str | Path = "/", stdin: str | None = None) -> None:
+        """Start ``run.sh`` (or ``command``, in ``cwd``), fed ``stdin`` when given."""
         self.demo = demo
         self.env = env
         self.proc = subprocess.Popen(
-            ["bash", str(ROOT / "demo" / demo / "run.sh")], cwd="/", env=env,
+            command or ["bash", str(ROOT / "demo" / demo / "run.sh")], cwd=cwd, env=env,
+            stdin=subprocess.PIPE if stdin is not None else None,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True,
         )
+        if stdin is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(stdin)
+            self.proc.stdin.close()
         self.output: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -81,11 +88,9 @@ class Host:
         """The next ``count`` heartbeat lines."""
         return [self.wait_for(pattern).string for _ in range(count)]
 
-    def reload(self, stamp: str) -> None:
+    def reload(self, stamp: str, *flags: str) -> None:
         """Run the demo's reload.sh with ``stamp``, as a user would from another terminal."""
-        done = subprocess.run(["bash", str(ROOT / "demo" / self.demo / "reload.sh"), stamp],
-                              cwd="/", env=self.env, capture_output=True, text=True, timeout=WAIT)
-        assert done.returncode == 0, done.stdout + done.stderr
+        run_reload_sh(self.demo, self.env, *flags, stamp)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Signal the host to stop; return its exit status once it and its session are gone."""
@@ -101,6 +106,13 @@ class Host:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def run_reload_sh(demo: str, env: dict[str, str], *args: str) -> None:
+    """Run ``demo/<demo>/reload.sh args...`` and check it succeeded."""
+    done = subprocess.run(["bash", str(ROOT / "demo" / demo / "reload.sh"), *args],
+                          cwd="/", env=env, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture
@@ -308,6 +320,37 @@ def test_slink_refuses_the_reload_and_keeps_serving(start) -> None:
     assert all(f": fib {served}: " in line for line in later), later
     assert host.proc.poll() is None
     assert host.stop() == 0
+
+
+def test_slink_map_sources_hot_swaps_and_pdb_stops_in_each_version(demo_env) -> None:
+    """slink's README, "Or debug hot-loaded versions": the artifacts built (reload.sh
+    --map-sources), ``python -m pdb -m demo.slink.host --map-sources`` from the repository root
+    with a breakpoint on the loop of demo/slink/plugin/fib/__init__.py stops there in version
+    v1, and after reload.sh --map-sources v2 in the new version too; the host serves v2."""
+    fib = "demo/slink/plugin/fib/__init__.py"
+    loop = next(n for n, line in enumerate((ROOT / fib).read_text().splitlines(), 1)
+                if line.strip() == "a, b = b, a + b")
+    at = "p ('stop', __name__, CompileTimeString, '#' in __file__)"
+    commands = [f'b {fib}:{loop}, CompileTimeString == "v1"',
+                f'b {fib}:{loop}, CompileTimeString == "v2"',
+                "c", at, "disable 1", "c", at, "disable 2", "c", "q"]
+    run_reload_sh("slink", demo_env, "--map-sources", "v1")  # builds the artifacts
+    host = Host("slink", demo_env, [sys.executable, "-m", "pdb", "-m", "demo.slink.host",
+                                    "--map-sources"], cwd=ROOT, stdin="\n".join(commands) + "\n")
+    try:
+        host.wait_for(rf"^> {ROOT / fib}\({loop}\)fib\(\)$")
+        host.wait_for(r"\('stop', '_hotswap_fib_\d+', 'v1', True\)$")
+        host.wait_for(r"^heartbeat \d+: fib v1: ")
+        host.reload("v2", "--map-sources")
+        host.wait_for(r"demo.slink: reloaded: fib: ok$")
+        host.wait_for(rf"^> {ROOT / fib}\({loop}\)fib\(\)$")
+        host.wait_for(r"\('stop', '_hotswap_fib_\d+', 'v2', True\)$")
+        host.heartbeats(2, r"^heartbeat \d+: fib v2: fib\(\d+\) = \d+$")
+        assert host.stop() == 0
+        stops = [line for line in host.output if "('stop', " in line]
+        assert len(stops) == 2 and stops[0].split("'")[3] != stops[1].split("'")[3], stops
+    finally:
+        host.kill()
 
 
 def test_trine_rebuilds_alpha_alone_and_rewires_beta_and_gamma(start, demo_env) -> None:

@@ -18,7 +18,10 @@ def fib(n):
 
 
 def on_load(data):
-    print(f"fib {CompileTimeString}: on_load (static linking: running from source)", flush=True)
+    # statically linked, this module has its real name; hot-loaded, its version's mount name
+    how = ("hot-loaded as " + __name__ if __name__.startswith("_hotswap_")
+           else "static linking: running from source")
+    print(f"fib {CompileTimeString}: on_load ({how})", flush=True)
 
 
 def on_init(vault):
