@@ -69,19 +69,33 @@ def _peak_while(action) -> int:
 
 @pytest.mark.parametrize("method,kind", [(zipfile.ZIP_BZIP2, "bzip2"), (zipfile.ZIP_LZMA, "LZMA")])
 def test_bzip2_and_lzma_members_refused_before_decompression(plugin_dir: Path, method: int,
-                                                             kind: str) -> None:
+                                                             kind: str, make_swapper, events) -> None:
     """A member of another method, declaring 100 bytes but inflating to 8 MiB, is refused by its
-    method before a byte is decompressed: no memory spike, from read_artifact and plan()."""
+    method before a byte is decompressed: no memory spike, from read_artifact, plan() and a
+    load (the old version keeps serving)."""
     path = _foo(plugin_dir)
+    swapper = make_swapper()
+    swapper.load_plugins()
+    old = swapper.current()
     _with_member(path, "foo/bomb.bin", b"\0" * (8 * MIB), method)
     path.write_bytes(_declare_size(path.read_bytes(), "foo/bomb.bin", 100))
+    refused = f"member 'foo/bomb.bin' is compressed with {kind}; only stored and deflated " \
+              "members are read"
 
     def read() -> None:
-        with pytest.raises(ArtifactError, match=rf"member 'foo/bomb.bin' is compressed with {kind}; "
-                                                "only stored and deflated members are read"):
+        with pytest.raises(ArtifactError, match=refused):
             read_artifact(path)
 
-    assert _peak_while(read) < 2 * MIB
+    def plan() -> None:
+        assert refused in swapper.plan()[str(path)]
+
+    def reload() -> None:
+        with pytest.raises(ArtifactError, match=refused):
+            swapper.reload()
+
+    for action in (read, plan, reload):
+        assert _peak_while(action) < 2 * MIB, action.__name__
+    assert swapper.current() is old
 
 
 def test_deflate_bomb_inflates_no_more_than_it_declares(plugin_dir: Path) -> None:
