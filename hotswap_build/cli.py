@@ -276,6 +276,13 @@ def status_command(as_json: bool, wait: bool, revision: int | None, timeout: flo
     or --revision; an instance outside the cohort runs the previous one) with state ok, and at
     least one instance is live; stale instances are listed but ignored. A deploy script gates
     on it with --wait.
+
+    \b
+    Exit status:
+      0  every live instance runs the revision meant for it, with state ok
+      1  not so (the Error: line names each instance that lags or failed, with
+         its error), or the channel cannot be read
+      2  a wrong command line
     """
     import json
 
@@ -329,6 +336,13 @@ def rollout_command(steps: str, pause: float, timeout: float, note: str, trusted
     instance of the cohort reports ok on it. An instance that fails, or a step that times out,
     rolls everything back (a new revision with the previous artifacts) and exits 1 naming the
     failing instances and their errors.
+
+    \b
+    Exit status:
+      0  every step reported ok; the new revision is printed last
+      1  rolled back (failure or timeout), or nothing was published (a bad artifact, a
+         channel that cannot be reached)
+      2  a wrong command line
     """
     from hotswap_runtime.fleet import ops
 

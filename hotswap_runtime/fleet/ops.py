@@ -215,7 +215,7 @@ class Gate:
         for r in self.live:
             if r.lagging:
                 s = r.status
-                what = (f"failed on {s.attempted}: {s.error}" if s.state == "failed"
+                what = (f"failed on {s.attempted}: {_one_line(s.error)}" if s.state == "failed"
                         else f"{s.state} on {s.revision}, wants {r.wanted}")
                 out.append(f"{s.instance} {what}")
         return out
@@ -252,6 +252,11 @@ def gate_json(result: Gate) -> dict[str, object]:
     }
 
 
+def _one_line(error: str | None) -> str:
+    """An instance's error on one line (a table row, the one ``Error:`` line of the CLI)."""
+    return (error or "").replace("\r", " ").replace("\n", " ")
+
+
 def _age(seconds: float) -> str:
     if seconds == float("inf"):
         return "?"
@@ -272,7 +277,7 @@ def status_table(result: Gate, now: float | None = None) -> str:
         rev = "-" if s.revision is None else str(s.revision)
         if row.wanted is not None and s.revision != row.wanted:
             rev += f" (wants {row.wanted})"
-        error = (s.error or "").replace("\n", " ")
+        error = _one_line(s.error)
         lines.append((s.instance, rev, row.shown_state, _age(s.age(now)), error))
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     text = ["  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(line)).rstrip()

@@ -222,3 +222,42 @@ def test_status_wait_names_every_failure_once_all_have_settled(channel_url: str,
         later.join()
     assert result.summary() == "0/2 on 1, 2 failed"
     assert result.problems() == ["a:1 failed on 1: boom a", "b:2 failed on 1: boom b"]
+
+
+def test_status_table_and_error_stay_one_line_per_instance(channel_url: str, releases) -> None:
+    """An error spanning lines (a traceback's message) stays on its instance's row and in the
+    one Error: line; the columns line up whatever the ids' lengths."""
+    from datetime import UTC, datetime
+
+    from hotswap_runtime.fleet import InstanceStatus
+
+    assert hotswap("publish", channel_url, *releases("v1"))[0] == 0
+    channel = open_channel(channel_url)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for instance, state, error in (("web-1.example.com:4312", "ok", None),
+                                   ("w:2", "failed", "on_init failed: RuntimeError: boom\n  at line 3")):
+        channel.report(InstanceStatus(instance=instance, host="h", pid=1, channel=channel.name,
+                                      revision=1 if state == "ok" else None, attempted=1, state=state,
+                                      error=error, heartbeat=30.0, updated=now).to_json())
+    code, out, err = hotswap("status", channel_url)
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[-1] == "1/2 on 1, 1 failed"
+    second_column = [len(line) - len(line.split(None, 1)[1]) for line in lines[:3]]
+    assert second_column == [lines[0].index("REVISION")] * 3
+    assert lines[1].split(None, 4)[:4] == ["w:2", "-", "(wants", "1)"]
+    assert lines[1].endswith("on_init failed: RuntimeError: boom   at line 3")
+    assert err == (f"Error: channel {channel_url} is not on revision 1: w:2 failed on 1: on_init "
+                   "failed: RuntimeError: boom   at line 3\n")
+
+
+@pytest.mark.parametrize("args", [["status", "--bogus", "x"], ["publish", "x"],
+                                  ["rollout", "x", "a.hsp", "--pause", "-1"],
+                                  ["rollback", "x", "--to", "two"],
+                                  ["publish", "x", "a.hsp", "--cohort", "0"]])
+def test_a_wrong_command_line_exits_2_with_usage(args: list[str]) -> None:
+    """A deploy script tells a typo (2) from a channel not on its revision (1)."""
+    code, out, err = hotswap(*args)
+    assert code == 2 and out == ""
+    assert err.startswith("Usage: ") and f" {args[0]} [OPTIONS] CHANNEL" in err.splitlines()[0]
+    assert "\nError: " in err and "Traceback" not in err
