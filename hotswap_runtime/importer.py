@@ -39,13 +39,13 @@ from collections.abc import Iterable, Mapping
 from importlib.resources.abc import Traversable, TraversableResources
 from operator import methodcaller
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .artifact import Artifact
 from .yielding import yield_gil
 
-__all__ = ["MOUNT_PREFIX", "VersionLoader", "mount", "mount_name", "original_sources",
-           "parse_mount_name", "planted_modules", "planting_error", "unmount"]
+__all__ = ["MOUNT_PREFIX", "MappedSource", "VersionLoader", "mount", "mount_name",
+           "original_sources", "parse_mount_name", "planted_modules", "planting_error", "unmount"]
 
 _PYC_HEADER = 16
 
@@ -73,7 +73,16 @@ def parse_mount_name(module_name: str) -> tuple[str, int] | None:
     return name, int(load)
 
 
-def original_sources(artifact: Artifact) -> dict[str, str]:
+class MappedSource(NamedTuple):
+    """``map_sources``: the plugin's own source file a member's code names, and its bytes as
+    they were when the version loaded (what tracebacks show while the version lives, even once
+    the file is edited)."""
+
+    path: str
+    text: bytes
+
+
+def original_sources(artifact: Artifact) -> dict[str, MappedSource]:
     """``map_sources``: member -> the plugin's own source file, for every module whose file is
     still byte-identical to the one the build read (a changed or missing file is left out).
 
@@ -84,7 +93,7 @@ def original_sources(artifact: Artifact) -> dict[str, str]:
     if not manifest.source_dir:
         return {}
     prefix = artifact.name + "/"
-    found: dict[str, str] = {}
+    found: dict[str, MappedSource] = {}
     for member, shipped in artifact.files.items():
         if not member.endswith(".py") or not member.startswith(prefix) or "/__pycache__/" in member:
             continue
@@ -96,7 +105,7 @@ def original_sources(artifact: Artifact) -> dict[str, str]:
             continue
         expected = manifest.source_hashes.get(member)
         if current == shipped if expected is None else hashlib.sha256(current).hexdigest() == expected:
-            found[member] = path
+            found[member] = MappedSource(path, current)
     return found
 
 
@@ -120,13 +129,13 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         origin: the version's folder (``…/world#3``), holding ``files`` on disk; the prefix of
             ``__file__``.
         bytecode: the manifest's bytecode description, or None.
-        sources: member -> the file to name as the code's ``co_filename`` instead
-            (``map_sources``); members absent keep their path in ``origin``.
+        sources: member -> the file to name as the code's ``co_filename`` instead, with its
+            bytes (``map_sources``); members absent keep their path in ``origin``.
     """
 
     def __init__(self, name: str, files: Mapping[str, bytes], root: str, origin: str,
                  bytecode: Mapping[str, Any] | None, *,
-                 sources: Mapping[str, str] | None = None) -> None:
+                 sources: Mapping[str, MappedSource] | None = None) -> None:
         self.name = name
         self.root = root
         self.origin = origin
@@ -136,7 +145,12 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         # end) in the inflated blob, which get_source, tracebacks and a re-import inflate again
         self._packed: dict[str, tuple[int, int]] = {}
         self._blob = b""
-        self._sources = dict(sources or {})
+        self._sources = {member: mapped.path for member, mapped in (sources or {}).items()}
+        # map_sources: the original file's bytes until its module runs, then the linecache
+        # entry pinned for it (path -> entry), so tracebacks and pdb show the lines this
+        # version runs even after the file is edited (linecache would reread the file)
+        self._source_texts = {member: mapped.text for member, mapped in (sources or {}).items()}
+        self._pinned: dict[str, tuple[int, None, list[str], str]] = {}
         self._pyc_suffix: str | None = None
         if (bytecode is not None and bytecode.get("cache_tag") == sys.implementation.cache_tag
                 and bytecode.get("magic") == importlib.util.MAGIC_NUMBER.hex()):
@@ -217,9 +231,24 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
         pyc = self._pyc_member(self._entry(module.__name__)[0])
         if pyc is not None:
             self._files.pop(pyc, None)
-        linecache.lazycache(code.co_filename, module.__dict__)
+        self._cache_lines(code.co_filename, module)
         exec(code, module.__dict__)
         yield_gil()
+
+    def _cache_lines(self, filename: str, module: ModuleType) -> None:
+        """Let ``linecache`` show this version's lines for ``filename``: its own file's, read
+        when asked; a mapped original's, pinned now (an entry without mtime, which
+        ``linecache.checkcache`` keeps), since the developer may edit that file meanwhile.
+        Two live versions mapped to one file: the last loaded shows (one entry per path)."""
+        member = self._entry(module.__name__)[0]
+        text = self._source_texts.get(member)
+        if text is None or self._sources.get(member) != filename:
+            linecache.lazycache(filename, module.__dict__)
+            return
+        lines = importlib.util.decode_source(text).splitlines(keepends=True)
+        entry = (len(text), None, lines, filename)
+        linecache.cache[filename] = entry
+        self._pinned[filename] = entry
 
     def get_filename(self, fullname: str) -> str:
         """``<artifact path>/<member>``: what ``__file__`` and tracebacks show."""
@@ -322,10 +351,14 @@ class VersionLoader(importlib.abc.InspectLoader, importlib.abc.ResourceLoader):
                       if name in modules and self._executed.get(name) != id(modules[name]))
 
     def filenames(self) -> list[str]:
-        """Every filename this version's modules may carry (for ``linecache`` pruning)."""
-        names = [self._filename(member) for member, _ in self._index.values()
-                 if not member.endswith("/")]
-        return names + list(self._sources.values())
+        """Every filename of this version's own folder its modules may carry (for ``linecache``
+        pruning; the original files of ``map_sources`` are ``pinned_lines``)."""
+        return [self._filename(member) for member, _ in self._index.values()
+                if not member.endswith("/")]
+
+    def pinned_lines(self) -> dict[str, tuple[int, None, list[str], str]]:
+        """``map_sources``: original path -> the ``linecache`` entry this version pinned."""
+        return dict(self._pinned)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -368,6 +401,10 @@ def unmount(loader: VersionLoader) -> None:
         sys.modules.pop(key, None)
     for filename in loader.filenames():
         linecache.cache.pop(filename, None)
+    for filename, entry in loader.pinned_lines().items():
+        # a later version mapped to the same file may have pinned its own lines there since
+        if linecache.cache.get(filename) is entry:
+            linecache.cache.pop(filename, None)
     # pkgutil and the path finder cache a finder per folder of __path__ they were asked about
     folder = loader.origin + os.sep
     for key in [k for k in list(sys.path_importer_cache)

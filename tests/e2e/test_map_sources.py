@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import bdb
 import json
+import linecache
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,45 @@ def test_a_changed_or_missing_source_falls_back_to_the_versions_own_path(tmp_pat
     finally:
         swapper.close()
         plain.close()
+
+
+def test_a_traceback_shows_the_lines_that_ran_after_the_source_is_edited(tmp_path: Path) -> None:
+    """The developer edits the mapped file while its version runs: the version's tracebacks
+    (and linecache, which pdb lists from) still show the lines it runs, not the edited file's;
+    the version built from the edit shows its own; once freed, nothing is left pinned."""
+    folder = write_plugin(tmp_path / "src")
+    failing = JOBS.replace("    return f\"{mapped", "    raise ValueError(total)\n    return f\"{mapped")
+    (folder / "jobs.py").write_text(failing)
+    build(folder, tmp_path / "bin")
+    source = str(folder / "jobs.py")
+    swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0, map_sources=True,
+                                   runtime_dir=tmp_path / "runtime")
+
+    def failure_lines() -> list[str]:
+        try:
+            swapper.current().vault.live_funcs["live_work"](3)
+        except ValueError as exc:
+            frames = traceback.extract_tb(exc.__traceback__)
+            return [f"{f.filename}:{f.lineno}: {f.line}" for f in frames if f.filename == source]
+        raise AssertionError("live_work did not fail")
+
+    try:
+        swapper.load_plugins()
+        ran = [f"{source}:5: return work(n)", f"{source}:12: raise ValueError(total)"]
+        assert failure_lines() == ran
+        # edited, not rebuilt: two lines on top, the raise gone
+        (folder / "jobs.py").write_text("# one\n# two\n" + JOBS)
+        linecache.checkcache()
+        assert failure_lines() == ran
+        assert linecache.getline(source, 12).strip() == "raise ValueError(total)"
+        # rebuilt and reloaded: the new version maps the edited file and shows its lines
+        build(folder, tmp_path / "bin")
+        swapper.reload()
+        assert swapper.current().vault.live_funcs["live_work"](3) == "one:3"
+        assert linecache.getline(source, 13).strip() == "total += step"
+    finally:
+        swapper.close()
+    assert source not in linecache.cache
 
 
 # -- a real debugpy, driven over the Debug Adapter Protocol ---------------------------------------
