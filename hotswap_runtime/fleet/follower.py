@@ -23,8 +23,8 @@ published or ``retry()`` is called. The release that runs is written to
 from the cache. The channel being away never stops anything, and is no failure of a release
 (``ChannelUnavailable`` in the middle of a fetch, a NATS node lost): the loop backs off (0.1 s
 doubling to 5 s) and tries again. Each instance reports after every attempt and every
-``heartbeat`` seconds; a reader shows an instance ``stale`` once its report is older than
-three heartbeats.
+``heartbeat`` seconds, also while a release is being applied (a long load is ``updating``);
+a reader shows an instance ``stale`` once its report is older than three heartbeats.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,6 +210,7 @@ class Follower:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done = threading.Event()
         self._status_lock = threading.Lock()
+        self._report_lock = threading.RLock()
         self._status = self._make_status()
 
     def __repr__(self) -> str:
@@ -407,38 +408,61 @@ class Follower:
     def _apply(self, target: Release) -> None:
         if not self._begin(target):
             return
+        with self._beating():
+            try:
+                folder = self._materialise(target)
+                if folder is not None:
+                    self._swap(folder)
+            except ChannelUnavailable as exc:
+                self._away(exc)
+            except Exception as exc:
+                self._failure(target, exc)
+            else:
+                self._success(target)
+
+    @contextlib.contextmanager
+    def _beating(self) -> Iterator[None]:
+        """Report every heartbeat while a release is being applied: a load or ``self_test``
+        longer than three heartbeats is an instance at work (``updating``), not a dead one
+        (``stale``, which ``status`` and ``rollout`` ignore)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat):
+                with self._report_lock:      # never after the outcome's own report
+                    if done.is_set() or self._stop.is_set():
+                        return
+                    self._report()
+
+        threading.Thread(target=beat, name=f"hotswap-follower-beat-{self.instance}",
+                         daemon=True).start()
         try:
-            folder = self._materialise(target)
-            if folder is not None:
-                self._swap(folder)
-        except ChannelUnavailable as exc:
-            self._away(exc)
-        except Exception as exc:
-            self._failure(target, exc)
-        else:
-            self._success(target)
+            yield
+        finally:
+            done.set()   # not joined: a report in progress may wait on the channel
 
     async def _aapply(self, target: Release) -> None:
         import asyncio
 
         if not await asyncio.to_thread(self._begin, target):
             return
-        try:
-            folder = await asyncio.to_thread(self._materialise, target)
-            if folder is not None:
-                previous = self.swapper.plugin_dir
-                self.swapper.reset_plugin_dir(folder)
-                try:
-                    await self.swapper.areload(self.data)
-                except BaseException:
-                    self.swapper.reset_plugin_dir(previous)
-                    raise
-        except ChannelUnavailable as exc:
-            await asyncio.to_thread(self._away, exc)
-        except Exception as exc:
-            await asyncio.to_thread(self._failure, target, exc)
-        else:
-            await asyncio.to_thread(self._success, target)
+        with self._beating():
+            try:
+                folder = await asyncio.to_thread(self._materialise, target)
+                if folder is not None:
+                    previous = self.swapper.plugin_dir
+                    self.swapper.reset_plugin_dir(folder)
+                    try:
+                        await self.swapper.areload(self.data)
+                    except BaseException:
+                        self.swapper.reset_plugin_dir(previous)
+                        raise
+            except ChannelUnavailable as exc:
+                await asyncio.to_thread(self._away, exc)
+            except Exception as exc:
+                await asyncio.to_thread(self._failure, target, exc)
+            else:
+                await asyncio.to_thread(self._success, target)
 
     def _begin(self, target: Release) -> bool:
         self._attempted = target.revision
@@ -624,14 +648,17 @@ class Follower:
             hotswap=_HOTSWAP_VERSION)
 
     def _report(self) -> None:
-        status = self._make_status()
-        with self._status_lock:
-            self._status = status
-        self._next_report = time.monotonic() + self.heartbeat
-        try:
-            self.channel.report(status.to_json())
-        except (ChannelError, OSError) as exc:
-            self._problem(exc)
+        # one report at a time (the loop's and _beating's), each written after it was made,
+        # so the channel never ends on an older one
+        with self._report_lock:
+            status = self._make_status()
+            with self._status_lock:
+                self._status = status
+            self._next_report = time.monotonic() + self.heartbeat
+            try:
+                self.channel.report(status.to_json())
+            except (ChannelError, OSError) as exc:
+                self._problem(exc)
 
 
 _HOTSWAP_VERSION = _hotswap_version()

@@ -5,7 +5,8 @@ test written against it runs once per kind: ``folder`` (a folder under tmp_path,
 first publish). ``fleet`` starts host processes (``fleet_host.py``: a swapper, a follower, a
 probe of a pair of plugins that only work together) and stops them after the test.
 ``releases`` builds that pair with given stamps (once per session): stamps starting with
-``bad-init`` make alpha's ``on_init`` raise, ``bad-test`` make beta's ``self_test`` raise.
+``bad-init`` make alpha's ``on_init`` raise, ``bad-test`` make beta's ``self_test`` raise,
+``slow`` make alpha's ``on_load`` take 2.5 s.
 ``nats_server`` and ``nats_cluster`` are real nats-server processes (JetStream, 127.0.0.1, free
 ports, a temporary store), stopped by the fixture that started them.
 """

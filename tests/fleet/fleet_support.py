@@ -34,7 +34,10 @@ ALPHA = '''\
 """alpha: exports its stamp; beta checks it is wired to the alpha of its own release."""
 CompileTimeString = "dev"
 
-def on_load(data): pass
+def on_load(data):
+    if CompileTimeString.startswith("slow"):   # a load that takes its time (big caches, warm-up)
+        import time
+        time.sleep(2.5)
 def on_init(vault):
     if CompileTimeString.startswith("bad-init"):
         raise RuntimeError(f"alpha {CompileTimeString} refuses to start")

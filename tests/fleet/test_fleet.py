@@ -165,6 +165,28 @@ def test_rollout_good_and_failing_canary(fleet: Fleet, releases) -> None:
     no_mix(fleet)
 
 
+def test_rollout_times_out_on_canaries_still_loading_and_rolls_back(fleet: Fleet, releases) -> None:
+    """Canaries (one per follower form) still loading when the step's timeout passes keep
+    reporting 'updating' (a long load is no dead instance: never stale); the rollout rolls back
+    and names them as lagging."""
+    canaries = [instance_in(0, 10, "t"), instance_in(0, 10, "u")]
+    other = instance_in(50, 100, "t")
+    ops.publish(fleet.url, releases("v1"))
+    fleet.start(*canaries, other)
+    on(fleet, 1, "v1")
+    lines: list[str] = []
+    done = ops.rollout(fleet.url, releases("slow"), steps=[10, 100], timeout=1.5, echo=lines.append)
+    assert not done.ok and (done.release.revision, done.release.cohort) == (2, 10)
+    assert done.rolled_back is not None and done.rolled_back.revision == 3
+    assert not done.gate.failed and not any(row.stale for row in done.gate.rows)
+    lagging = "; ".join(f"{c} updating on 1, wants 2" for c in sorted(canaries))
+    assert lines[-2:] == [f"revision 2 timed out after 1.5 s: {lagging}",
+                          "rolled back: revision 3 has the artifacts of 1"]
+    on(fleet, 3, "v1")
+    assert "slow" not in fleet.hosts[2].probe()["tags"]      # never reached the others
+    no_mix(fleet)
+
+
 def test_killed_instance_turns_stale_and_the_gate_ignores_it(fleet: Fleet, releases) -> None:
     """After three heartbeats without a report an instance shows stale; the others gate ok."""
     ops.publish(fleet.url, releases("v1"))
