@@ -39,7 +39,7 @@ logger = logging.getLogger("hotswap.build")
 
 #: the version of what a cached result means; raise it whenever the scan or the rewrite changes
 #: what it makes of the same file, so caches of an earlier build are not reused
-CACHE_FORMAT = f"{__version__}/8"
+CACHE_FORMAT = f"{__version__}/9"
 
 T = TypeVar("T")
 

@@ -544,7 +544,9 @@ class _Scanner:
                          "plugin's own package, which the runtime mounts under another name, "
                          "and cannot be rewritten (it returns the host package "
                          f'"{self.own.split(".")[0]}"); write importlib.import_module('
-                         f'"{dots}{target[len(self.own) + 1:]}", __package__) instead')
+                         f'"{dots}{target[len(self.own) + 1:]}", __package__) instead, and use '
+                         f'the module it returns ("{target}" of this version) where the code '
+                         f'reached it through "{self.own.split(".")[0]}"')
             return True
         return False
 

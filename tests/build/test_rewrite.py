@@ -246,7 +246,9 @@ def test_computed_imports_in_a_nested_plugin() -> None:
     ("x = __import__('app.foo.a')\n", NESTED,
      'plugin "foo": __import__("app.foo.a") in foo/mod.py:1 names the plugin\'s own package, '
      "which the runtime mounts under another name, and cannot be rewritten (it returns the "
-     'host package "app"); write importlib.import_module(".a", __package__) instead'),
+     'host package "app"); write importlib.import_module(".a", __package__) instead, and use '
+     'the module it returns ("app.foo.a" of this version) where the code reached it through '
+     '"app"'),
     ("if x:\n    def live_f():\n        pass\n", LAYOUT,
      'plugin "foo": live function "live_f" in foo/mod.py:2 is defined inside a module-level if '
      "block, so the registration module could not import it reliably; define it "

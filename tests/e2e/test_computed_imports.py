@@ -289,6 +289,10 @@ def test_dotted_real_name(tmp_path: Path, build_plugin: Callable[..., BuildResul
 
         def dunder(name, fromlist):
             return __import__("app.nested." + name, fromlist=fromlist)
+
+        def as_the_build_suggests():
+            # what the build asks for instead of __import__("app.nested.part")
+            return importlib.import_module(".part", __package__)
         ''') + HOOKS)
     build_plugin(plugin, tmp_path / "bin")
     swapper = PluginManagerSwapper(tmp_path / "bin", free_delay=0,
@@ -299,9 +303,13 @@ def test_dotted_real_name(tmp_path: Path, build_plugin: Callable[..., BuildResul
         root = nested.lookup("__name__")
         assert nested.invoke_func("load", "part").__name__ == f"{root}.part"
         assert nested.invoke_func("dunder", "part", ["WHO"]).WHO == "nested part"
+        assert nested.invoke_func("as_the_build_suggests") is nested.invoke_func("load", "part")
         with pytest.raises(ImportError, match=r'plugin "nested": __import__\(\'app.nested.part\'\) '
                            r"without a fromlist returns the host package 'app', not this "
-                           r"version; pass a fromlist"):
+                           r"version; pass a fromlist \(__import__\('app.nested.part', "
+                           r"fromlist=\['\*'\]\)\) or call importlib.import_module\("
+                           r"'app.nested.part'\), and use the module either returns \(this "
+                           r"version's 'app.nested.part'\) instead of the top-level package$"):
             nested.invoke_func("dunder", "part", [])
         assert "app" not in sys.modules
     finally:
