@@ -248,7 +248,7 @@ class FreePolicy:
                 ", ".join(f"{v.name}#{v.load}" for v in manager._versions()),
                 self._free_timeout, ", ".join(f'"{lease.name}"' for lease in held))
         if doomed:
-            found = scan(doomed, confirm=CONFIRM)
+            found = scan(doomed, confirm=CONFIRM, heap=True)
             busy = [(v, found[id(v)]) for v in doomed if found[id(v)].calls]
             # a task that kept running through the search (its loop busy in one long step):
             # its stack was read, but not what its frames hold; wait a little for it, not more

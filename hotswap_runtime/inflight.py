@@ -47,7 +47,16 @@ import time
 import weakref
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from types import CodeType, CoroutineType, FrameType, FunctionType, GeneratorType, ModuleType
+from types import (
+    AsyncGeneratorType,
+    CodeType,
+    CoroutineType,
+    FrameType,
+    FunctionType,
+    GeneratorType,
+    MethodType,
+    ModuleType,
+)
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -392,7 +401,7 @@ def _held_values(coro: Any) -> list[Any]:
 _CONTAINER_KINDS = frozenset({dict, list, tuple, set, frozenset})
 
 
-_AWAITABLE_KINDS = frozenset({CoroutineType, GeneratorType})
+_AWAITABLE_KINDS = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
 
 
 def _is_asyncio(globals_: dict[str, Any]) -> bool:
@@ -401,12 +410,15 @@ def _is_asyncio(globals_: dict[str, Any]) -> bool:
 
 
 def _unfinished_coroutine(obj: Any) -> Any:
-    """The frame of ``obj`` when it is an unfinished coroutine (or generator-based awaitable)."""
+    """The frame of ``obj`` when it is an unfinished coroutine (or generator-based awaitable,
+    or async generator)."""
     kind = type(obj)
     if kind is CoroutineType:
         return obj.cr_frame
     if kind is GeneratorType and obj.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE:
         return obj.gi_frame
+    if kind is AsyncGeneratorType:
+        return obj.ag_frame
     return None
 
 
@@ -616,6 +628,8 @@ def _pending(awaitable: Any) -> bool:
         return awaitable.cr_frame is not None
     if inspect.isgenerator(awaitable):
         return awaitable.gi_frame is not None
+    if inspect.isasyncgen(awaitable):
+        return awaitable.ag_frame is not None
     done = getattr(awaitable, "done", None)
     if callable(done):
         try:
@@ -664,22 +678,190 @@ class Found(dict[int, InFlight]):
 _NOTHING = InFlight()
 
 
-def scan(versions: Iterable[Version], *, confirm: float = 0.0) -> Found:
+def scan(versions: Iterable[Version], *, confirm: float = 0.0, heap: bool = False) -> Found:
     """What of each version (keyed by ``id(version)``) is in flight right now.
 
     Safe to call from any thread, and it never waits for an event loop: thread stacks, every
     loop's tasks and their await chains are read from the calling thread. With ``confirm`` > 0,
     an answer of nothing in flight is checked by a second search ``confirm`` seconds later (the
     first one reads a moving system, one thread at a time: a coroutine handed from a thread to
-    a task between two reads is seen by the second).
+    a task between two reads is seen by the second). With ``heap`` (the free's check), an
+    answer of nothing in flight is first checked against the heap for versions with async
+    code (``_search_heap``): what it finds is counted by that second search, and followed
+    weakly by every later one (``stats()`` included) until it finishes.
     """
     versions = list(versions)
     found = _scan_once(versions)
-    if (confirm > 0 and not any(f.calls for f in found.values()) and not found.unread
-            and pending_tasks()):
-        time.sleep(confirm)  # without a task anywhere, nothing can move between two reads
-        found = _scan_once(versions)
+    if confirm > 0 and not any(f.calls for f in found.values()) and not found.unread:
+        seen = _search_heap(versions) if heap else 0
+        tasks = bool(pending_tasks())
+        if tasks:
+            time.sleep(confirm)  # without a task anywhere, nothing can move between two reads
+        if tasks or seen:
+            found = _scan_once(versions)
     return found
+
+
+# -- the heap: unstarted coroutines held by plain code -------------------------------------------
+#
+# An unstarted coroutine (or one parked outside any task: an async generator between two
+# steps, a coroutine driven by hand) that a synchronous ``invoke_func`` or a live function
+# returned is on no stack and in no task's chain, and plain synchronous code may hold it (a
+# local of a thread, a module-level list of the host) where nothing above can look: another
+# thread's ``frame.f_locals`` cannot be read (see ``_held_values``), and wrapping a sync
+# ``invoke_func`` to note what it returns would cost its call path ~150 ns. So at free time,
+# once the cheap search finds nothing, a version whose code has coroutine, async generator or
+# iterable-coroutine code objects gets one ``gc.get_referrers(*those codes)``: one pass over
+# every object the collector tracks (~20 ns each with the GIL held: ~2 ms per 100k objects,
+# ~20 ms per million), which lists each unfinished coroutine of that code wherever it is held
+# (3.11 visits a coroutine's ``gi_code``, 3.12+ its frame's code while it is unfinished). A
+# version without async code never pays it. What it finds is followed by weak reference; it
+# holds the free as long as it is pending, unless it is in a task's chain (the task is judged
+# as a whole: a version's own worker does not hold) or running on a stack (counted there). A
+# new search runs only once everything found before has finished, and not sooner than
+# ``_HEAP_SHARE`` times its last duration after it (the version counts as held meanwhile), so a
+# held free does not take the GIL for a heap pass at every poll.
+
+#: a heap search waits this many times its last duration before the next one (<= 5% of the GIL)
+_HEAP_SHARE = 20.0
+#: code flags of what is awaited or iterated asynchronously
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+_get_referrers = gc.get_referrers  # one name, so a test can count the heap passes
+
+
+class _Watch:
+    """What the heap searches know of one version: its async code objects (weakly: a freed
+    version keeps nothing alive through this), what the last search found, and when the
+    next one may run."""
+
+    def __init__(self, codes: list[weakref.ref[CodeType]]) -> None:
+        self.codes = codes
+        self.found: list[weakref.ref[Any]] = []
+        self.next_at = 0.0
+        self.searches = 0
+
+    def deferred(self, alive: list[Any]) -> bool:
+        """Whether the version counts as held although nothing found before is pending now:
+        the last search found something and the next one is not due yet."""
+        if any(_pending(obj) for obj in alive):
+            return False
+        return bool(self.found) and time.monotonic() < self.next_at
+
+
+_watches: weakref.WeakKeyDictionary[Version, _Watch] = weakref.WeakKeyDictionary()
+_watches_lock = threading.Lock()
+
+
+def _watch(version: Version) -> _Watch:
+    with _watches_lock:
+        watch = _watches.get(version)
+    if watch is None:  # computed outside the lock: two freers at once compute it twice at most
+        watch = _Watch([weakref.ref(code) for code in async_codes(version)])
+        with _watches_lock:
+            watch = _watches.setdefault(version, watch)
+    return watch
+
+
+def _search_heap(versions: list[Version]) -> int:
+    """One heap pass for the versions with async code whose search is due; each one's
+    ``_Watch.found`` becomes what it finds. Returns how many unfinished ones were found."""
+    now = time.monotonic()
+    targets: dict[CodeType, _Watch] = {}
+    searched: list[_Watch] = []
+    for version in versions:
+        watch = _watch(version)
+        if not watch.codes or now < watch.next_at:
+            continue
+        codes = [code for ref in watch.codes if (code := ref()) is not None]
+        if codes:
+            searched.append(watch)
+            targets.update(dict.fromkeys(codes, watch))
+    if not targets:
+        return 0
+    found: dict[_Watch, list[weakref.ref[Any]]] = {watch: [] for watch in searched}
+    count = 0
+    start = time.perf_counter()
+    referrers = _get_referrers(*targets)
+    obj = frame = None
+    for obj in referrers:
+        kind = type(obj)
+        if kind is CoroutineType:
+            code, frame = obj.cr_code, obj.cr_frame
+        elif kind is AsyncGeneratorType:
+            code, frame = obj.ag_code, obj.ag_frame
+        elif kind is GeneratorType:
+            code, frame = obj.gi_code, obj.gi_frame
+        else:
+            continue  # its functions, running frames, enclosing code
+        if frame is None:
+            continue  # finished (3.11 still lists it)
+        watch = targets.get(code)
+        if watch is not None:
+            found[watch].append(weakref.ref(obj))
+            count += 1
+    del referrers, obj, frame
+    spent = time.perf_counter() - start
+    for watch, refs in found.items():
+        watch.found = refs
+        watch.searches += 1
+        watch.next_at = time.monotonic() + _HEAP_SHARE * spent
+    return count
+
+
+def async_codes(version: Version) -> list[CodeType]:
+    """The code objects of the version's coroutines, async generators and iterable coroutines.
+
+    Found from its modules' globals: functions (their nested code too, through ``co_consts``,
+    closures and ``__wrapped__``), classes of the version and their members, and containers or
+    instances a few levels down. No code object is kept by the version at load for this: a
+    load pays nothing, the walk runs once per version at its first free check."""
+    match = _matcher({version.root})
+    stack: list[tuple[Any, int]] = []
+    for name, module in list(sys.modules.items()):
+        if module is not None and match(name) is not None:
+            stack.extend((value, 0) for value in list(vars(module).values()))
+    codes: dict[CodeType, None] = {}
+    seen: set[int] = set()
+    while stack and len(seen) < _HELD_LIMIT:
+        obj, depth = stack.pop()
+        key = id(obj)
+        if key in seen:
+            continue
+        seen.add(key)
+        kind = type(obj)
+        if kind is CodeType:
+            if obj.co_flags & _ASYNC_FLAGS:
+                codes[obj] = None
+            stack.extend((const, depth) for const in obj.co_consts if type(const) is CodeType)
+        elif kind is FunctionType:
+            if match(obj.__globals__.get("__name__")) is not None:
+                stack.append((obj.__code__, depth))
+            if depth < 4:  # a decorator's wrapper: what it wraps
+                stack.extend((cell.cell_contents, depth + 1) for cell in obj.__closure__ or ()
+                             if _cell_filled(cell))
+                wrapped = obj.__dict__.get("__wrapped__")
+                if wrapped is not None:
+                    stack.append((wrapped, depth + 1))
+        elif isinstance(obj, type):
+            if match(getattr(obj, "__module__", None)) is not None:
+                stack.extend((value, depth) for value in list(vars(obj).values()))
+        elif depth >= 4 or kind is ModuleType:
+            continue
+        elif kind in (staticmethod, classmethod, MethodType):
+            stack.append((obj.__func__, depth))
+        elif kind is property:
+            stack.extend((fn, depth) for fn in (obj.fget, obj.fset, obj.fdel) if fn is not None)
+        elif kind is functools.partial:
+            stack.append((obj.func, depth + 1))
+        elif kind is dict:
+            stack.extend((value, depth + 1) for value in list(obj.values())[:_CONTAINER_ITEMS])
+        elif kind in _CONTAINER_KINDS or kind is collections.deque:
+            stack.extend((value, depth + 1) for value in list(obj)[:_CONTAINER_ITEMS])
+        else:
+            attrs = getattr(obj, "__dict__", None)
+            if type(attrs) is dict:
+                stack.extend((value, depth + 1) for value in list(attrs.values()))
+    return list(codes)
 
 
 def _scan_once(versions: list[Version]) -> Found:
@@ -770,6 +952,19 @@ def _scan_once(versions: list[Version]) -> Found:
                 root = match(coro_frame.f_globals.get("__name__"))
                 if root is not None:
                     waiting[id(value)] = (value, root)
+    # unstarted (or parked) coroutines of the versions found on the heap by the last search
+    # (``_search_heap``), followed weakly from one free attempt to the next
+    deferred: list[str] = []
+    for root, version in by_root.items():
+        watch = _watches.get(version)
+        if watch is None:
+            continue
+        alive = [obj for ref in watch.found if (obj := ref()) is not None]
+        for obj in alive:
+            waiting[id(obj)] = (obj, root)
+        if watch.deferred(alive):
+            deferred.append(root)
+        del alive
     counts: dict[str, int] = {}
     for key, (awaitable, root) in waiting.items():
         if key in chain_ids or not _pending(awaitable):
@@ -778,6 +973,9 @@ def _scan_once(versions: list[Version]) -> Found:
         if coro_frame is not None and id(coro_frame) in on_stacks:
             continue  # running on a thread: counted there
         counts[root] = counts.get(root, 0) + 1
+    for root in deferred:
+        if not counts.get(root):  # its next heap search is not due yet: still held (see _Watch)
+            counts[root] = 1
     for root, count in counts.items():
         found.slot(id(by_root[root])).awaitables = count
     return found

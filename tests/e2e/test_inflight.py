@@ -9,6 +9,8 @@ and the request must return the old version's answer. Nothing asserts a duration
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import logging
 import random
@@ -77,6 +79,9 @@ def _start_ticker():
 
 async def live_wait(gate):
     return await _handler(gate)
+
+def live_start(gate):  # a plain def handing out an async helper's coroutine, unstarted
+    return _handler(gate)
 '''
 
 SHAPES = {
@@ -470,3 +475,150 @@ def test_a_loop_stuck_in_one_step_delays_a_free_only_briefly(ev, host, artifacts
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+# -- unstarted coroutines held by plain synchronous code ------------------------------------------
+
+#: a module-level container of the host (this module): what a host keeps for later
+HELD: list[Any] = []
+
+STARTERS = {
+    "sync invoke_func": lambda manager: functools.partial(
+        manager.find_plugin("a").invoke_func, "wait"),
+    "async live function": lambda manager: manager.vault.live_funcs["live_wait"],
+    "sync live function": lambda manager: manager.vault.live_funcs["live_start"],
+}
+
+
+def _reload_from(where: str, swapper: PluginManagerSwapper) -> None:
+    if where == "the same thread":
+        swapper.reload()
+        return
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _catch(swapper.reload, errors), name="reloader")
+    thread.start()
+    thread.join(30)
+    assert errors == []
+
+
+def _catch(fn: Callable[[], Any], errors: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        errors.append(exc)
+
+
+def _wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+async def _later(gate: asyncio.Event, pending: Any) -> Any:
+    gate.set()
+    return await pending
+
+
+@pytest.mark.parametrize("where", ["the same thread", "another thread"])
+@pytest.mark.parametrize("holder", ["a local of a sync thread", "a host module-level list"])
+@pytest.mark.parametrize("starter", list(STARTERS))
+def test_an_unstarted_coroutine_held_by_plain_code_holds_its_version(
+        ev, host, artifacts, starter, holder, where) -> None:
+    """``aw = invoke_func(...)`` in plain code (a pytest test, a sync handler), a reload, and
+    ``asyncio.run(aw)`` later: the old version stays alive until it has finished."""
+    shape = "sync invoke_func" if starter != "async live function" else "async live function"
+    swapper = host(shape)
+    swapper.load_plugins()
+    gate = asyncio.Event()
+    aw = STARTERS[starter](swapper.current())(gate)
+    assert inspect.iscoroutine(aw)
+    if holder == "a host module-level list":
+        HELD.append(aw)
+        del aw
+    try:
+        install(artifacts, swapper, shape, "v2")
+        _reload_from(where, swapper)
+        time.sleep(0.3)  # free_delay=0: the freer has searched many times by now
+        assert finished_before_free(ev) == [], "v1 was freed while a coroutine of it was unstarted"
+        stats = swapper.stats()
+        assert [s.in_flight > 0 for s in stats if s.state == "pending free"] == [True]
+        assert asyncio.run(_later(gate, HELD.pop() if HELD else aw)) == "answer from v1"
+        aw = None
+        _wait_until(lambda: finished_before_free(ev) == ["finished", "on_free"])
+        assert ev.late == []
+    finally:
+        HELD.clear()
+
+
+SYNC_ONLY = """\
+import hotswap_inflight_events as _ev
+
+STAMP = "none"
+
+def on_load(data):
+    pass
+
+def on_init(vault):
+    pass
+
+def on_free():
+    _ev.log.append(("on_free", STAMP, 0))
+
+def export():
+    return None
+
+def import_():
+    return None
+
+def reloadable():
+    return True
+
+def invoke_func(name, *params):
+    return STAMP
+"""
+
+
+@pytest.mark.parametrize("code", ["no async code", "async code"])
+def test_only_a_version_with_async_code_pays_a_heap_search(ev, tmp_path, artifacts, monkeypatch,
+                                                            code) -> None:
+    """The free of a version without coroutine code never runs the heap pass; one with it does
+    (once: nothing holds it)."""
+    from hotswap_build.build import build
+    from hotswap_runtime import inflight
+
+    if code == "no async code":
+        src = tmp_path / "src" / "a"
+        src.mkdir(parents=True)
+        (src / "__init__.py").write_text(SYNC_ONLY)
+        built = {}
+        for stamp in ("v1", "v2"):
+            build(src, tmp_path / stamp, stamps={"STAMP": stamp})
+            built[stamp] = tmp_path / stamp / "a.hsp"
+    else:
+        built = artifacts["sync invoke_func"]
+    passes: list[int] = []
+    real = inflight._get_referrers
+
+    def counting(*objs: Any) -> list[Any]:
+        passes.append(len(objs))
+        return real(*objs)
+
+    monkeypatch.setattr(inflight, "_get_referrers", counting)
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copy(built["v1"], folder / "a.hsp")
+    swapper = PluginManagerSwapper(folder, free_delay=0)
+    try:
+        swapper.load_plugins()
+        if code == "no async code":
+            assert swapper.current().find_plugin("a").invoke_func("x") == "v1"
+        shutil.copy(built["v2"], folder / "a.hsp")
+        swapper.reload()
+        _wait_until(lambda: [w for w, s, _ in ev.log if s == "v1"] == ["on_free"])
+    finally:
+        swapper.close()
+    if code == "no async code":
+        assert passes == []
+    else:
+        assert len(passes) == 1 and passes[0] >= 3  # _handler, _tick, live_wait at least
