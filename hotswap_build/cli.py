@@ -221,15 +221,26 @@ def keygen_command(keyfile: str) -> None:
 # ---------------------------------------------------------------------------------- fleet
 # The fleet commands parse and print; hotswap_runtime.fleet.ops does the work (tests call it).
 
+def shown_url(channel: str) -> str:
+    """The channel as the fleet commands print it: no credentials (a deploy log is read by many)."""
+    from hotswap_runtime.fleet.open import shown_url as shown
+
+    return shown(channel)
+
+
 def _channel_call(action: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one ops call; any HotswapError (a bad artifact, a path that is not a channel, an
-    unknown revision, a channel that cannot be reached) is one Error: line and exit 1."""
+    unknown revision, a channel that cannot be reached) is one Error: line and exit 1, and so
+    is anything unforeseen (no traceback: a deploy log wants the one line)."""
     try:
         return action(*args, **kwargs)
     except HotswapError as exc:
         _fail([str(exc)])
     except KeyboardInterrupt:
         _fail(["interrupted"], code=130)
+    except Exception as exc:
+        _fail([f"{action.__name__} on {shown_url(str(args[0]) if args else '')} failed unexpectedly "
+               f"({type(exc).__name__}: {exc}); report it with this line"])
 
 
 @main.command("publish", context_settings=_CONTEXT)
@@ -253,7 +264,7 @@ def publish_command(cohort: int, note: str, trusted: tuple[str, ...], channel: s
                             trusted_keys=trusted)
     names = ", ".join(f"{n} ({r.build_id[:12]})" for n, r in sorted(release.artifacts.items()))
     share = "" if release.cohort == 100 else f" to {release.cohort}% of instances (others stay on {release.previous})"
-    click.echo(f"published revision {release.revision} of {channel}{share}: {names}")
+    click.echo(f"published revision {release.revision} of {shown_url(channel)}{share}: {names}")
     click.echo(str(release.revision))
 
 
@@ -299,7 +310,7 @@ def status_command(as_json: bool, wait: bool, revision: int | None, timeout: flo
     if not result.ok:
         why = "; ".join(result.problems()) or "no live instance has reported"
         waited = f" after {timeout:g} s" if wait and not result.failed else ""
-        _fail([f"channel {channel} is not on revision {result.revision}{waited}: {why}"])
+        _fail([f"channel {shown_url(channel)} is not on revision {result.revision}{waited}: {why}"])
 
 
 @main.command("rollback", context_settings=_CONTEXT)
@@ -314,7 +325,7 @@ def rollback_command(to: int | None, channel: str) -> None:
     from hotswap_runtime.fleet import ops
 
     release = _channel_call(ops.rollback, channel, to)
-    click.echo(f"published revision {release.revision} of {channel}: {release.note}")
+    click.echo(f"published revision {release.revision} of {shown_url(channel)}: {release.note}")
     click.echo(str(release.revision))
 
 
@@ -354,6 +365,7 @@ def rollout_command(steps: str, pause: float, timeout: float, note: str, trusted
         what = "failed" if done.gate.failed else f"timed out after {timeout:g} s"
         back = (f"rolled back as revision {done.rolled_back.revision}" if done.rolled_back
                 else "nothing was published before it to roll back to")
-        _fail([f"rollout of revision {done.release.revision} to {channel} {what}: {why}; {back}"])
+        _fail([f"rollout of revision {done.release.revision} to {shown_url(channel)} {what}: {why}; "
+               f"{back}"])
     click.echo(f"rolled out revision {done.release.revision} to every instance")
     click.echo(str(done.release.revision))

@@ -32,6 +32,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -587,6 +588,8 @@ class NatsChannel(Channel):
         opts = dict(options)
         if "creds" in query:
             opts.setdefault("user_credentials", query["creds"])
+        if isinstance(opts.get("user_credentials"), (str, os.PathLike)):
+            self._check_creds(os.fspath(opts["user_credentials"]))
         if "token" in query:
             opts.setdefault("token", query["token"])
         if {"ca", "cert", "key"} & set(query) and "tls" not in opts:
@@ -600,6 +603,23 @@ class NatsChannel(Channel):
             opts["tls"] = context
             opts["_client_cert"] = "cert" in query     # _Client: a verifying server wants one
         return opts
+
+    def _check_creds(self, path: str) -> None:
+        """A ``.creds`` file nats-py can use, checked now: nats-py itself reads it only while
+        connecting, where a missing file looks like a server away and a wrong one is a
+        TypeError deep inside it."""
+        where = f"channel {self.url!r}: the credentials file {path!r}"
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError as exc:
+            raise ChannelError(f"{where} cannot be read ({exc.strerror}); check the path of ?creds= "
+                               "and that this user may read it") from exc
+        if "BEGIN NATS USER JWT" not in text or "BEGIN USER NKEY SEED" not in text:
+            raise ChannelError(f"{where} is not a NATS credentials file (it needs a user JWT and an "
+                               "nkey seed); give the .creds file made by nsc or your NATS operator")
+        if importlib.util.find_spec("nkeys") is None:   # nats-py signs with it, found only then
+            raise ChannelError(f"{where} needs the nkeys package; pip install 'hotswap[fleet]' "
+                               "(it brings nats-py[nkeys])")
 
     def _call(self, make: Callable[[], Awaitable[T]], what: str, *, budget: float | None = None,
               wait_connected: float | None = None) -> T:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .channel import Channel, ChannelError
 
-__all__ = ["open_channel"]
+__all__ = ["open_channel", "shown_url"]
 
 #: URL schemes of the NATS channel (README "Fleet"); anything else is a folder
 NATS_SCHEMES = ("nats://", "tls://")
@@ -44,3 +44,14 @@ def open_channel(url: str | os.PathLike[str], **options: Any) -> Channel:
         raise ChannelError(f"channel {text!r}: {scheme.group(1)!r} is not a kind of channel; give a "
                            "folder path (or file://PATH) or nats://HOST:PORT/NAME (tls:// for TLS)")
     return FolderChannel(text, **options)
+
+
+def shown_url(url: str | os.PathLike[str]) -> str:
+    """``url`` as messages show it: a NATS URL without ``user:pass@`` and without its query
+    (``?token=``, ``?creds=``), so no secret reaches a deploy log; a folder unchanged."""
+    text = os.fspath(url)
+    if not text.lower().startswith(NATS_SCHEMES):
+        return text
+    scheme, _, rest = text.partition("://")
+    netloc, slash, path = rest.partition("?")[0].partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"

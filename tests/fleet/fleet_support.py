@@ -240,3 +240,52 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         time.sleep(0.02)
+
+
+# -- NATS in operator mode (JWTs and a .creds file) --------------------------------------------
+def operator_mode(folder: Path) -> tuple[list[str], Path]:
+    """A nats-server configuration in operator mode (an operator, a system account, an account
+    with JetStream, a user) and that user's ``.creds`` file, made with nkeys as ``nsc`` would:
+    (the server's extra arguments, the creds file)."""
+    import base64
+    import hashlib
+
+    import nkeys
+
+    def keypair(prefix: int) -> Any:
+        return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    def jwt(issuer: Any, subject: Any, name: str, nats: dict[str, Any]) -> str:
+        claims: dict[str, Any] = {"iat": int(time.time()), "iss": issuer.public_key.decode(),
+                                  "sub": subject.public_key.decode(), "name": name,
+                                  "nats": {**nats, "version": 2}}
+        claims["jti"] = base64.b32encode(hashlib.sha256(json.dumps(claims).encode()).digest()).decode()
+        head = b64(b'{"typ":"JWT","alg":"ed25519-nkey"}') + "." + b64(json.dumps(claims).encode())
+        return head + "." + b64(issuer.sign(head.encode()))
+
+    operator, system, account, user = (keypair(p) for p in (
+        nkeys.PREFIX_BYTE_OPERATOR, nkeys.PREFIX_BYTE_ACCOUNT, nkeys.PREFIX_BYTE_ACCOUNT,
+        nkeys.PREFIX_BYTE_USER))
+    limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+              "wildcards": True, "conn": -1, "leaf": -1}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "operator.jwt").write_text(jwt(operator, operator, "hotswap-test", {
+        "type": "operator", "system_account": system.public_key.decode()}))
+    accounts = {system: jwt(operator, system, "SYS", {"type": "account", "limits": limits}),
+                account: jwt(operator, account, "deploy", {"type": "account", "limits": {
+                    **limits, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}})}
+    preload = "\n".join(f'  {k.public_key.decode()}: "{v}"' for k, v in accounts.items())
+    (folder / "server.conf").write_text(
+        f'operator: "{folder / "operator.jwt"}"\nsystem_account: {system.public_key.decode()}\n'
+        f"resolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n")
+    creds = folder / "host.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\n"
+                     + jwt(account, user, "host", {"type": "user", "pub": {}, "sub": {},
+                                                   "subs": -1, "data": -1, "payload": -1})
+                     + "\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n"
+                     + user.seed.decode() + "\n------END USER NKEY SEED------\n")
+    creds.chmod(0o600)
+    return ["-c", str(folder / "server.conf")], creds

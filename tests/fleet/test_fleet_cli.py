@@ -261,3 +261,25 @@ def test_a_wrong_command_line_exits_2_with_usage(args: list[str]) -> None:
     assert code == 2 and out == ""
     assert err.startswith("Usage: ") and f" {args[0]} [OPTIONS] CHANNEL" in err.splitlines()[0]
     assert "\nError: " in err and "Traceback" not in err
+
+
+def test_secrets_of_a_channel_url_are_never_printed(releases, tmp_path: Path) -> None:
+    """user:pass@ and ?token= stay out of every line the fleet commands print (deploy logs are
+    read by many): the channel is shown without them."""
+    from hotswap_runtime.fleet.nats_server import NatsServer
+
+    with NatsServer(tmp_path / "nats", extra_args=["--user", "deploy", "--pass", "s3cret"]) as server:
+        url = f"nats://deploy:s3cret@127.0.0.1:{server.port}/prod"
+        shown = f"nats://127.0.0.1:{server.port}/prod"
+        runs = [hotswap("publish", url, *releases("v1")), hotswap("publish", url, *releases("v2")),
+                hotswap("rollback", url), hotswap("status", url),
+                hotswap("rollout", url, *releases("v1"), "--steps", "100", "--timeout", "0.5",
+                        "--pause", "0"),
+                hotswap("status", f"{shown}?token=t0psecret")]
+    for _, out, err in runs:
+        assert "s3cret" not in out + err and "t0psecret" not in out + err
+    assert [code for code, _, _ in runs] == [0, 0, 0, 1, 1, 1]
+    assert runs[0][1].splitlines()[0].startswith(f"published revision 1 of {shown}: alpha (")
+    assert runs[2][1].splitlines()[0] == f"published revision 3 of {shown}: rollback to 1"
+    assert runs[3][2] == f"Error: channel {shown} is not on revision 3: no live instance has reported\n"
+    assert runs[4][2].startswith(f"Error: rollout of revision 4 to {shown} timed out after 0.5 s: ")

@@ -311,6 +311,35 @@ def test_credentials_through_the_url_and_options(tmp_path: Path) -> None:
             bad.close()
 
 
+def test_credentials_through_a_creds_file(tmp_path: Path) -> None:
+    """?creds=FILE (a server in operator mode, JWTs): it connects; a creds file that is missing
+    or is not one is a clear error naming it, never "cannot be reached" nor a traceback."""
+    from fleet_support import operator_mode
+
+    args, creds = operator_mode(tmp_path / "auth")
+    (tmp_path / "not.creds").write_text("hello")
+    with NatsServer(tmp_path / "store", extra_args=args) as server:
+        good = NatsChannel(f"{server.channel_url('prod')}?creds={creds}")
+        anonymous = NatsChannel(server.channel_url("prod"))
+        try:
+            path, ref = make_artifact(tmp_path, "world", b"with creds")
+            good.put_artifact(path, ref)
+            assert good.publish_release(release_of(good, 1, [ref])).revision == 1
+            assert open_channel(server.channel_url("prod"), user_credentials=str(creds)).current().revision == 1
+            with pytest.raises(ChannelError, match="refused our credentials"):
+                anonymous.current()
+        finally:
+            good.close()
+            anonymous.close()
+        for bad, why in ((tmp_path / "missing.creds", "cannot be read"),
+                         (tmp_path / "not.creds", "is not a NATS credentials file")):
+            with pytest.raises(ChannelError) as caught:
+                NatsChannel(f"{server.channel_url('prod')}?creds={bad}").current()
+            assert not isinstance(caught.value, ChannelUnavailable)
+            assert str(caught.value).startswith(f"channel '{server.channel_url('prod')}': the credentials "
+                                                 f"file {str(bad)!r} {why}")
+
+
 def test_tls_asked_for_is_never_plain_text(tmp_path: Path) -> None:
     """tls:// (or a TLS option) against a server that offers no TLS is refused before anything,
     credentials above all, is sent in the clear; nats-py alone would go on in plain text."""
