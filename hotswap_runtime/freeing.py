@@ -15,6 +15,14 @@ Design note on the timer: one long-lived daemon thread per swapper (started at i
 condition until the earliest deadline, rather than a ``threading.Timer`` per reload: starting a
 thread costs the reload that starts it a few milliseconds of GIL hand-over, and a daemon thread
 never keeps the process alive.
+
+Design note on fork (see ``forks``): a forked child has no freer thread, and the locks of the
+policy may have been held by it at the fork. So the fork waits (``FORK_WAIT`` at most) for a
+free in progress to end and takes the policy's locks, so the child gets whole bookkeeping;
+the child resets those locks and the freer, puts back the entry the freer was looking at, and
+restarts the thread when entries are queued: a version replaced before or after the fork is
+freed in the child like in the parent. A free that outlasted the wait (an ``on_free`` that
+blocks) does not go on in the child, and the child says so.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import gc
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import forks
 from .errors import HotswapError
 from .inflight import scan, wait_for_own_workers
 
@@ -74,14 +84,14 @@ class Freer:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._busy = False  # a release runs now
+        self._entry: Pending | None = None  # the entry it runs (put back in a forked child)
 
     def schedule(self, entry: Pending, delay: float) -> None:
         """Release ``entry`` after ``delay`` seconds; starts the thread on first use."""
         with self._cond:
             heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), entry))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hotswap-free", daemon=True)
-                self._thread.start()
+                self._start()
             else:
                 self._cond.notify()
 
@@ -97,6 +107,7 @@ class Freer:
                         if timeout <= 0:
                             entry = heapq.heappop(self._queue)[2]
                             self._busy = True
+                            self._entry = entry
                             break
                     self._cond.wait(timeout)
             again = None
@@ -108,8 +119,29 @@ class Freer:
                 if again is not None and not self._stopped:
                     heapq.heappush(self._queue, (time.monotonic() + again, next(self._seq), entry))
                 self._busy = False
+                self._entry = None
                 self._cond.notify_all()  # wait_due
             del entry
+
+    def _start(self) -> None:
+        """Start the thread (``_cond`` held)."""
+        self._thread = threading.Thread(target=self._run, name="hotswap-free", daemon=True)
+        self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        """Reset the freer of a forked child: no thread (it did not survive the fork), the
+        entry it was looking at queued again, the thread restarted when entries wait."""
+        forks.reset_lock(self._cond)
+        self._thread = None
+        self._busy = False
+        entry, self._entry = self._entry, None
+        if self._stopped:
+            return
+        if entry is not None and not entry.done:
+            heapq.heappush(self._queue, (time.monotonic(), next(self._seq), entry))
+        if self._queue:
+            with self._cond:
+                self._start()
 
     def poke(self, entry: Pending) -> None:
         """Make ``entry``, queued for a later look, due now (nothing when it is not queued:
@@ -192,6 +224,51 @@ class FreePolicy:
         self._free_delay = free_delay
         self._free_timeout = free_timeout
         self._freer = Freer(self.due, logger)
+        self._releasing: list[Version] = []  # what a release is freeing now (named after a fork)
+        self._fork_held: list[threading.Lock | threading.Condition] = []
+        self._fork_in_freer = False
+        forks.track(self)
+
+    # -- fork (see the module note and ``forks``) ----------------------------------------------
+    def _before_fork(self) -> None:
+        """Wait (bounded) for a free in progress to end and hold the locks over the fork."""
+        self._fork_held = []
+        self._fork_in_freer = threading.current_thread() is self._freer._thread
+        if self._fork_in_freer:
+            return  # an on_free that forks: its free holds these, and goes on in both processes
+        for lock in (self.freeing, self.lock, self._freer._cond):
+            if lock.acquire(timeout=forks.FORK_WAIT):
+                self._fork_held.append(lock)
+            else:
+                self._logger.warning(
+                    "a fork waited %g s for the free of plugin versions %s and goes on; in the "
+                    "child that free does not go on", forks.FORK_WAIT, self._names(self._releasing))
+
+    def _after_fork_in_parent(self) -> None:
+        held, self._fork_held = self._fork_held, []
+        for lock in reversed(held):
+            lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        if self._fork_in_freer:  # this thread is the freer, in the middle of its free: let it be
+            forks.reset_lock(self._freer._cond)  # (which it does not hold during a free)
+            return
+        complete = len(self._fork_held) == 3
+        self._fork_held = []
+        forks.reset_lock(self.freeing)
+        forks.reset_lock(self.lock)
+        releasing, self._releasing = self._releasing, []
+        if not complete and releasing:
+            self._logger.error(
+                "this process (pid %d) was forked while plugin versions %s were being freed in "
+                "another thread: in this process their free stops where it was (their on_free "
+                "may not have run) and they stay in memory; fork when no on_free blocks",
+                os.getpid(), self._names(releasing))
+        self._freer._after_fork_in_child()
+
+    @staticmethod
+    def _names(versions: list[Version]) -> str:
+        return ", ".join(f"{v.name}#{v.load}" for v in versions) or "(none)"
 
     def replaced(self, manager: PluginManager) -> Pending:
         """Record ``manager`` as replaced (the new rollback target); call with ``lock`` held,
@@ -297,6 +374,7 @@ class FreePolicy:
                     if version.managers <= 0:
                         version.state = "freeing"
                         doomed.append(version)
+                self._releasing = doomed
             for version in doomed:
                 run_on_free(version, self._logger)
             if doomed:
@@ -314,6 +392,7 @@ class FreePolicy:
                 # that never calls stats() must not keep one Version per reload forever
                 self.freed = [v for v in self.freed if v.alive()]
                 self.freed.extend(doomed)
+                self._releasing = []
         if doomed:
             self._logger.info("freed plugin versions: %s",
                               ", ".join(f"{v.name}#{v.load}" for v in doomed))

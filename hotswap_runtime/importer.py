@@ -41,6 +41,7 @@ from operator import methodcaller
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple
 
+from . import forks
 from .artifact import Artifact
 from .yielding import yield_gil
 
@@ -380,6 +381,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 _FINDER = _Finder()
 _LOCK = threading.Lock()
+forks.free_in_child(_LOCK)  # held briefly, never across user code
 
 
 def mount(loader: VersionLoader) -> None:

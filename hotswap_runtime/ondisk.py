@@ -83,6 +83,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from . import forks
 from .errors import HotswapError
 
 try:
@@ -229,6 +230,7 @@ _WRITE_EVENTS: dict[str, tuple[tuple[int, bool], ...]] = {
 }
 
 _GUARD = _Guard()
+forks.free_in_child(_GUARD.lock)  # held for a dict update only
 
 
 def guard_active() -> bool:

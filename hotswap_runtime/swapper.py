@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, final
 
-from . import doctor
+from . import doctor, forks
 from . import guard as guarding
 from .assembly import Callback, assemble, discard
 from .errors import HotswapError
@@ -192,6 +192,7 @@ class PluginManagerSwapper:
         # follower mid-reload needs that lock to finish)
         self._close_hooks: list[Callable[[], None]] = []
         self._reload_counter = 0
+        forks.track(self)  # the reload lock in a forked child (the freer tracks itself)
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -509,6 +510,25 @@ class PluginManagerSwapper:
         if self._closed:
             raise HotswapError("the swapper is closed; create a new PluginManagerSwapper",
                                step=step)
+
+    # -- fork (see ``forks``) ------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        pass  # a reload can take long: the fork does not wait for one (the child resets it)
+
+    def _after_fork_in_parent(self) -> None:
+        pass
+
+    def _after_fork_in_child(self) -> None:
+        """A reload running in another thread at the fork has no thread to end it here: free
+        its lock, or every reload of the child would wait for ever."""
+        if self._reload_lock.locked() and self._owner != threading.get_ident():
+            forks.reset_lock(self._reload_lock)
+            self._owner = None
+            self._logger.warning(
+                "this process (pid %d) was forked while a reload ran in another thread: that "
+                "reload does not go on here (current() is what it was before it; its partly "
+                "loaded versions stay in memory); reload again in this process",
+                os.getpid())
 
     def _lock(self) -> None:
         if self._owner == threading.get_ident():

@@ -28,6 +28,13 @@ reload raises reaches the host. What a trigger needs of the swapper is typed as 
 (``Reloads`` and its kin), which ``PluginManagerSwapper`` satisfies (checked by mypy below). A failed reload
 leaves the previous plugins serving (the swapper guarantees it); the trigger keeps listening.
 
+In a forked child (gunicorn ``--preload``, ``multiprocessing``, ``os.fork``; see ``forks``) the
+two thread forms carry over: the child gets a thread of its own (and ``reload_on_signal`` a pipe
+of its own: the parent's would wake the parent's thread, reloading the parent on the child's
+signal), so ``kill -USR1 <child pid>`` or a changed artifact reloads the child's swapper, and
+the ``stop()`` the parent got stops the child's. The asyncio forms belong to their loop, which
+does not run in a child: start them in the child's own loop.
+
 Which loop reloads, and why it does not matter for what is in flight: ``reload_on_signal`` and
 ``watch_plugin_dir`` reload from a daemon thread of their own (no event loop runs there); the
 ``a…`` forms reload from the running loop, through ``areload`` (its worker thread). Either way
@@ -47,6 +54,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import forks
 from .errors import HotswapError
 
 if TYPE_CHECKING:
@@ -147,6 +155,30 @@ def _restore(signum: int, ours: Any, previous: Any) -> None:
         signal.signal(signum, signal.SIG_DFL if previous is None else previous)
 
 
+class _InChild:
+    """Calls ``restart`` in every forked child until ``done()`` (see ``forks``)."""
+
+    #: the triggers running: kept here, since the host may drop its stop function
+    running: set[_InChild] = set()
+
+    def __init__(self, restart: Callable[[], None]) -> None:
+        self.restart = restart
+        _InChild.running.add(self)
+        forks.track(self)
+
+    def done(self) -> None:
+        _InChild.running.discard(self)
+
+    def _before_fork(self) -> None:
+        pass
+
+    def _after_fork_in_parent(self) -> None:
+        pass
+
+    def _after_fork_in_child(self) -> None:
+        self.restart()
+
+
 def reload_on_signal(swapper: _Reloads, data: Any = None,
                      signum: int | None = _SIGUSR1) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` each time the process receives ``signum``.
@@ -203,10 +235,28 @@ def reload_on_signal(swapper: _Reloads, data: Any = None,
     thread = threading.Thread(target=run, name=f"hotswap-reload-on-{cause}", daemon=True)
     thread.start()
 
+    def restart() -> None:
+        """In a forked child: a pipe and a thread of its own (the handler is inherited)."""
+        nonlocal read_fd, write_fd, thread
+        if stopped.is_set():
+            return
+        forks.reset_lock(stopped)
+        parents = (read_fd, write_fd)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        for fd in parents:  # the parent's pipe: shared with the parent, never ours to read
+            os.close(fd)
+        if thread is not threading.current_thread():  # else: forked from a reload of ours,
+            thread = threading.Thread(target=run, name=f"hotswap-reload-on-{cause}", daemon=True)
+            thread.start()  # which goes on reading the new pipe in the child
+
+    in_child = _InChild(restart)
+
     def stop() -> None:
         nonlocal stopped_from_inside
         if stopped.is_set():
             return
+        in_child.done()
         stopped.set()
         try:
             if threading.current_thread() is threading.main_thread():
@@ -419,7 +469,20 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
     thread = threading.Thread(target=run, name="hotswap-watch-plugin-dir", daemon=True)
     thread.start()
 
+    def restart() -> None:
+        """In a forked child: a watching thread of its own."""
+        nonlocal thread
+        if stop_event.is_set():
+            return
+        forks.reset_lock(stop_event)
+        if thread is not threading.current_thread():  # a fork from inside our reload goes on
+            thread = threading.Thread(target=run, name="hotswap-watch-plugin-dir", daemon=True)
+            thread.start()
+
+    in_child = _InChild(restart)
+
     def stop() -> None:
+        in_child.done()
         stop_event.set()
         if thread is not threading.current_thread():
             thread.join()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from types import FunctionType, ModuleType
 from typing import Any, cast
 
+from . import forks
 from .artifact import (
     HOOK_CALLS,
     OPTIONAL_HOOKS,
@@ -46,6 +47,7 @@ __all__ = ["Version", "next_load_number", "check_hooks", "missing_hooks_error"]
 
 _LOAD_NUMBERS = itertools.count(1)
 _LOAD_LOCK = threading.Lock()
+forks.free_in_child(_LOAD_LOCK)  # held briefly, never across user code
 
 
 

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import forks
 from ..artifact import write_atomically
 from ..errors import HotswapError
 from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, Release, in_cohort
@@ -212,6 +213,8 @@ class Follower:
         self._status_lock = threading.Lock()
         self._report_lock = threading.RLock()
         self._status = self._make_status()
+        self._pid = os.getpid()
+        self._forked_from: int | None = None  # the parent's pid, in a child forked after start
 
     def __repr__(self) -> str:
         return f"<Follower {self.instance} of {self.channel.url} on {self._running_revision()}>"
@@ -302,10 +305,45 @@ class Follower:
 
     # -- the loop ---------------------------------------------------------------------------
     def _claim(self) -> None:
+        if self._forked_from is not None:
+            raise self._forked_error()
         if self._thread is not None or self._task is not None:
             raise HotswapError(f"follower {self.instance!r} is already started; make one "
                                "follower per swapper", step="follow")
         self.swapper._close_hooks.append(self.stop)
+        forks.track(self)
+
+    # -- fork: a follower does not follow in a forked child (see ``forks``) -------------------
+    # It is one instance (its id names the parent's pid) whose loop was a thread or task of the
+    # parent; carrying it over would report two processes as one. Each worker starts its own
+    # Follower after the fork (gunicorn post_fork / post_worker_init, an ASGI lifespan), as the
+    # web demo does; the child is told so rather than left believing it follows.
+    def _forked_error(self) -> HotswapError:
+        return HotswapError(
+            f"follower {self.instance!r} was started in process {self._forked_from} before this "
+            f"process (pid {os.getpid()}) was forked from it, and does not follow here; make a "
+            "new Follower in each worker after the fork (gunicorn post_fork, an ASGI lifespan)",
+            step="follow")
+
+    def _before_fork(self) -> None:
+        pass
+
+    def _after_fork_in_parent(self) -> None:
+        pass
+
+    def _after_fork_in_child(self) -> None:
+        if self._forked_from is not None or self._done.is_set():
+            return  # forked once already, or stopped: nothing follows anyway
+        self._forked_from = self._pid
+        for event in (self._stop, self._live, self._done):
+            forks.reset_lock(event)
+        forks.reset_lock(self._status_lock)
+        self._stop.set()
+        self._live.set()
+        self._done.set()
+        self._thread = None
+        self._task = self._loop = None
+        logger.warning("%s", self._forked_error())
 
     def _run(self) -> None:
         try:

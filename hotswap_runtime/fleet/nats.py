@@ -54,6 +54,7 @@ import nats.js.errors
 import nats.js.kv
 from nats.js.api import KeyValueConfig, ObjectStoreConfig
 
+from .. import forks
 from ..artifact import write_atomically
 from .channel import ArtifactRef, Channel, ChannelError, ChannelUnavailable, PublishConflict, Release
 
@@ -186,6 +187,7 @@ class _Connection:
 
     _shared: dict[tuple[Any, ...], _Connection] = {}
     _shared_lock = threading.Lock()
+    forks.free_in_child(_shared_lock)  # held for a dict lookup only
 
     @classmethod
     def get(cls, servers: list[str], public: str, timeout: float, connect_timeout: float,
