@@ -312,6 +312,7 @@ if pid == 0:
         os.write(ready_w, b"!")
         reloaded = wait(lambda: swapper.current().find_plugin("a").invoke_func("x") == "v2")
         stop()   # the stop function the parent got stops the child's trigger
+        wait(lambda: "v1" in freed_here())
         Path("child.json").write_text(json.dumps({"reloaded": reloaded, "freed": freed_here()}))
     finally:
         os._exit(0)
@@ -350,6 +351,7 @@ if pid == 0:
         os.read(go_r, 1)
         reloaded = wait(lambda: swapper.current().find_plugin("a").invoke_func("x") == "v2")
         stop()
+        wait(lambda: "v1" in freed_here())
         Path("child.json").write_text(json.dumps({"reloaded": reloaded, "freed": freed_here()}))
     finally:
         os._exit(0)
