@@ -190,6 +190,7 @@ class Follower:
         self.channel = channel if isinstance(channel, Channel) else open_channel(channel)
         self.host = socket.gethostname()
         self.instance = instance or f"{self.host}:{os.getpid()}"
+        self._own_instance = instance is not None
         self.labels = dict(labels or {})
         self.data = data
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
@@ -310,6 +311,12 @@ class Follower:
         if self._thread is not None or self._task is not None:
             raise HotswapError(f"follower {self.instance!r} is already started; make one "
                                "follower per swapper", step="follow")
+        if self._pid != os.getpid():
+            # made before a fork (gunicorn --preload), started in the worker: it is the
+            # worker's instance, not the parent's
+            self._pid = os.getpid()
+            if not self._own_instance:
+                self.instance = f"{self.host}:{self._pid}"
         self.swapper._close_hooks.append(self.stop)
         forks.track(self)
 

@@ -387,6 +387,8 @@ ops.publish("channel", [BUILT / "v1" / "a.hsp"])
 swapper = PluginManagerSwapper("plugins", free_delay=0, runtime_dir="runtime")
 follower = Follower(swapper, "channel", cache_dir="cache", heartbeat=0.2)
 assert follower.start(timeout=30)
+unstarted = Follower(PluginManagerSwapper("plugins", runtime_dir="runtime"), "channel",
+                     cache_dir="cache", heartbeat=0.2)
 pid = os.fork()
 if pid == 0:
     report = {}
@@ -399,6 +401,10 @@ if pid == 0:
         began = time.monotonic()
         swapper.close()          # stops the follower: returns at once, nothing to wait for
         report["close quick"] = time.monotonic() - began < 5
+        # made before the fork, started after it (in the worker): the worker's own instance
+        report["unstarted follows"] = unstarted.start(timeout=30)
+        report["its instance"] = unstarted.instance.rsplit(":", 1)[1] == str(os.getpid())
+        unstarted.swapper.close()
     finally:
         Path("child.json").write_text(json.dumps(report))
         os._exit(0)
@@ -413,11 +419,13 @@ swapper.close()
 def test_a_follower_does_not_follow_in_a_forked_child_and_says_so(built, tmp_path) -> None:
     """A follower started before a fork is the parent's instance: in the child it does not
     follow, a warning and start() say to make one per worker after the fork, close() does not
-    wait for it; the parent's follower goes on taking releases."""
+    wait for it; the parent's follower goes on taking releases. One made before the fork and
+    started in the child follows there, as the child's own instance (``host:<child pid>``)."""
     done = run_host(FOLLOWER, built, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "child.json").read_text())
     assert report["serves"] == "v1" and report["close quick"] is True, report
+    assert report["unstarted follows"] is True and report["its instance"] is True, report
     assert "before this process" in report["start"] and "does not follow here" in report["start"]
     assert "make a new Follower in each worker after the fork" in report["start"]
     assert "does not follow here" in done.stderr  # the warning, at the fork
