@@ -36,6 +36,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from importlib.resources.abc import Traversable, TraversableResources
 from operator import methodcaller
 from types import CodeType, ModuleType
@@ -420,19 +421,25 @@ def unmount(loader: VersionLoader) -> None:
                 sys.meta_path.remove(_FINDER)
 
 
-def planted_modules(loaders: Iterable[VersionLoader]) -> dict[str, list[str]]:
+def planted_modules(loaders: Iterable[VersionLoader],
+                    since: AbstractSet[str] | None = None) -> dict[str, list[str]]:
     """Every ``sys.modules`` entry under one of ``loaders``' mounted roots that its loader did
-    not execute, by plugin name (one pass over ``sys.modules`` for a whole load)."""
+    not execute, by plugin name (one pass over ``sys.modules`` for a whole load).
+
+    ``since``: the names in ``sys.modules`` before any of these roots was mounted (the roots are
+    unique to a load, so nothing under them can be older); only names added since are looked at.
+    """
     by_root = {loader.root: loader for loader in loaders}
     found: dict[str, list[str]] = {}
     if not by_root:
         return found
     # a host with many plugins loaded has thousands of modules: pick this load's with one
-    # C-level prefix test each, then look closer
+    # C-level prefix test each (among the names added since, when known), then look closer
     prefixes = tuple(by_root)
     modules = sys.modules
+    names = list(modules) if since is None else modules.keys() - since
     # filter + methodcaller: the whole pass runs in C, no bytecode per module of the host
-    for key in list(filter(methodcaller("startswith", prefixes), list(modules))):
+    for key in list(filter(methodcaller("startswith", prefixes), names)):
         module = modules.get(key)
         loader = by_root.get(key.partition(".")[0])
         if loader is not None and module is not None and loader._executed.get(key) != id(module):

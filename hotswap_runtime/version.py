@@ -237,10 +237,12 @@ class Version:
         try:
             return self.hooks[hook](*args)
         except Exception as exc:
-            raise HotswapError(
-                f'plugin "{self.name}": {hook} failed: {type(exc).__name__}: {exc}',
-                plugin=self.name, step=hook,
-            ) from exc
+            raise self.hook_error(hook, exc) from exc
+
+    def hook_error(self, hook: str, exc: Exception) -> HotswapError:
+        """The error for ``hook`` of this version having raised ``exc`` (chain it)."""
+        return HotswapError(f'plugin "{self.name}": {hook} failed: {type(exc).__name__}: {exc}',
+                            plugin=self.name, step=hook)
 
     # -- freeing --------------------------------------------------------------------------
     def track(self) -> None:

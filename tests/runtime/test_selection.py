@@ -9,8 +9,9 @@ from hotswap_runtime.selection import select
 
 
 def _running(build_id: str, deps: tuple[str, ...] = (), reloadable: bool = True) -> Any:
+    # artifact: the snapshot a running version keeps (here none: compared by contents)
     return SimpleNamespace(build_id=build_id, content=f"c-{build_id}", deps=deps,
-                           reloadable=reloadable, static=None)
+                           reloadable=reloadable, static=None, artifact=None)
 
 
 def _artifact(build_id: str, content: str | None = None) -> Any:
