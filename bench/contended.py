@@ -4,9 +4,11 @@ Each run reloads a fresh version (two builds with different stamps, alternated) 
 ``await swapper.areload()`` (the reload runs in a worker thread), once idle and once while 8 threads
 call ``plugin.invoke_func`` in a loop (2 cores: the reload's fair share of the GIL is 1/9, so
 ~9x is the floor). Idle and contended runs take turns so machine noise hits both; the figures
-are medians. ``reload_contended_ratio`` is contended / idle (goal <= 12).
+are medians of 15 pairs (a single pair varies several-fold on a shared machine), with the
+quartiles of the per-pair ratios as the spread. ``reload_contended_ratio`` is median contended
+/ median idle (goal <= 12).
 
-    .venv/bin/python bench/contended.py [--runs 7] [--modules 100] [--threads 8] [--quick] [--json]
+    .venv/bin/python bench/contended.py [--runs 15] [--modules 100] [--threads 8] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import statistics
 import tempfile
 import threading
 import time
@@ -93,13 +96,17 @@ def measure(modules: int, threads: int, runs: int) -> dict[str, float]:
             swapper.close()
     _util.log("idle ms", [round(x * 1e3) for x in idle], "contended ms", [round(x * 1e3) for x in busy])
     idle_s, busy_s = _util.median(idle), _util.median(busy)
+    # the spread: each contended run over the idle run just before it, quartiles of those
+    pairs = sorted(b / i for i, b in zip(idle, busy, strict=True))
+    quartiles = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else [pairs[0]] * 3
     return {"reload_idle_ms": idle_s * 1e3, "reload_contended_ms": busy_s * 1e3,
-            "reload_contended_ratio": busy_s / idle_s}
+            "reload_contended_ratio": busy_s / idle_s,
+            "reload_contended_ratio_p25": quartiles[0], "reload_contended_ratio_p75": quartiles[2]}
 
 
 def main() -> None:
     parser = _util.parser(__doc__)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--modules", type=int, default=100)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()

@@ -48,7 +48,7 @@ from .signing import load_trusted_keys
 from .staged import PreparedReload, Staged
 from .static import StaticPlugin
 from .version import Version, next_load_number
-from .yielding import for_event_loop
+from .yielding import for_event_loop, prompt_gil
 
 __all__ = ["PluginManagerSwapper", "VersionStats"]
 
@@ -562,7 +562,8 @@ class PluginManagerSwapper:
                                    "again", step="load")
             if kind == "reload" and self._static is not None:
                 raise HotswapError("running under static linking mode", step="reload")
-            staged = self._load(data, extra)
+            with prompt_gil():
+                staged = self._load(data, extra)
         except BaseException:
             self._unlock()
             raise
