@@ -21,8 +21,18 @@ loop and never waits for one.
   stays one plain call): an unfinished coroutine made by a version's code that it returned is
   found where it goes — awaited (in a task's chain, however deep: ``gather``, ``wait_for``,
   ``shield``, ``TaskGroup`` or a host task around it), running (on a stack), or not started
-  yet (held by a suspended coroutine of the host: a local, or an item of a list, tuple, set or
-  dict there; a sync thread's locals are not read, see ``_held_values``).
+  yet: held by a suspended coroutine of the host (a local, or an item of a list, tuple, set or
+  dict there), or by plain code — a sync thread's local, a module-level container — which no
+  cheap search can see (another thread's locals are not read, see ``_held_values``). Those are
+  found on the heap (``_search_heap``): at free time, only for a version with async code, and
+  only once the cheap search finds nothing, one ``gc.get_referrers`` over its async code
+  objects (GIL held ~20 ns per tracked object); what it finds is followed weakly afterwards.
+- Futures: a bare future (``loop.create_future()``) made by a version's code and returned by a
+  sync ``invoke_func`` is not attributed to the version — it is made in C and carries no trace
+  of its maker, and the plain call path is not wrapped — so it holds the free only through what
+  will complete it, where that runs (a thread in the version's code, a task of the version that
+  the version does not keep, a coroutine of it); a future that an ``async def invoke_func``
+  returns is tracked like any of its awaitables.
 
 A thread whose ``run`` target is the version's own code (other than an entry point:
 ``invoke_func``, a live function, a method of a live type) is the version's *own worker*. A task
@@ -567,16 +577,22 @@ class _Tasks:
         held = self._held.get(root)
         if held is not None:
             return held
-        start: list[Any] = []
-        for name, module in list(sys.modules.items()):
-            if module is not None and self.match(name) == root:
-                start.extend(list(vars(module).values()))
+        start = _module_values(root, self.match)
         for coro, where in self.coros:
             if where == root:
                 start.extend(_held_values(coro))
         held = _reach(start)
         self._held[root] = held
         return held
+
+
+def _module_values(root: str, match: Match) -> list[Any]:
+    """The globals of every module of the version mounted at ``root``."""
+    values: list[Any] = []
+    for name, module in list(sys.modules.items()):
+        if module is not None and match(name) == root:
+            values.extend(list(vars(module).values()))
+    return values
 
 
 def _cell_filled(cell: Any) -> bool:
@@ -717,7 +733,8 @@ def scan(versions: Iterable[Version], *, confirm: float = 0.0, heap: bool = Fals
 # (3.11 visits a coroutine's ``gi_code``, 3.12+ its frame's code while it is unfinished). A
 # version without async code never pays it. What it finds is followed by weak reference; it
 # holds the free as long as it is pending, unless it is in a task's chain (the task is judged
-# as a whole: a version's own worker does not hold) or running on a stack (counted there). A
+# as a whole: a version's own worker does not hold), running on a stack (counted there), or
+# kept by the version itself (its module globals or frames, as for its own tasks). A
 # new search runs only once everything found before has finished, and not sooner than
 # ``_HEAP_SHARE`` times its last duration after it (the version counts as held meanwhile), so a
 # held free does not take the GIL for a heap pass at every poll.
@@ -815,11 +832,9 @@ def async_codes(version: Version) -> list[CodeType]:
     closures and ``__wrapped__``), classes of the version and their members, and containers or
     instances a few levels down. No code object is kept by the version at load for this: a
     load pays nothing, the walk runs once per version at its first free check."""
-    match = _matcher({version.root})
-    stack: list[tuple[Any, int]] = []
-    for name, module in list(sys.modules.items()):
-        if module is not None and match(name) is not None:
-            stack.extend((value, 0) for value in list(vars(module).values()))
+    root = version.root
+    match = _matcher({root})
+    stack = [(value, 0) for value in _module_values(root, match)]
     codes: dict[CodeType, None] = {}
     seen: set[int] = set()
     while stack and len(seen) < _HELD_LIMIT:
@@ -955,24 +970,39 @@ def _scan_once(versions: list[Version]) -> Found:
     # unstarted (or parked) coroutines of the versions found on the heap by the last search
     # (``_search_heap``), followed weakly from one free attempt to the next
     deferred: list[str] = []
+    on_heap: dict[int, tuple[Any, str]] = {}
     for root, version in by_root.items():
         watch = _watches.get(version)
         if watch is None:
             continue
         alive = [obj for ref in watch.found if (obj := ref()) is not None]
         for obj in alive:
-            waiting[id(obj)] = (obj, root)
+            on_heap[id(obj)] = (obj, root)
         if watch.deferred(alive):
             deferred.append(root)
         del alive
     counts: dict[str, int] = {}
-    for key, (awaitable, root) in waiting.items():
-        if key in chain_ids or not _pending(awaitable):
-            continue
-        coro_frame = _unfinished_coroutine(awaitable)
-        if coro_frame is not None and id(coro_frame) in on_stacks:
-            continue  # running on a thread: counted there
-        counts[root] = counts.get(root, 0) + 1
+    unheld: dict[str, list[Any]] = {}
+    for source in (waiting, on_heap):
+        for key, (awaitable, root) in source.items():
+            if key in chain_ids or not _pending(awaitable):
+                continue
+            coro_frame = _unfinished_coroutine(awaitable)
+            if coro_frame is not None and id(coro_frame) in on_stacks:
+                continue  # running on a thread: counted there
+            if source is on_heap:
+                if key not in waiting:
+                    unheld.setdefault(root, []).append(awaitable)
+                continue
+            counts[root] = counts.get(root, 0) + 1
+    # found on the heap only: one the version keeps itself (in its module globals, or its own
+    # frames, a few levels down) and nothing outside awaits is its own, like its own tasks
+    for root, objs in unheld.items():
+        held = tasks._held_by(root) if tasks is not None else _reach(_module_values(root, match))
+        outside = sum(id(obj) not in held for obj in objs)
+        if outside:
+            counts[root] = counts.get(root, 0) + outside
+    del unheld, on_heap
     for root in deferred:
         if not counts.get(root):  # its next heap search is not due yet: still held (see _Watch)
             counts[root] = 1

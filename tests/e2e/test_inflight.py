@@ -46,6 +46,9 @@ def on_init(vault):
 def on_free():
     _ev.log.append(("on_free", STAMP, TOKEN))
     _ev.freed.add(TOKEN)
+    kept = _state.pop("kept", None)
+    if kept is not None:
+        kept.close()
     for key in ("ticker", "spawned"):  # the version's own tasks: stopped here
         task = _state.get(key)
         if task is not None:
@@ -99,6 +102,9 @@ HANDLERS = {"wait": _handler}
 def invoke_func(name, *params):
     if name == "start ticker":
         return _start_ticker()
+    if name == "keep":  # a coroutine the version keeps for itself, never handed out
+        _state["kept"] = _tick()
+        return None
     if name == "spawn":  # a task of the version's own, which it keeps and hands out
         task = asyncio.get_running_loop().create_task(_handler(*params), name="spawned-" + STAMP)
         _state["spawned"] = task
@@ -622,3 +628,17 @@ def test_only_a_version_with_async_code_pays_a_heap_search(ev, tmp_path, artifac
         assert passes == []
     else:
         assert len(passes) == 1 and passes[0] >= 3  # _handler, _tick, live_wait at least
+
+
+@pytest.mark.parametrize("where", ["the same thread", "another thread"])
+def test_a_coroutine_the_version_keeps_for_itself_does_not_hold_its_free(ev, host, artifacts,
+                                                                         where) -> None:
+    """Like its own tasks, an unstarted coroutine held only by the version's own globals is
+    the version's: the free goes on (its on_free closes it)."""
+    shape = "sync invoke_func"
+    swapper = host(shape, free_timeout=60)
+    swapper.load_plugins()
+    assert swapper.current().find_plugin("a").invoke_func("keep") is None
+    install(artifacts, swapper, shape, "v2")
+    _reload_from(where, swapper)
+    _wait_until(lambda: finished_before_free(ev) == ["on_free"])
