@@ -26,7 +26,8 @@ loop and never waits for one.
   cheap search can see (another thread's locals are not read, see ``_held_values``). Those are
   found on the heap (``_search_heap``): at free time, only for a version with async code, and
   only once the cheap search finds nothing, one ``gc.get_referrers`` over its async code
-  objects (GIL held ~20 ns per tracked object); what it finds is followed weakly afterwards.
+  objects (the GIL held for one walk over the tracked objects); what it finds is followed
+  weakly afterwards.
 - Futures: a bare future (``loop.create_future()``) made by a version's code and returned by a
   sync ``invoke_func`` is not attributed to the version — it is made in C and carries no trace
   of its maker, and the plain call path is not wrapped — so it holds the free only through what
@@ -728,8 +729,10 @@ def scan(versions: Iterable[Version], *, confirm: float = 0.0, heap: bool = Fals
 # ``invoke_func`` to note what it returns would cost its call path ~150 ns. So at free time,
 # once the cheap search finds nothing, a version whose code has coroutine, async generator or
 # iterable-coroutine code objects gets one ``gc.get_referrers(*those codes)``: one pass over
-# every object the collector tracks (~20 ns each with the GIL held: ~2 ms per 100k objects,
-# ~20 ms per million), which lists each unfinished coroutine of that code wherever it is held
+# every object the collector tracks with the GIL held (~15 ms per million small objects, +~1 ms
+# per million for each code object looked for beyond the first: CPython compares each
+# reference with every target; README "Drain-aware freeing" has the figures), which lists
+# each unfinished coroutine of that code wherever it is held
 # (3.11 visits a coroutine's ``gi_code``, 3.12+ its frame's code while it is unfinished). A
 # version without async code never pays it. What it finds is followed by weak reference; it
 # holds the free as long as it is pending, unless it is in a task's chain (the task is judged
