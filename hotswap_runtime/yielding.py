@@ -93,9 +93,10 @@ def yield_gil() -> None:
 #: calls that release the GIL (each file system call writing a version's folder, each member's
 #: zlib and sha256); among threads that keep the GIL busy, getting it back after each one costs
 #: about a switch interval (5 ms by default), so a 100-module load among 8 busy threads took over
-#: 100 times its idle time (bench/contended.py). At 0.1 ms those waits shrink fiftyfold; the
-#: busy threads switch more often for the load's duration only.
-LOAD_SWITCH_INTERVAL = 0.0001
+#: 100 times its idle time (bench/contended.py). At 0.05 ms those waits shrink a hundredfold
+#: and the load gets near its fair share of the GIL; the busy threads switch more often, for
+#: the load's duration only.
+LOAD_SWITCH_INTERVAL = 0.00005
 
 
 class _Interval:

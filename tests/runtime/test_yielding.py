@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from helpers import NOOP_HOOKS
 
 from hotswap_runtime import yielding
 
@@ -101,3 +102,41 @@ def test_main_thread_never_yields(monkeypatch: pytest.MonkeyPatch) -> None:
         clock[0] = wall
         yielding.yield_gil()
     assert slept == []
+
+
+def test_a_load_lowers_the_switch_interval_and_restores_the_hosts(tmp_path, build_plugin) -> None:
+    """While a reload runs (seen from its reload_callback) the switch interval is at most
+    LOAD_SWITCH_INTERVAL; afterwards it is the host's again, also when the host changed it
+    during the load (its own value wins), and when the load failed."""
+    from hotswap_runtime import HotswapError, PluginManagerSwapper
+
+    (tmp_path / "src" / "plain").mkdir(parents=True)
+    (tmp_path / "src" / "plain" / "__init__.py").write_text(NOOP_HOOKS)
+    build_plugin(tmp_path / "src" / "plain", tmp_path / "plugins")
+    seen: list[float] = []
+    host = {"set": None, "fail": False}
+
+    def callback(new: object, old: object) -> None:
+        seen.append(sys.getswitchinterval())
+        if host["set"] is not None:
+            sys.setswitchinterval(host["set"])
+        if host["fail"]:
+            raise RuntimeError("refused")
+
+    before = sys.getswitchinterval()
+    swapper = PluginManagerSwapper(tmp_path / "plugins", reload_callback=callback,
+                                   runtime_dir=tmp_path / "runtime")
+    try:
+        swapper.load_plugins()
+        assert seen[-1] <= yielding.LOAD_SWITCH_INTERVAL * 1.01
+        assert sys.getswitchinterval() == before
+        host["fail"] = True
+        with pytest.raises(HotswapError):
+            swapper.reload()
+        assert sys.getswitchinterval() == before
+        host["fail"], host["set"] = False, 0.002
+        swapper.reload()
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        swapper.close()
+        sys.setswitchinterval(before)
