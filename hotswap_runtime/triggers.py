@@ -346,6 +346,9 @@ def _watchfiles(helper: str) -> Any:
         raise ImportError(f"{helper} needs the watchfiles package, an optional extra of "
                           "hotswap; install it with: pip install 'hotswap[watch]'",
                           name="watchfiles") from exc
+    # watchfiles imports platform lazily, in the watching thread: a process forked while that
+    # thread imports it leaves the child a half-made module, and the child's watch fails on it
+    import platform  # noqa: F401
     return watchfiles
 
 

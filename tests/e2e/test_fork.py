@@ -69,8 +69,10 @@ BUILT = Path(os.environ["FORK_BUILT"])
 
 
 def install(folder, stamp):
+    """Put ``stamp``'s artifact in ``folder`` atomically (a watcher never sees half of it)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    shutil.copy(BUILT / stamp / "a.hsp", Path(folder) / "a.hsp")
+    shutil.copy(BUILT / stamp / "a.hsp", Path(folder) / ".a.hsp.tmp")
+    os.replace(Path(folder) / ".a.hsp.tmp", Path(folder) / "a.hsp")
 
 
 def module_of(swapper):
@@ -120,12 +122,12 @@ def run_host(script: str, built: Path, tmp_path: Path, *args: str,
 
 
 FORKED_CHILDREN = '''
-swapper = PluginManagerSwapper("plugins", free_delay=0.5, runtime_dir="runtime")
+swapper = PluginManagerSwapper("plugins", free_delay=3.0, runtime_dir="runtime")
 install("plugins", "v1")
 swapper.load_plugins()
 v1 = module_of(swapper)
 install("plugins", "v2")
-swapper.reload()          # v1 is replaced: its free is due in 0.5 s, after the forks below
+swapper.reload()          # v1 is replaced: its free is due in 3 s, after the forks below
 v2 = module_of(swapper)
 children = {}
 for n in range(2):
@@ -165,7 +167,7 @@ def test_forked_children_free_what_the_parent_replaced_and_what_they_replace(bui
     assert json.loads(done.stdout.splitlines()[-1]) == {"parent freed": ["v1"], "parent serves": "v2"}
     for n in range(2):
         report = json.loads((tmp_path / f"child{n}.json").read_text())
-        assert report["v1 freed"] is True, report
+        assert report["v1 freed"] is True, (report, done.stderr[-3000:])
         assert report["serves"] == "v3" and report["v2 freed"] is True, report
         assert report["freed here"] == ["v1", "v2"] and report["states"] == ["current"], report
 
@@ -212,7 +214,7 @@ def test_a_child_forked_during_a_reload_in_another_thread_can_reload(built, tmp_
 APP = '''
 import logging
 logging.basicConfig(level=logging.INFO)
-swapper = PluginManagerSwapper(os.environ["FORK_PLUGINS"], free_delay=0.3,
+swapper = PluginManagerSwapper(os.environ["FORK_PLUGINS"], free_delay=3.0,
                                runtime_dir=os.environ["FORK_RUNTIME"])
 install(os.environ["FORK_PLUGINS"], "v1")
 swapper.load_plugins()
@@ -280,7 +282,8 @@ def test_gunicorn_preload_workers_each_reload_and_free_in_their_process(built, t
         reports = {int(p.stem): json.loads(p.read_text()) for p in out.glob("*.json")}
         assert len(reports) == 2, "the workers did not report in 60 s"
         for pid, report in reports.items():
-            assert report == {"v2 freed": True, "freed here": ["v1", "v2"], "freer": ["hotswap-free"]}, pid
+            assert report == {"v2 freed": True, "freed here": ["v1", "v2"], "freer": ["hotswap-free"]}, (
+                pid, server.stdout.read() if server.poll() is not None else "")
         for _ in range(10):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
                 answer = json.loads(response.read())
@@ -331,34 +334,35 @@ def test_reload_on_signal_in_a_forked_child_reloads_the_child_not_the_parent(bui
     parent), and the parent does not reload."""
     done = run_host(SIGNAL_TRIGGER, built, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((tmp_path / "child.json").read_text()) == {"reloaded": True, "freed": ["v1"]}
+    child = json.loads((tmp_path / "child.json").read_text())
+    assert child == {"reloaded": True, "freed": ["v1"]}, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == {"parent reloads": 0}
 
 
 WATCH_TRIGGER = '''
+import select
 from hotswap_runtime.triggers import watch_plugin_dir
 
 swapper = PluginManagerSwapper("plugins", free_delay=0, runtime_dir="runtime")
 install("plugins", "v1")
 swapper.load_plugins()
 stop = watch_plugin_dir(swapper, debounce=0.05)
-ready_r, ready_w = os.pipe()
-go_r, go_w = os.pipe()
+done_r, done_w = os.pipe()
 pid = os.fork()
 if pid == 0:
     try:
-        os.write(ready_w, b"!")
-        os.read(go_r, 1)
-        reloaded = wait(lambda: swapper.current().find_plugin("a").invoke_func("x") == "v2")
+        reloaded = wait(lambda: swapper.current().find_plugin("a").invoke_func("x") == "v2", 60)
         stop()
         wait(lambda: "v1" in freed_here())
         Path("child.json").write_text(json.dumps({"reloaded": reloaded, "freed": freed_here()}))
     finally:
+        os.write(done_w, b"!")
         os._exit(0)
-os.read(ready_r, 1)
-time.sleep(1.0)       # the child's watch starts in the background
-install("plugins", "v2")
-os.write(go_w, b"!")
+# the child's watch starts in the background and may miss what changes before it runs: write
+# the artifact again each second until the child has reloaded
+deadline = time.monotonic() + 60
+while not select.select([done_r], [], [], 1.0)[0] and time.monotonic() < deadline:
+    install("plugins", "v2")
 os.waitpid(pid, 0)
 wait(lambda: swapper.current().find_plugin("a").invoke_func("x") == "v2")
 print(json.dumps({"parent serves": swapper.current().find_plugin("a").invoke_func("x")}))
@@ -373,7 +377,8 @@ def test_watch_plugin_dir_carries_over_into_a_forked_child(built, tmp_path) -> N
     pytest.importorskip("watchfiles")
     done = run_host(WATCH_TRIGGER, built, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((tmp_path / "child.json").read_text()) == {"reloaded": True, "freed": ["v1"]}
+    child = json.loads((tmp_path / "child.json").read_text())
+    assert child == {"reloaded": True, "freed": ["v1"]}, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == {"parent serves": "v2"}
 
 
