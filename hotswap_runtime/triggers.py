@@ -423,6 +423,33 @@ def _watch_plan(folder: Path) -> tuple[list[Path], Callable[[Any, str], bool], C
     return [Path(target), *map(Path, parents)], wanted, relinked
 
 
+#: how long a (re)started watch must be quiet before it looks whether a link moved meanwhile
+_SETTLE_MS = 500
+
+
+class _Relinks:
+    """The gap of a watch restarted after a link switch: watchfiles sees nothing until its new
+    watch is up, so a link switched again in between (two deploys in a row) would go unseen.
+    Once the new watch is up (its first quiet timeout) the folder's target is compared with
+    the one the last reload was made for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.loaded = os.path.realpath(folder)
+        self.pending = False
+
+    def reloading(self) -> None:
+        """A reload starts: it reads what the folder points to now."""
+        self.loaded = os.path.realpath(self.folder)
+
+    def missed(self, changes: Any) -> bool:
+        """Whether ``changes`` is the first quiet timeout after a restart and the target moved."""
+        if changes or not self.pending:
+            return False
+        self.pending = False
+        return os.path.realpath(self.folder) != self.loaded
+
+
 def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
                      debounce: float = 0.2) -> Callable[[], None]:
     """Reload ``swapper`` with ``data`` when the artifacts in its ``plugin_dir`` change.
@@ -456,14 +483,21 @@ def watch_plugin_dir(swapper: _WatchReloads, data: Any = None,
 
     def run() -> None:
         try:
+            relinks = _Relinks(folder)
             while not stop_event.is_set():
                 paths, wanted, relinked = _watch_plan(folder)
-                for changes in watchfiles.watch(*paths, stop_event=stop_event,
-                                                watch_filter=wanted, **options):
+                for changes in watchfiles.watch(*paths, stop_event=stop_event, watch_filter=wanted,
+                                                rust_timeout=_SETTLE_MS, yield_on_timeout=True,
+                                                **options):
                     if stop_event.is_set():
                         return
+                    missed = relinks.missed(changes)
+                    if not (changes or missed):
+                        continue
+                    relinks.reloading()
                     _reload(swapper, data, cause, logger)
-                    if relinked(changes):
+                    if missed or relinked(changes):
+                        relinks.pending = True
                         break  # the link points elsewhere now: watch the new target
         except Exception:
             logger.exception("watching plugin folder %s failed; artifacts changed from now on "
@@ -521,14 +555,21 @@ def awatch_plugin_dir(swapper: _WatchAReloads, data: Any = None,
 
     async def run() -> None:
         try:
+            relinks = _Relinks(folder)
             while not stop_event.is_set():
                 paths, wanted, relinked = _watch_plan(folder)
                 async for changes in watchfiles.awatch(*paths, stop_event=stop_event,
-                                                       watch_filter=wanted, **options):
+                                                       watch_filter=wanted, rust_timeout=_SETTLE_MS,
+                                                       yield_on_timeout=True, **options):
                     if stop_event.is_set():
                         return
+                    missed = relinks.missed(changes)
+                    if not (changes or missed):
+                        continue
+                    relinks.reloading()
                     await _areload(swapper, data, cause, logger)
-                    if relinked(changes):
+                    if missed or relinked(changes):
+                        relinks.pending = True
                         break
         except Exception:
             logger.exception("watching plugin folder %s failed; artifacts changed from now on "
