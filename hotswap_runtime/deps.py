@@ -157,11 +157,11 @@ def check_and_order(versions: Mapping[str, Version],
     for key, wanted in sorted(declared_by.items()):
         version = versions[key]
         for attr, annotation in sorted(wanted.items()):
-            dep = versions[attr.lower()]
-            value = dep.export_value
+            provider = versions[attr.lower()]
+            value = provider.export_value
             if value is not None and not conforms(value, annotation):
                 mismatched.append(
-                    f'plugin "{version.name}" imports "{dep.name}" as {attr}: '
+                    f'plugin "{version.name}" imports "{provider.name}" as {attr}: '
                     f"{_name(annotation)}, but its export() returned "
                     f"{_a(type(value).__qualname__)}, which does not conform")
     if mismatched:
