@@ -815,9 +815,9 @@ def _search_heap(versions: list[Version]) -> int:
             continue  # its functions, running frames, enclosing code
         if frame is None:
             continue  # finished (3.11 still lists it)
-        watch = targets.get(code)
-        if watch is not None:
-            found[watch].append(weakref.ref(obj))
+        holder = targets.get(code)
+        if holder is not None:
+            found[holder].append(weakref.ref(obj))
             count += 1
     del referrers, obj, frame
     spent = time.perf_counter() - start
