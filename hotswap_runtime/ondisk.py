@@ -52,6 +52,11 @@ one) never wait for each other over unrelated versions; there is no folder-wide 
   skipped) from before the references are read until the entry is renamed aside. So a link
   never points to an entry being removed, and two hosts wait for each other only over the same
   artifact, for a few microseconds.
+- The last host to close removes ``store``, ``procs`` and (when it made it, or it is the
+  default one) the runtime folder, each only when empty: a host that finds one missing at any
+  step (starting, placing a copy) makes it again rather than failing. A live host's proc folder
+  is never empty, so nothing a live host uses goes with them. Two hosts removing the same aside
+  (a closing host and a sweep) is expected: the loser is quiet.
 - Writing a new copy takes no lock: it goes to a temporary folder inside the writer's own proc
   folder (``procs/<pid>-<random>/.tmp-<random>``: swept with it if the writer dies), and is
   renamed into the store, locked until its first link exists; when another host placed a sound
@@ -356,12 +361,19 @@ class RuntimeFolder:
 
     # -- start, sweep, close ------------------------------------------------------------------
     def _open(self) -> None:
-        if not os.path.isdir(self.root):
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
-            self._created_root = True
+        self._created_root = not os.path.isdir(self.root)
         with _GUARD.allowed():
             if self.default:
-                st = os.stat(self.root)
+                # checked before anything is written into it; the last host to close may
+                # remove it between our making it and this check: then made again
+                for _ in range(_RETRIES):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(self.root, 0o700)
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(self.root)
+                        break
+                else:
+                    raise OSError(errno.EAGAIN, "other hosts kept removing it", self.root)
                 if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
                     raise HotswapError(
                         f'runtime folder "{self.root}" belongs to another user or others can '
@@ -375,10 +387,18 @@ class RuntimeFolder:
             self._sweep()
 
     def _skeleton(self) -> None:
-        """The runtime folder, ``store`` and ``procs`` (the last host to close removes them)."""
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        os.makedirs(self.store, mode=0o700, exist_ok=True)
-        os.makedirs(self.procs, mode=0o700, exist_ok=True)
+        """The runtime folder, ``store`` and ``procs``, each 0700: the last host to close
+        removes them, and may do so between any two of these steps (then they are made again)."""
+        for _ in range(_RETRIES):
+            try:
+                for path in (self.root, self.store, self.procs):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(path, 0o700)
+                return
+            except FileNotFoundError as exc:
+                if exc.filename == self.root or os.fsdecode(exc.filename or "") == self.root:
+                    os.makedirs(os.path.dirname(self.root), exist_ok=True)  # its parents
+        raise OSError(errno.EAGAIN, "other hosts kept removing it", self.root)
 
     def _new_proc(self) -> str:
         """Make this process' proc folder, its owner file locked before the folder gets its
@@ -584,7 +604,8 @@ class RuntimeFolder:
                         aside = self._aside(self.proc, self.procs)
                         self._close_owner()
                         if aside is not None:
-                            _remove_tree(aside)
+                            # a host starting now may sweep this aside too: quiet if it wins
+                            _remove_quietly(aside)
                     self._folders.clear()
                     self._in_use.clear()
                     self._keep.clear()
@@ -741,8 +762,15 @@ class RuntimeFolder:
                         self._keep.move_to_end(entry)
                     else:
                         # the last version's folder becomes the link keeping the entry for
-                        # reuse: one rename, and never a moment when nothing points to it
-                        os.rename(folder, os.path.join(self.proc, KEEP_PREFIX + entry))
+                        # reuse: one rename, and never a moment when nothing points to it;
+                        # under the entry's lock, as a collector reading this proc folder
+                        # meanwhile could see neither name
+                        fd = self._lock_entry(entry, wait=True)
+                        try:
+                            os.rename(folder, os.path.join(self.proc, KEEP_PREFIX + entry))
+                        finally:
+                            if fd is not None:
+                                os.close(fd)
                         self._keep[entry] = self._sizes.get(entry, 0)
                     self._evict()
                     self._make_spare(os.path.basename(folder).rpartition("#")[0])
@@ -826,9 +854,11 @@ class RuntimeFolder:
                 try:
                     os.rename(tmp, path)
                 except FileNotFoundError:
-                    if os.path.isdir(self.store):
+                    if not os.path.lexists(tmp):
                         raise
-                    self._skeleton()  # the last host to close removed store/ meanwhile
+                    # the last host to close removed store/ meanwhile (another host may have
+                    # made it again already): make it, and try again
+                    self._skeleton()
                     continue
                 except OSError as exc:
                     if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
