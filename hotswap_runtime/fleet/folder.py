@@ -268,11 +268,12 @@ class FolderChannel(Channel):
             return
         copy_checked(Path(path), ref, dest, str(path))
 
-    def _find(self, ref: ArtifactRef) -> Path:
-        """A file holding ``ref``: in ``.incoming``, else in the newest release that has it."""
-        staged = self.root / INCOMING / f"{ref.sha256}.hsp"
-        if staged.is_file():
-            return staged
+    def _find(self, ref: ArtifactRef, *, staged: bool = True) -> Path:
+        """A file holding ``ref``: in ``.incoming`` (unless ``staged`` is false), else in the
+        newest release that has it."""
+        incoming = self.root / INCOMING / f"{ref.sha256}.hsp"
+        if staged and incoming.is_file():
+            return incoming
         for revision in reversed(self._revisions()):
             candidate = self.root / RELEASES / str(revision) / ref.file
             try:
@@ -340,7 +341,9 @@ class FolderChannel(Channel):
     def fetch_artifact(self, ref: ArtifactRef, dest: Path) -> Path:
         """Copy the artifact into ``dest`` atomically, checking sha256 and size."""
         self._check()
-        source = self._find(ref)
+        # only from a release folder: a publisher unlinks its .incoming copy right after the
+        # switch, so a follower quick to see the release could lose the file it was reading
+        source = self._find(ref, staged=False)
         return copy_checked(source, ref, Path(dest), f"channel {self.url}")
 
     def wait_for_change(self, after: int | None, timeout: float) -> Release | None:

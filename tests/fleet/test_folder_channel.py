@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,26 @@ def test_status_files_are_named_safely(tmp_path: Path, releases, instance: str) 
     [only] = list((tmp_path / "chan" / "status").iterdir())
     assert not only.name.startswith(".") and "/" not in only.name
     assert [s["instance"] for s in channel.statuses()] == [instance]
+
+
+def test_a_follower_fetches_from_the_release_not_the_staged_copy(
+        tmp_path: Path, releases, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publisher unlinks its ``.incoming`` copy right after switching ``current``: a follower
+    quick to see the release must not be reading that copy (it failed with 'No such file')."""
+    from hotswap_runtime.fleet import folder
+
+    channel = FolderChannel(tmp_path / "chan")
+    release = ops.publish(channel, releases("v1"))
+    ref = release.artifacts["alpha"]
+    channel.put_artifact(releases("v1")[0], ref)  # a staged copy beside the published one
+    staged = tmp_path / "chan" / ".incoming" / f"{ref.sha256}.hsp"
+    assert staged.is_file()
+    real_copy = folder.copy_checked
+
+    def publisher_unlinks_meanwhile(source: Path, *args: Any) -> Path:
+        staged.unlink(missing_ok=True)  # the publisher's clean-up, at the worst moment
+        return real_copy(source, *args)
+
+    monkeypatch.setattr(folder, "copy_checked", publisher_unlinks_meanwhile)
+    fetched = channel.fetch_artifact(ref, tmp_path / "cache" / ref.file)
+    assert fetched.read_bytes() == releases("v1")[0].read_bytes()
