@@ -275,7 +275,7 @@ def _remove_quietly(path: str) -> None:
         _remove_tree(path)
     except OSError as exc:
         if os.path.lexists(path):
-            logger.debug("cannot remove %s yet (%s): the next sweep does", path, exc)
+            logger.debug("cannot remove %s yet (%s): the next sweep does", path, str(exc))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -616,8 +616,11 @@ class RuntimeFolder:
                     self._collect()
                     self._remove_skeleton()
             except OSError as exc:
+                # the text, not the exception: a handler keeping the record (pytest's caplog,
+                # a MemoryHandler) would keep its traceback, whose frames hold the versions
                 self.log.warning("runtime folder %s: cannot remove the files of this host's "
-                                 "versions (%s); the next host on it sweeps them", self.root, exc)
+                                 "versions (%s); the next host on it sweeps them", self.root,
+                                 str(exc))
             finally:
                 self._close_fds()
                 if self._guarded:
@@ -775,7 +778,8 @@ class RuntimeFolder:
                     self._evict()
                     self._make_spare(os.path.basename(folder).rpartition("#")[0])
             except OSError as exc:
-                self.log.warning("runtime folder %s: cannot remove %s (%s)", self.root, folder, exc)
+                self.log.warning("runtime folder %s: cannot remove %s (%s)", self.root, folder,
+                                 str(exc))
 
     def _make_spare(self, name: str) -> None:
         """Make the folders of plugin ``name``'s next copy ahead, while a version of it runs

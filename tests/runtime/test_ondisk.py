@@ -642,3 +642,31 @@ def test_hosts_never_wait_for_each_other_over_other_artifacts(env, tmp_path: Pat
             victim.wait(timeout=30)
     PluginManagerSwapper(out, runtime_dir=runtime).close()  # the entry it held goes now
     assert files_under(runtime) == []
+
+
+def test_a_close_that_cannot_remove_files_keeps_no_version_alive(
+        env, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A close whose file clean-up fails (another host swept the same folder first) warns, and
+    the warning kept by a handler (here pytest's caplog) keeps no freed version alive: it holds
+    the error's text, not the exception, whose traceback's frames would hold the versions."""
+    import gc
+    import weakref
+
+    from hotswap_runtime import ondisk
+
+    _rebuild, out, runtime = env
+    swapper = PluginManagerSwapper(out, free_delay=0, runtime_dir=runtime)
+    swapper.load_plugins()
+    manager = swapper.current()
+    assert manager is not None
+    freed = weakref.ref(manager)
+    del manager
+
+    def swept_first(self: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "procs/.gone-0")
+
+    monkeypatch.setattr(ondisk.RuntimeFolder, "_collect", swept_first)
+    swapper.close()
+    assert "cannot remove the files of this host's versions" in caplog.text
+    gc.collect()
+    assert freed() is None, "the closed swapper's manager is still alive"
