@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bdb
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve the statically linked plugins until SIGINT or SIGTERM; return the exit status."""
     args, interval, stop = common.start("slink", argv, flags=[MAP_SOURCES])
     args.plugin_dir.mkdir(parents=True, exist_ok=True)
-    if args.map_sources:
+    # the variable too: Python 3.13.0's pdb takes options after -m MODULE as its own
+    if args.map_sources or os.environ.get("SLINK_MAP_SOURCES") == "1":
         # artifacts, hot-swappable; breakpoints on demo/slink/plugin/*/ still hit
         swapper = PluginManagerSwapper(args.plugin_dir, free_delay=1.0, map_sources=True)
     else:

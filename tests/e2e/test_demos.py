@@ -324,7 +324,7 @@ def test_slink_refuses_the_reload_and_keeps_serving(start) -> None:
 
 def test_slink_map_sources_hot_swaps_and_pdb_stops_in_each_version(demo_env) -> None:
     """slink's README, "Or debug hot-loaded versions": the artifacts built (reload.sh
-    --map-sources), ``python -m pdb -m demo.slink.host --map-sources`` from the repository root
+    --map-sources), ``SLINK_MAP_SOURCES=1 python -m pdb -m demo.slink.host`` from the repository root
     with a breakpoint on the loop of demo/slink/plugin/fib/__init__.py stops there in version
     v1, and after reload.sh --map-sources v2 in the new version too; the host serves v2."""
     fib = "demo/slink/plugin/fib/__init__.py"
@@ -335,8 +335,9 @@ def test_slink_map_sources_hot_swaps_and_pdb_stops_in_each_version(demo_env) -> 
                 f'b {fib}:{loop}, CompileTimeString == "v2"',
                 "c", at, "disable 1", "c", at, "disable 2", "c", "q"]
     run_reload_sh("slink", demo_env, "--map-sources", "v1")  # builds the artifacts
-    host = Host("slink", demo_env, [sys.executable, "-m", "pdb", "-m", "demo.slink.host",
-                                    "--map-sources"], cwd=ROOT, stdin="\n".join(commands) + "\n")
+    host = Host("slink", {**demo_env, "SLINK_MAP_SOURCES": "1"},
+                [sys.executable, "-m", "pdb", "-m", "demo.slink.host"], cwd=ROOT,
+                stdin="\n".join(commands) + "\n")
     try:
         host.wait_for(rf"^> {ROOT / fib}\({loop}\)fib\(\)$")
         host.wait_for(r"\('stop', '_hotswap_fib_\d+', 'v1', True\)$")
