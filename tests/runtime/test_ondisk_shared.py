@@ -113,3 +113,37 @@ def test_hosts_sharing_a_runtime_folder_never_lose_each_others_files(tmp_path: P
                 host.communicate(timeout=30)
     PluginManagerSwapper(tmp_path / "keeper", runtime_dir=runtime).close()  # sweeps the killed
     assert files_under(runtime) == []
+
+
+def test_a_store_removed_and_made_again_by_other_hosts_while_placing_a_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last host to close removes ``store/`` and a starting host makes it again, both
+    between this host's writing a new copy and renaming it into the store: the load succeeds,
+    from the store made again."""
+    from hotswap_runtime import ondisk
+
+    runtime = tmp_path / "runtime"
+    build(write_plugin(tmp_path / "src", "one", [1]), tmp_path / "plugins", include=r"\.(json|txt)$")
+    real_rename = os.rename
+    raced = []
+
+    def rename(src: str, dst: str) -> None:
+        if not raced and os.path.dirname(dst) == str(runtime / "store"):
+            raced.append(dst)
+            os.rmdir(runtime / "store")  # the other hosts, at this very moment
+            try:
+                real_rename(src, dst)
+            finally:
+                os.mkdir(runtime / "store", 0o700)
+        real_rename(src, dst)
+
+    swapper = PluginManagerSwapper(tmp_path / "plugins", free_delay=0, runtime_dir=runtime)
+    try:
+        monkeypatch.setattr(ondisk.os, "rename", rename)
+        swapper.load_plugins()
+        monkeypatch.undo()
+        assert raced and swapper.current().vault.live_funcs["live_items"]() == [1]
+    finally:
+        monkeypatch.undo()
+        swapper.close()
+    assert files_under(runtime) == []
