@@ -18,6 +18,7 @@ from test_ondisk import files_under, write_plugin
 
 from hotswap_build.build import build
 from hotswap_runtime import PluginManagerSwapper
+from hotswap_runtime.ondisk import NEW_PREFIX, PROCS, STORE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +113,11 @@ def test_hosts_sharing_a_runtime_folder_never_lose_each_others_files(tmp_path: P
                 host.kill()
                 host.communicate(timeout=30)
     PluginManagerSwapper(tmp_path / "keeper", runtime_dir=runtime).close()  # sweeps the killed
-    assert files_under(runtime) == []
+    left = files_under(runtime)
+    # a host killed in the microseconds between making its proc folder and naming it leaves a
+    # .new- folder, swept once NEW_STALE_S old (a sweep cannot tell it from one being made)
+    making = [p for p in left if p.startswith(os.path.join(PROCS, NEW_PREFIX))]
+    assert left == (sorted([PROCS, STORE, *making]) if making else [])
 
 
 def test_a_store_removed_and_made_again_by_other_hosts_while_placing_a_copy(
