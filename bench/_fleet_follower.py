@@ -26,13 +26,17 @@ def main() -> int:
     logging.getLogger("hotswap_runtime.fleet.nats").setLevel(logging.ERROR)   # 50 hosts x "reconnecting"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    swapper = PluginManagerSwapper(tempfile.mkdtemp(prefix="bench-fleet-"), free_delay=0.2)
-    # a long heartbeat: the figures are about releases, not about heartbeat traffic
-    follower = Follower(swapper, channel, instance=instance, cache_dir=cache, heartbeat=30.0)
-    follower.start(timeout=30)
-    print("ready", flush=True)
-    stop.wait()
-    swapper.close()
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as plugin_dir:
+        swapper = PluginManagerSwapper(plugin_dir, free_delay=0.2)
+        try:
+            # a long heartbeat: the figures are about releases, not about heartbeat traffic
+            follower = Follower(swapper, channel, instance=instance, cache_dir=cache, heartbeat=30.0)
+            follower.start(timeout=30)
+            print("ready", flush=True)
+            stop.wait()
+            follower.stop()
+        finally:
+            swapper.close()
     return 0
 
 
