@@ -31,7 +31,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from . import doctor, forks
 from . import guard as guarding
@@ -49,6 +49,9 @@ from .staged import PreparedReload, Staged
 from .static import StaticPlugin
 from .version import Version, next_load_number
 from .yielding import for_event_loop, prompt_gil
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["PluginManagerSwapper", "VersionStats"]
 
@@ -338,11 +341,13 @@ class PluginManagerSwapper:
         note_loop()
         import asyncio  # the host runs a loop, so this costs nothing
 
-        return await asyncio.to_thread(self._reload_for_loop, data)
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._reload_for_loop, data, loop)
 
-    def _reload_for_loop(self, data: Any) -> Details:
-        """``reload`` in ``areload``'s worker: the reader and importer may yield to the loop."""
-        with for_event_loop():
+    def _reload_for_loop(self, data: Any, loop: asyncio.AbstractEventLoop) -> Details:
+        """``reload`` in ``areload``'s worker: the reader and importer may yield to the loop,
+        and the free of the manager it replaces waits for the loop to resume."""
+        with for_event_loop(), self._frees.handed_to(loop):
             return self.reload(data)
 
     def reset_plugin_dir(self, new_dir: str | os.PathLike[str]) -> None:

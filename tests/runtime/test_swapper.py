@@ -384,3 +384,51 @@ def test_arguments_after_plugin_dir_are_keyword_only_and_counter_is_read_only(
         assert swapper.reload_counter == 0
     finally:
         swapper.close()
+
+
+def test_areload_starts_the_free_after_the_loop_resumed(plugin_dir: Path, events, make_swapper,
+                                                        monkeypatch) -> None:
+    """With free_delay 0, the replaced version's free waits until the coroutine awaiting areload
+    has resumed (started from the worker, the freer took the GIL from the waking loop for a
+    switch interval: 14 ms to await a reload that took 8), then runs while the loop does."""
+    from hotswap_runtime import freeing
+    monkeypatch.setattr(freeing, "HANDOFF_WAIT", 60.0)  # only the loop's callback frees it here
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+
+    async def main() -> tuple[list[str], list[str]]:
+        await swapper.areload()
+        resumed = events.hooks("on_free")
+        for _ in range(500):
+            if events.hooks("on_free"):
+                break
+            await asyncio.sleep(0.01)
+        return resumed, events.hooks("on_free")
+
+    resumed, later = asyncio.run(main())
+    assert resumed == []
+    assert later == ["a"]
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["loop-closed", "loop-never-run"])
+def test_areload_free_waits_no_longer_than_handoff_wait(plugin_dir: Path, events, make_swapper,
+                                                        monkeypatch, closed: bool) -> None:
+    """A loop closed or stopped before it resumed the awaiting coroutine never runs the
+    callback that starts the free: the free still runs, after HANDOFF_WAIT."""
+    from hotswap_runtime import freeing
+    monkeypatch.setattr(freeing, "HANDOFF_WAIT", 0.2)
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a")})
+    swapper = make_swapper()
+    swapper.load_plugins()
+    pack_plugin(plugin_dir, "a", {"__init__.py": hooks_source("a", stamp="v2")})
+    loop = asyncio.new_event_loop()
+    try:
+        if closed:
+            loop.close()
+        assert str(swapper._reload_for_loop(None, loop)) == "a: ok"  # areload's worker, alone
+        assert events.hooks("on_free") == []
+        wait_for(lambda: events.hooks("on_free") == ["a"], timeout=10)
+    finally:
+        loop.close()
