@@ -21,6 +21,6 @@ class BuildError(HotswapError):
 
     def __init__(self, problems: Iterable[str], *, plugin: str | None = None,
                  step: str | None = "build") -> None:
-        found = tuple(dict.fromkeys(problems))
+        found = tuple(problems)  # each rule reports its problem once: no dedup by wording
         super().__init__("\n".join(found), plugin=plugin, step=step)
         self.problems = found

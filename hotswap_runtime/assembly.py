@@ -1,4 +1,4 @@
-"""Assembling a manager: the lifecycle of section 2 run over the versions a load selected.
+"""Assembling a manager: the lifecycle (README "The plugin contract") run over the versions a load selected.
 
 Design note: ``assemble`` takes the fresh versions (not yet mounted) and the carried-over ones
 that ``selection`` chose, and runs the steps in the order the contract fixes: mount and import

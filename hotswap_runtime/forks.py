@@ -61,7 +61,7 @@ def reset_lock(lock: object) -> None:
     ``_at_fork_reinit`` is what the standard library itself calls in its own at-fork handlers
     (logging, concurrent.futures); it keeps the object, so every reference to it sees the reset.
     """
-    lock._at_fork_reinit()  # type: ignore[attr-defined]
+    lock._at_fork_reinit()  # type: ignore[attr-defined]  # private in typeshed, public in CPython since 3.9
 
 
 def free_in_child(lock: threading.Lock) -> None:

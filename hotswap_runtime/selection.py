@@ -195,6 +195,13 @@ def static_versions(static: Mapping[str, StaticPlugin], whitelist: Iterable[str]
     return fresh
 
 
+def _missing_text(folder: str, missing: list[str]) -> str:
+    """Why a load fails when whitelisted plugins have no artifact (a load and a plan say it)."""
+    quoted = ", ".join(f'"{name}"' for name in missing)
+    return (f"whitelisted plugins not found in {folder}: {quoted}; build them into it or "
+            "remove them from the whitelist")
+
+
 def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager | None,
                 trusted_keys: TrustedKeys | None = None) -> dict[str, str]:
     """What ``reload()`` would do with ``folder``, as artifact path (or name) -> word.
@@ -221,6 +228,14 @@ def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager
     running: dict[str, Version] = {}
     if current is not None:
         running = {v.name.lower(): v for v in current._versions()}
+    if whitelist is not None:
+        missing = sorted(name for name in whitelist if name.lower() not in paths)
+        if missing:  # the load fails as a whole and the running plugins stay
+            for name in missing:
+                result[name] = f"error: {_missing_text(folder, [name])}"
+            for version in running.values():
+                result[version.file] = UNCHANGED
+            return dict(sorted(result.items()))
     artifacts: dict[str, Artifact] = {}
     for key, path in paths.items():
         if path in result:
@@ -311,12 +326,7 @@ def list_artifacts(folder: str, whitelist: list[str] | None,
         wanted = {name.lower(): name for name in whitelist}
         missing = sorted(name for key, name in wanted.items() if key not in paths)
         if missing:
-            quoted = ", ".join(f'"{name}"' for name in missing)
-            raise HotswapError(
-                f"whitelisted plugins not found in {folder}: {quoted}; build them into it "
-                "or remove them from the whitelist",
-                plugin=missing[0], step="list",
-            )
+            raise HotswapError(_missing_text(folder, missing), plugin=missing[0], step="list")
         paths = {key: path for key, path in paths.items() if key in wanted}
     artifacts: dict[str, Artifact] = {}
     errors: list[HotswapError] = []

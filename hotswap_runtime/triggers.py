@@ -348,7 +348,7 @@ def _watchfiles(helper: str) -> Any:
                           name="watchfiles") from exc
     # watchfiles imports platform lazily, in the watching thread: a process forked while that
     # thread imports it leaves the child a half-made module, and the child's watch fails on it
-    import platform  # noqa: F401
+    import platform  # noqa: F401 - imported for its side effect (see above), never used
     return watchfiles
 
 

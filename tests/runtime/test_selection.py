@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from hotswap_runtime.selection import select
 
 
@@ -51,3 +53,28 @@ def test_an_unreadable_artifact_gets_no_word_and_drops_nothing() -> None:
 def test_first_load_is_all_fresh() -> None:
     artifacts = {"a": _artifact("1"), "b": _artifact("2")}
     assert select({}, artifacts.keys(), artifacts) == {"a": "fresh", "b": "fresh"}
+
+
+def test_plan_with_a_whitelisted_plugin_missing_says_the_load_fails(plugin_dir, make_swapper,
+                                                                    events) -> None:
+    """plan() and reload() agree: a whitelisted name with no artifact fails the whole load
+    (reload raises, the running plugins stay), and plan() says so instead of "ok"."""
+    from handmade import hooks_source, pack_plugin
+
+    from hotswap_runtime import HotswapError
+    for name in ("a", "b"):
+        pack_plugin(plugin_dir, name, {"__init__.py": hooks_source(name)})
+    swapper = make_swapper(whitelist=["a"])
+    swapper.load_plugins()
+    (plugin_dir / "a.hsp").unlink()
+    plan = swapper.plan()
+    assert sorted(plan) == sorted(["a", str(plugin_dir / "a.hsp")])
+    assert plan["a"].startswith('error: whitelisted plugins not found in ') and '"a"' in plan["a"]
+    assert plan[str(plugin_dir / "a.hsp")] == "unchanged"
+    with pytest.raises(HotswapError, match='whitelisted plugins not found .*"a"'):
+        swapper.reload()
+    swapper2 = make_swapper(whitelist=["b", "C"])
+    assert swapper2.plan() == {"C": f'error: whitelisted plugins not found in {plugin_dir}: "C"; '
+                                     "build them into it or remove them from the whitelist"}
+    with pytest.raises(HotswapError, match='"C"'):
+        swapper2.load_plugins()

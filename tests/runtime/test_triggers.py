@@ -489,7 +489,7 @@ def test_a_symlink_switch_reloads_wherever_the_link_is(tmp_path: Path, build_plu
         link, plugin_dir, target = tmp_path / "current", tmp_path / "current" / "plugins", lambda n: releases / str(n)
     else:                            # app/plugins -> ../current -> releases/N/plugins
         link, plugin_dir = tmp_path / "current", tmp_path / "app" / "plugins"
-        target = lambda n: releases / str(n) / "plugins"  # noqa: E731
+        target = lambda n: releases / str(n) / "plugins"  # noqa: E731 - one line beside its twin above
         plugin_dir.parent.mkdir()
         plugin_dir.symlink_to(Path("..") / "current")
     switch(link, target(1))
