@@ -826,16 +826,26 @@ class RuntimeFolder:
               files: Mapping[str, bytes]) -> tuple[str, dict[str, Any]] | None:
         """The name and seal of a sound store entry holding ``files``, or None."""
         k = 0
+        replaced = 0
         while True:
             entry = f"{sha256}-{LAYOUT}.{k}"
             path = os.path.join(self.store, entry)
-            if not os.path.lexists(path):
+            try:
+                before = os.lstat(path).st_ino
+            except OSError:
                 return None
             seal = self._sound(path, files)
             if seal is not None:
                 return entry, seal
-            if not os.path.lexists(path):
+            try:
+                after = os.lstat(path).st_ino
+            except OSError:
                 return None  # collected while it was checked: not a changed copy
+            if after != before and replaced < _RETRIES:
+                # collected and placed again by other hosts while it was checked: the files
+                # read were of two copies, neither changed; look at the new one
+                replaced += 1
+                continue
             self.log.warning("runtime folder %s: the files of %s were changed after they were "
                              "written (%s); writing a fresh copy", self.root, name, entry)
             k += 1
