@@ -315,9 +315,9 @@ class FreePolicy:
         up to resume that coroutine, and keep it for a switch interval (5 ms by default): a
         10-module ``areload`` with ``free_delay=0`` took 14 ms to return instead of 8
         (bench/restart.py). The free is queued for ``HANDOFF_WAIT`` as a safety net (a loop
-        closed or stopped meanwhile never runs the callback) and moved to its due time by a
-        callback run two loop iterations after the worker ends: the first sets the worker's
-        result, the second resumes the coroutine; the third, after that step, starts the free.
+        closed or stopped meanwhile never runs the callback) and moved to its due time in the
+        third loop iteration after the worker ends: the first sets the worker's result, the
+        second resumes the coroutine, the third (after that step) starts the free.
         """
         held: list[tuple[Pending, float]] = []
         _handoff.held = held

@@ -195,6 +195,12 @@ def static_versions(static: Mapping[str, StaticPlugin], whitelist: Iterable[str]
     return fresh
 
 
+def _missing(whitelist: Iterable[str], keys: Collection[str]) -> list[str]:
+    """The whitelisted names (as given, sorted) with no artifact among lower-case ``keys``."""
+    wanted = {name.lower(): name for name in whitelist}  # one per name, whatever its case
+    return sorted(name for key, name in wanted.items() if key not in keys)
+
+
 def _missing_text(folder: str, missing: list[str]) -> str:
     """Why a load fails when whitelisted plugins have no artifact (a load and a plan say it)."""
     quoted = ", ".join(f'"{name}"' for name in missing)
@@ -229,7 +235,7 @@ def plan_folder(folder: str, whitelist: list[str] | None, current: PluginManager
     if current is not None:
         running = {v.name.lower(): v for v in current._versions()}
     if whitelist is not None:
-        missing = sorted(name for name in whitelist if name.lower() not in paths)
+        missing = _missing(whitelist, paths.keys())
         if missing:  # the load fails as a whole and the running plugins stay
             for name in missing:
                 result[name] = f"error: {_missing_text(folder, [name])}"
@@ -323,8 +329,8 @@ def list_artifacts(folder: str, whitelist: list[str] | None,
     if not paths:
         return {}
     if whitelist is not None:
-        wanted = {name.lower(): name for name in whitelist}
-        missing = sorted(name for key, name in wanted.items() if key not in paths)
+        wanted = {name.lower() for name in whitelist}
+        missing = _missing(whitelist, paths.keys())
         if missing:
             raise HotswapError(_missing_text(folder, missing), plugin=missing[0], step="list")
         paths = {key: path for key, path in paths.items() if key in wanted}
